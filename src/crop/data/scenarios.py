@@ -1,0 +1,102 @@
+"""HAPT scenarios: which context is available for personalization and which are unseen.
+
+=================  ======================  ==============================================
+scenario           available context       unseen context(s)
+=================  ======================  ==============================================
+hapt-session:1     session 1               session 2
+hapt-session:2     session 2               session 1
+hapt-placement:1   session 1               session 2 in a rotated sensor frame
+hapt-placement:2   session 2               session 1 in a rotated sensor frame
+hapt-faults:1      session 1               session 2 with each sensor fault (4 contexts)
+hapt-faults:2      session 2               session 1 with each sensor fault
+=================  ======================  ==============================================
+
+The rotation and the faults are drawn from a generator seeded by the user id, so a person's
+unseen context is the same across training seeds. ``hapt-placement`` uses the generic model
+trained with rotation augmentation (``generic="hapt-rot"``); the others use ``"hapt"``.
+Unseen-context data is test data only: no personalization method ever receives it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from crop.data import hapt
+from crop.data.sensing import ContextSplit, SensingData, stratified_split
+from crop.data.transforms import FAULTS, apply_fault, random_rotations, rotate
+from crop.errors import CropError
+
+FAMILIES = {"hapt-session": "hapt", "hapt-placement": "hapt-rot", "hapt-faults": "hapt"}
+
+# Users the benchmark personalizes; the shipped generic models never saw them, and
+# GENERIC_VAL_USERS form the person-disjoint validation split of generic training.
+PERSONALIZATION_USERS = (2, 8, 14, 20, 26)
+GENERIC_VAL_USERS = (5, 11, 17, 23, 29)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    family: str
+    number: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.family}:{self.number}"
+
+    @property
+    def available_session(self) -> int:
+        return self.number
+
+    @property
+    def unseen_session(self) -> int:
+        return 3 - self.number
+
+    @property
+    def generic(self) -> str:
+        return FAMILIES[self.family]
+
+
+def parse_scenarios(spec: str) -> list[Scenario]:
+    """``"hapt-session"`` -> both scenarios; ``"hapt-session:1"`` -> the first; comma-separated lists allowed."""
+    out: list[Scenario] = []
+    for item in [s.strip() for s in spec.split(",") if s.strip()]:
+        family, _, number = item.partition(":")
+        if family not in FAMILIES:
+            raise CropError(f"unknown scenario {item!r}; choose from {', '.join(FAMILIES)} (optionally :1 or :2)")
+        if number and number not in ("1", "2"):
+            raise CropError(f"unknown scenario number in {item!r}: use :1 or :2")
+        out.extend(Scenario(family, int(n)) for n in ([number] if number else ["1", "2"]))
+    if not out:
+        raise CropError("no scenario given")
+    return out
+
+
+@dataclass(frozen=True)
+class UserScenario:
+    """One person's data in one scenario: the available split and the unseen test contexts."""
+
+    user: int
+    scenario: Scenario
+    available: ContextSplit
+    unseen: dict[str, SensingData]
+
+
+def build_user_scenario(user: int, scenario: Scenario, seed: int) -> UserScenario:
+    """Available context split with ``seed``; unseen context(s) built with a user-seeded generator."""
+    available = hapt.load_session(user, scenario.available_session)
+    unseen = hapt.load_session(user, scenario.unseen_session)
+    split = stratified_split(available, seed)
+    rng = np.random.default_rng(10_000 + user)
+    if scenario.family == "hapt-session":
+        contexts = {f"session {scenario.unseen_session}": unseen}
+    elif scenario.family == "hapt-placement":
+        R = random_rotations(1, rng)[0]
+        contexts = {"rotated": SensingData(rotate(unseen.X, R), unseen.y, f"{unseen.name} rotated")}
+    else:
+        contexts = {
+            fault: SensingData(apply_fault(fault, unseen.X, rng), unseen.y, f"{unseen.name} {fault}")
+            for fault in FAULTS
+        }
+    return UserScenario(user, scenario, split, contexts)

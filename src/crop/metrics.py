@@ -1,0 +1,83 @@
+"""Accuracy measures and the paper's personalization gains (Section 6.2, Appendix A.2).
+
+Pure functions over label arrays; :func:`crop.evaluate` applies them to a model. The per-class
+measures come from scikit-learn. ``Delta_P`` and ``Delta_G`` follow Section 6.2 exactly:
+
+``Delta_P = 1/n * sum_users sum_{C in {Ca, Cu}} (A(M_P, C) - A(M_G, C))``
+``Delta_G = 1/n * sum_users sum_{C in {Ca, Cu}} (A(M_P, C) - A(M_conv, C))``
+
+Values are in percentage points when the accuracies are given in percent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+from sklearn.metrics import accuracy_score, f1_score
+
+from crop.errors import CropError
+
+MetricFn = Callable[[np.ndarray, np.ndarray], float]
+
+
+def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Fraction of correct predictions (WIDAR in the paper)."""
+    return float(accuracy_score(y_true, y_pred))
+
+
+def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Mean per-class recall over the classes present in ``y_true`` (ExtraSensory, PERCEPT-R, HAPT)."""
+    y_true = np.asarray(y_true)
+    present = np.unique(y_true)
+    y_pred = np.asarray(y_pred)
+    recalls = [(y_pred[y_true == c] == c).mean() for c in present]
+    return float(np.mean(recalls)) if recalls else float("nan")
+
+
+def f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """F1 of the positive class for binary labels, macro F1 otherwise (Stress sensing)."""
+    labels = np.union1d(np.unique(y_true), np.unique(y_pred))
+    average = "binary" if set(labels.tolist()) <= {0, 1} else "macro"
+    return float(f1_score(y_true, y_pred, average=average, zero_division=0))
+
+
+METRICS: dict[str, MetricFn] = {
+    "accuracy": accuracy,
+    "balanced_accuracy": balanced_accuracy,
+    "f1": f1,
+}
+
+
+def get_metric(name: str) -> MetricFn:
+    try:
+        return METRICS[name]
+    except KeyError:
+        raise CropError(f"unknown metric {name!r}; choose one of {', '.join(METRICS)}") from None
+
+
+def delta(
+    personalized: Mapping[str, Mapping[str, float]],
+    reference: Mapping[str, Mapping[str, float]],
+    contexts: Sequence[str] = ("available", "unseen"),
+) -> float:
+    """Section 6.2's gain of ``personalized`` over ``reference``.
+
+    Args:
+        personalized: ``{user: {context: A(M_P, C)}}``.
+        reference: ``{user: {context: A(M_ref, C)}}`` (generic model for Delta_P, conventional
+            finetuning for Delta_G), with the same users and contexts.
+
+    Returns ``1/n * sum_users sum_contexts (A_P - A_ref)``.
+    """
+    users = sorted(personalized)
+    if not users:
+        raise CropError("no users to compute a gain over")
+    missing = [u for u in users if u not in reference]
+    if missing:
+        raise CropError(f"reference results missing for user(s) {missing}")
+    total = 0.0
+    for user in users:
+        for ctx in contexts:
+            total += personalized[user][ctx] - reference[user][ctx]
+    return total / len(users)

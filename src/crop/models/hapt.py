@@ -1,0 +1,58 @@
+"""A small 1-D CNN for 6-channel HAPT windows (128 samples at 50 Hz).
+
+Built only from layers every part of ``crop`` understands (Conv1d, BatchNorm1d, ReLU,
+AvgPool1d, Flatten, Linear, Dropout, and an affine input standardisation), so it can be pruned,
+mixed, exported and certified. About 17 k parameters; the weights file is ~70 KB.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class Standardize(nn.Module):
+    """Per-channel ``(x - mean) / std`` with the statistics stored as buffers.
+
+    The generic model carries its training statistics, so raw sensor windows go straight in.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(channels, 1))
+        self.register_buffer("std", torch.ones(channels, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+class HAPTNet(nn.Sequential):
+    """Input ``(batch, channels, time)``; output logits ``(batch, n_classes)``."""
+
+    def __init__(self, channels: int = 6, n_classes: int = 6, length: int = 128, width: int = 32, dropout: float = 0.2):
+        pooled = length // 8 // 4
+        super().__init__(
+            Standardize(channels),
+            nn.Conv1d(channels, width // 2, kernel_size=7, stride=2, padding=3),
+            nn.BatchNorm1d(width // 2),
+            nn.ReLU(),
+            nn.Conv1d(width // 2, width, kernel_size=5, stride=2, padding=2),
+            nn.BatchNorm1d(width),
+            nn.ReLU(),
+            nn.Conv1d(width, width, kernel_size=5, stride=2, padding=2),
+            nn.BatchNorm1d(width),
+            nn.ReLU(),
+            nn.AvgPool1d(4),
+            nn.Flatten(),
+            nn.Linear(width * pooled, 2 * width),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(2 * width, n_classes),
+        )
+        self.config = {"channels": channels, "n_classes": n_classes, "length": length, "width": width, "dropout": dropout}
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The penultimate representation (input of the classification layer)."""
+        for layer in list(self)[:-1]:
+            x = layer(x)
+        return x

@@ -1,0 +1,97 @@
+"""Save and load models as safetensors, never unpickling.
+
+A file written by :func:`save_model` holds the tensors of ``state_dict()`` and, in the
+safetensors metadata, the architecture name and its constructor arguments, so
+:func:`load_model` can rebuild a built-in architecture. Models of other classes are saved the
+same way and loaded into a module the caller constructs (:func:`load_state`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from crop.errors import CropError
+from crop.models.hapt import HAPTNet
+
+ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {"hapt_cnn": HAPTNet}
+
+
+def architecture_name(model: nn.Module) -> str | None:
+    for name, factory in ARCHITECTURES.items():
+        if type(model) is factory:
+            return name
+    return None
+
+
+def save_model(model: nn.Module, path: str | Path, metadata: dict[str, Any] | None = None) -> Path:
+    """Write ``model``'s state (and its architecture, if built-in) atomically to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"crop_format": "1"}
+    arch = architecture_name(model)
+    if arch is not None:
+        meta["crop_arch"] = arch
+        meta["crop_config"] = json.dumps(getattr(model, "config", {}))
+    for key, value in (metadata or {}).items():
+        meta[str(key)] = value if isinstance(value, str) else json.dumps(value)
+    tensors = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    save_file(tensors, str(tmp), metadata=meta)
+    os.replace(tmp, path)
+    return path
+
+
+def read_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of a safetensors file; one-line :class:`CropError` if unusable."""
+    path = Path(path)
+    if not path.is_file():
+        raise CropError(f"model file not found: {path}")
+    try:
+        tensors = load_file(str(path))
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CropError(f"{path}: not a valid safetensors model file ({exc})") from None
+    return tensors, meta
+
+
+def load_state(model: nn.Module, path: str | Path) -> nn.Module:
+    """Load the weights in ``path`` into ``model`` (strict), with a one-line error on mismatch."""
+    tensors, _ = read_file(path)
+    try:
+        model.load_state_dict(tensors, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        raise CropError(f"{path}: weights do not fit the model ({first[1].strip() if len(first) > 1 else first[0]})") from None
+    return model
+
+
+def load_model(path: str | Path) -> nn.Module:
+    """Rebuild a built-in architecture from a file written by :func:`save_model`."""
+    tensors, meta = read_file(path)
+    arch = meta.get("crop_arch")
+    if arch not in ARCHITECTURES:
+        raise CropError(
+            f"{path}: no built-in architecture recorded (found {arch!r}); load it into your own module with crop.load_state"
+        )
+    try:
+        model = ARCHITECTURES[arch](**json.loads(meta.get("crop_config", "{}")))
+        model.load_state_dict(tensors, strict=True)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise CropError(f"{path}: weights do not match architecture {arch} ({str(exc).splitlines()[0]})") from None
+    return model.eval()
+
+
+def metadata_of(path: str | Path) -> dict[str, str]:
+    return read_file(path)[1]

@@ -1,0 +1,162 @@
+"""Global unstructured pruning and CRoP's ToleratedPrune (Algorithm 2).
+
+Pruning here works on named parameters and boolean keep-masks (``True`` = kept), not on
+``torch.nn.utils.prune`` re-parametrisations: those add ``weight_orig``/``weight_mask`` tensors
+and forward pre-hooks that GRU/LSTM and safetensors export do not handle, whereas CRoP only ever
+needs "which positions were zeroed" to mix them back.
+
+Prunable tensors by default: the ``weight`` of every Linear / Conv / bilinear layer and the
+``weight_ih*``/``weight_hh*`` matrices of RNN/GRU/LSTM layers, except the last parametrised
+layer (the decision layer, following Li et al. as the paper does). Biases and normalisation
+parameters are never pruned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from crop.data.sensing import SensingData
+from crop.errors import CropError
+from crop.models.utils import State, score, state_copy
+
+Masks = dict[str, torch.Tensor]
+_WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Bilinear)
+_RECURRENT = (nn.RNN, nn.GRU, nn.LSTM)
+
+
+def prunable_names(model: nn.Module, exclude_last: bool = True, exclude: tuple[str, ...] = ()) -> list[str]:
+    """Names (as in ``named_parameters``) of the weight tensors that pruning may zero.
+
+    The "last layer" is the last Linear/Conv/RNN module in registration order.
+    """
+    layers: list[list[str]] = []
+    for mod_name, module in model.named_modules():
+        prefix = f"{mod_name}." if mod_name else ""
+        if isinstance(module, _WEIGHTED) and module.weight is not None:
+            layers.append([prefix + "weight"])
+        elif isinstance(module, _RECURRENT):
+            layers.append([prefix + n for n, _ in module.named_parameters() if n.startswith("weight_")])
+    if exclude_last and layers:
+        layers = layers[:-1]
+    names = [n for layer in layers for n in layer if not any(n.startswith(e) for e in exclude)]
+    return names
+
+
+def magnitude_scores(model: nn.Module, names: list[str]) -> dict[str, torch.Tensor]:
+    params = dict(model.named_parameters())
+    return {n: params[n].detach().abs() for n in names}
+
+
+def global_masks(scores: dict[str, torch.Tensor], amount: float, prune_lowest: bool = True) -> Masks:
+    """Keep-masks that remove exactly ``round(amount * N)`` positions over all tensors.
+
+    ``prune_lowest`` removes the lowest scores (magnitude pruning); ``False`` removes the
+    highest (the MP-T ablation). Ties are broken by position, so the result is deterministic.
+    """
+    if not 0.0 <= amount <= 1.0:
+        raise CropError(f"pruning amount must lie in [0, 1], got {amount}")
+    flat = torch.cat([s.reshape(-1) for s in scores.values()]) if scores else torch.zeros(0)
+    n_prune = int(round(amount * flat.numel()))
+    keep = torch.ones(flat.numel(), dtype=torch.bool)
+    if n_prune > 0:
+        key = flat if prune_lowest else -flat
+        order = torch.sort(key, stable=True).indices
+        keep[order[:n_prune]] = False
+    masks: Masks = {}
+    offset = 0
+    for name, s in scores.items():
+        masks[name] = keep[offset : offset + s.numel()].reshape(s.shape)
+        offset += s.numel()
+    return masks
+
+
+@torch.no_grad()
+def apply_masks(model: nn.Module, masks: Masks) -> nn.Module:
+    """Zero the pruned positions of ``model`` in place."""
+    params = dict(model.named_parameters())
+    for name, keep in masks.items():
+        params[name].mul_(keep.to(params[name].dtype))
+    return model
+
+
+def sparsity(masks: Masks) -> float:
+    """Fraction of pruned positions over all masked tensors."""
+    total = sum(m.numel() for m in masks.values())
+    return 1.0 - sum(int(m.sum()) for m in masks.values()) / total if total else 0.0
+
+
+ScoreFn = Callable[[nn.Module, list[str]], dict[str, torch.Tensor]]
+
+
+@dataclass
+class PruneResult:
+    """Output of :func:`tolerated_prune`.
+
+    ``state`` is the model before the pruning step that broke the tolerance, ``amount`` its
+    pruning amount (0 when even the first step ``k`` broke it), ``masks`` its keep-masks,
+    ``history`` the ``(amount, accuracy)`` pairs tested, ``reference`` the unpruned accuracy.
+    """
+
+    state: State
+    amount: float
+    masks: Masks
+    reference: float
+    history: list[tuple[float, float]] = field(default_factory=list)
+
+
+def tolerated_prune(
+    model: nn.Module,
+    data: SensingData,
+    tau: float,
+    k: float = 0.05,
+    k_step: float = 0.05,
+    *,
+    metric: str = "balanced_accuracy",
+    names: list[str] | None = None,
+    scores: dict[str, torch.Tensor] | None = None,
+    prune_lowest: bool = True,
+    max_amount: float = 1.0,
+) -> PruneResult:
+    """Algorithm 2: raise the pruning amount from ``k`` by ``k_step`` until the accuracy on
+    ``data`` drops below ``A_o - tau``; return the state before that step.
+
+    ``tau`` is in accuracy units (0.05 = five percentage points). The tested amounts are
+    ``k, k + k_step, ...`` up to ``max_amount``; if none breaks the tolerance the largest one
+    tested is returned. ``model`` is not modified.
+    """
+    if not (0 < k < 1 and 0 < k_step < 1):
+        raise CropError(f"k and k' must lie in (0, 1), got k={k}, k'={k_step}")
+    if tau < 0:
+        raise CropError(f"tau must be >= 0, got {tau}")
+    names = names if names is not None else prunable_names(model)
+    if not names:
+        raise CropError("the model has no prunable weights (Linear/Conv/RNN layers besides the last)")
+    scores = scores if scores is not None else magnitude_scores(model, names)
+    original = state_copy(model)
+    reference = score(model, data, metric)
+    best_state, best_amount = original, 0.0
+    best_masks: Masks = {n: torch.ones_like(s, dtype=torch.bool) for n, s in scores.items()}
+    history: list[tuple[float, float]] = []
+    i = 0
+    try:
+        while True:
+            amount = round(k + i * k_step, 10)
+            if amount > max_amount + 1e-12:
+                break
+            masks = global_masks(scores, amount, prune_lowest)
+            model.load_state_dict(original)
+            apply_masks(model, masks)
+            acc = score(model, data, metric)
+            history.append((amount, acc))
+            if acc < reference - tau:
+                break
+            best_state, best_amount, best_masks = state_copy(model), amount, masks
+            i += 1
+    finally:
+        model.load_state_dict(original)
+    return PruneResult(best_state, best_amount, best_masks, reference, history)
+

@@ -1,0 +1,127 @@
+"""Personalization methods registered by name, and what each returns.
+
+A method is a function ``fit(generic, available, config, *, seed, metric) -> PersonalizationResult``
+with a config dataclass. ``crop bench``, ``crop personalize`` and :func:`crop.personalize` look
+methods up here, so adding one is: write the config and ``fit``, decorate with
+:func:`register_method`, add a row to the test matrix.
+
+Every ``fit`` is a pure function of (generic model, available-context split, config, seed): it
+copies the generic model, never modifies it, and never sees unseen-context data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from crop.data.sensing import ContextSplit
+from crop.errors import CropError
+from crop.models.utils import State
+
+
+@dataclass
+class PersonalizationResult:
+    """A personalized model and how it was reached.
+
+    Attributes:
+        method: registered name of the method.
+        model: the personalized model (eval mode).
+        states: named model states; CRoP gives ``generic``, ``initial``, ``pruned``, ``mixed``, ``final``.
+        prune_amount: the pruning amount chosen, for methods that prune.
+        info: method-specific details (alpha trace, training histories, selected epochs...).
+    """
+
+    method: str
+    model: nn.Module
+    states: dict[str, State] = field(default_factory=dict)
+    prune_amount: float | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+FitFn = Callable[..., PersonalizationResult]
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    config_class: type
+    fit: FitFn
+    description: str
+
+
+METHODS: dict[str, MethodSpec] = {}
+
+
+def register_method(name: str, config_class: type, description: str = "") -> Callable[[FitFn], FitFn]:
+    """Decorator registering ``fit`` under ``name`` with its config dataclass."""
+
+    def decorator(fit: FitFn) -> FitFn:
+        if name in METHODS:
+            raise ValueError(f"method {name!r} registered twice")
+        METHODS[name] = MethodSpec(name, config_class, fit, description or (fit.__doc__ or "").strip().split("\n")[0])
+        return fit
+
+    return decorator
+
+
+def get_method(name: str) -> MethodSpec:
+    _load_builtin_methods()
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise CropError(f"unknown method {name!r}; available: {', '.join(sorted(METHODS))}") from None
+
+
+def available_methods() -> list[str]:
+    _load_builtin_methods()
+    return sorted(METHODS)
+
+
+def _load_builtin_methods() -> None:
+    import crop.personalize.crop  # noqa: F401
+    import crop.personalize.finetune  # noqa: F401
+
+
+def config_from_dict(cls: type, values: dict[str, Any], where: str = "config") -> Any:
+    """Build dataclass ``cls`` from a (possibly nested) dict, with one-line errors on typos."""
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in known:
+            raise CropError(f"{where}: unknown option {key!r}; options: {', '.join(known)}")
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint) and isinstance(value, dict):
+            value = config_from_dict(hint, value, f"{where}.{key}")
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def check_available(generic: nn.Module, available: ContextSplit) -> int:
+    """Validate the split against the model; return the number of classes."""
+    from crop.models.utils import n_classes_of
+
+    available.train.validate()
+    n_classes = n_classes_of(generic, available.train.X)
+    for part in (available.train, available.val, available.test):
+        if len(part):
+            part.validate(n_classes=n_classes, input_shape=available.train.X.shape[1:])
+    if len(available.val) == 0:
+        raise CropError(f"{available.val.name}: no validation windows (needed for checkpoint selection)")
+    present = set(available.train.y.tolist())
+    absent = [c for c in range(n_classes) if c not in present]
+    if absent:
+        raise CropError(
+            f"{available.train.name}: class(es) {absent} absent from the available-context training data "
+            f"(the model has {n_classes} classes)"
+        )
+    return n_classes
