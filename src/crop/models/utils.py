@@ -48,13 +48,13 @@ def score(model: nn.Module, data: SensingData, metric: str = "balanced_accuracy"
     return get_metric(metric)(data.y, predict(model, data.X))
 
 
-def n_classes_of(model: nn.Module, example: np.ndarray) -> int:
+def n_classes_of(model: nn.Module, example: np.ndarray, name: str = "data") -> int:
     """Number of outputs of ``model`` for one example window."""
     try:
         out = predict_logits(model, example[:1])
     except RuntimeError as exc:
         raise CropError(
-            f"the model cannot process windows of shape {tuple(example.shape[1:])} ({str(exc).splitlines()[0]})"
+            f"{name}: the model cannot process windows of shape {tuple(example.shape[1:])} ({str(exc).splitlines()[0]})"
         ) from None
     if out.ndim != 2:
         raise CropError(f"the model must output logits of shape (batch, classes), got {tuple(out.shape)}")

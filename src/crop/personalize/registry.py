@@ -111,7 +111,7 @@ def check_available(generic: nn.Module, available: ContextSplit) -> int:
     from crop.models.utils import n_classes_of
 
     available.train.validate()
-    n_classes = n_classes_of(generic, available.train.X)
+    n_classes = n_classes_of(generic, available.train.X, available.train.name)
     for part in (available.train, available.val, available.test):
         if len(part):
             part.validate(n_classes=n_classes, input_shape=available.train.X.shape[1:])

@@ -1,0 +1,149 @@
+"""The benchmark runner behind ``crop bench`` and ``crop demo``.
+
+A run is a grid of units (scenario x user x seed x method). Each unit personalizes one
+person's generic model copy with one method (a pure function of generic model, data, config,
+seed) and evaluates the result on the available-context test split and on every unseen
+context; its records are appended atomically to ``results.jsonl``. Finished units are skipped
+when the same directory is run again, so a killed run resumes where it stopped. Failures are
+recorded with their reason, never dropped.
+
+Record fields: ``dataset, scenario, user, seed, method, context`` (``available`` or
+``unseen``), ``context_name`` (the unseen context's name, or the available session), ``metric``,
+``value``, ``status`` (``ok`` / ``failed``) and, for pruning methods, ``prune_amount``.
+Timings go to ``timings.jsonl`` so that ``results.jsonl`` is identical across runs.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from crop.bench.store import ResultStore, unit_key
+from crop.data.scenarios import Scenario, UserScenario, build_user_scenario
+from crop.errors import CropError
+from crop.metrics import METRICS, get_metric
+from crop.models.utils import predict
+from crop.personalize.registry import get_method
+
+REPORTED_METRICS = ("balanced_accuracy", "accuracy", "f1")
+
+
+@dataclass
+class BenchSpec:
+    """What to run. ``configs`` maps a method name to its config (dataclass) if not default."""
+
+    scenarios: list[Scenario]
+    users: list[int]
+    seeds: list[int]
+    methods: list[str]
+    out: Path
+    dataset: str = "hapt"
+    metric: str = "balanced_accuracy"
+    configs: dict[str, Any] = field(default_factory=dict)
+    unit_hook: Callable[[dict, nn.Module, UserScenario], list[dict]] | None = None
+
+
+def evaluate_unit(
+    model: nn.Module, us: UserScenario, base: dict[str, Any], metrics: Sequence[str] = REPORTED_METRICS
+) -> list[dict[str, Any]]:
+    """Records of ``model`` on the available test split and each unseen context."""
+    records = []
+    contexts = [("available", f"session {us.scenario.available_session}", us.available.test)]
+    contexts += [("unseen", name, data) for name, data in us.unseen.items()]
+    for context, name, data in contexts:
+        pred = predict(model, data.X)
+        for m in metrics:
+            value = METRICS[m](data.y, pred)
+            records.append({**base, "context": context, "context_name": name, "metric": m, "value": round(value, 10)})
+    return records
+
+
+def plan_units(spec: BenchSpec) -> list[tuple[Scenario, int, int, str]]:
+    return [(sc, u, s, m) for sc in spec.scenarios for u in spec.users for s in spec.seeds for m in spec.methods]
+
+
+def run_bench(spec: BenchSpec, progress: bool = True) -> Path:
+    """Run (or resume) the grid in ``spec``; returns the path of ``results.jsonl``."""
+    from crop.generic import generic_for
+
+    get_metric(spec.metric)
+    for method in spec.methods:
+        get_method(method)
+    spec.out.mkdir(parents=True, exist_ok=True)
+    store = ResultStore(spec.out / "results.jsonl")
+    store.repair()
+    done = store.done_units()
+    units = plan_units(spec)
+    todo = [u for u in units if (spec.dataset, u[0].name, u[1], u[2], u[3]) not in done]
+    generics: dict[str, tuple[nn.Module, dict]] = {}
+    scenario_cache: dict[tuple[str, int, int], UserScenario] = {}
+
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = [
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    ]
+    with Progress(*columns, disable=not progress, transient=False) as bar:
+        task = bar.add_task("bench", total=len(units), completed=len(units) - len(todo))
+        for scenario, user, seed, method in todo:
+            bar.update(task, description=f"{scenario.name} user {user} seed {seed} {method}")
+            if scenario.generic not in generics:
+                bar.update(task, description=f"{scenario.name}: preparing generic model")
+                generics[scenario.generic] = generic_for(scenario.generic, spec.users)
+            generic, generic_info = generics[scenario.generic]
+            key = (scenario.name, user, seed)
+            if key not in scenario_cache:
+                scenario_cache.clear()
+                scenario_cache[key] = build_user_scenario(user, scenario, seed)
+            us = scenario_cache[key]
+            base = {"dataset": spec.dataset, "scenario": scenario.name, "user": user, "seed": seed, "method": method}
+            t0 = time.perf_counter()
+            mspec = get_method(method)
+            config = spec.configs.get(method) or mspec.config_class()
+            try:
+                result = mspec.fit(generic, us.available, config, seed=seed, metric=spec.metric)
+                extra = {"status": "ok"}
+                if result.prune_amount is not None:
+                    extra["prune_amount"] = round(float(result.prune_amount), 10)
+                records = evaluate_unit(result.model, us, {**base, **extra})
+                if spec.unit_hook is not None:
+                    records += spec.unit_hook({**base, **extra}, result.model, us)
+            except Exception as exc:  # noqa: BLE001 - a failed method is a result, not a crash
+                reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+                records = [{**base, "status": "failed", "error": reason, "context": None, "metric": None, "value": None}]
+                (spec.out / "errors.log").open("a").write(f"{base}\n{traceback.format_exc()}\n")
+            store.append(records)
+            elapsed = time.perf_counter() - t0
+            with (spec.out / "timings.jsonl").open("a") as f:
+                f.write(json.dumps({**base, "seconds": round(elapsed, 3), "generic": generic_info.get("source")}) + "\n")
+            bar.advance(task)
+    return store.path
+
+
+def load_results(out: Path) -> list[dict[str, Any]]:
+    records = ResultStore(Path(out) / "results.jsonl").load()
+    if not records:
+        raise CropError(f"no results in {out}/results.jsonl")
+    return records
+
+
+__all__ = ["BenchSpec", "evaluate_unit", "load_results", "plan_units", "run_bench", "unit_key"]

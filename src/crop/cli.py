@@ -1,0 +1,334 @@
+"""The ``crop`` command: demo, personalize, bench, train-generic, methods, report.
+
+Every problem with the input ends in one line on stderr (``crop: error: ...``) and exit code 2;
+no command leaves a half-written output file behind.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import tomllib
+import typer
+from rich.console import Console
+from rich.table import Table as RichTable
+
+from crop.errors import CropError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help=__doc__)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _guard(func: Callable[..., None]) -> Callable[..., None]:
+    """Turn :class:`CropError` into one line on stderr and exit code 2 (no traceback)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        try:
+            func(*args, **kwargs)
+        except CropError as exc:
+            err_console.print(f"crop: error: {exc}", highlight=False, markup=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err_console.print("crop: interrupted", highlight=False, markup=False)
+            raise typer.Exit(130) from None
+        except Exception as exc:  # noqa: BLE001 - never dump a traceback on a user
+            if os.environ.get("CROP_DEBUG"):
+                raise
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            err_console.print(
+                f"crop: internal error: {type(exc).__name__}: {first} (set CROP_DEBUG=1 for the traceback)",
+                highlight=False,
+                markup=False,
+                soft_wrap=True,
+            )
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def _ints(text: str, what: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise CropError(f"{what} must be comma-separated integers, got {text!r}") from None
+    if not values:
+        raise CropError(f"no {what} given")
+    return values
+
+
+def _load_configs(path: Path | None, methods: list[str]) -> dict[str, Any]:
+    """Method configs from a TOML file with one table per method name."""
+    from crop.personalize.registry import config_from_dict, get_method
+
+    if path is None:
+        return {}
+    if not path.is_file():
+        raise CropError(f"config file not found: {path}")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise CropError(f"{path}: not valid TOML ({exc})") from None
+    out = {}
+    for name, values in raw.items():
+        spec = get_method(name)
+        if not isinstance(values, dict):
+            raise CropError(f"{path}: [{name}] must be a table of options")
+        out[name] = config_from_dict(spec.config_class, values, f"{path}:[{name}]")
+    return out
+
+
+def _rich_table(table: Any) -> RichTable:
+    rt = RichTable(title=table.title, title_justify="left", show_lines=False)
+    for i, h in enumerate(table.header):
+        rt.add_column(h, justify="left" if i == 0 else "right")
+    for row in table.rows:
+        rt.add_row(*row)
+    return rt
+
+
+def _write_tables(out: Path, metric: str) -> list[Any]:
+    from crop.bench.runner import load_results
+    from crop.report.files import write_text_atomic
+    from crop.report.tables import all_tables, render_markdown
+
+    records = load_results(out)
+    write_text_atomic(out / "table.md", render_markdown(records, metric))
+    tables = all_tables(records, metric)
+    (out / "tables").mkdir(exist_ok=True)
+    for i, t in enumerate(tables):
+        write_text_atomic(out / "tables" / f"{i:02d}.csv", t.csv())
+    return tables
+
+
+@app.command()
+@_guard
+def methods() -> None:
+    """List the registered personalization methods."""
+    from crop.personalize.registry import METHODS, available_methods
+
+    for name in available_methods():
+        console.print(f"[bold]{name}[/bold]: {METHODS[name].description}")
+
+
+@app.command()
+@_guard
+def bench(
+    scenario: Annotated[str, typer.Option(help="e.g. hapt-session (both scenarios) or hapt-session:1; comma-separated")],
+    out: Annotated[Path, typer.Option(help="output directory (results.jsonl, table.md); re-running resumes")],
+    dataset: Annotated[str, typer.Option(help="dataset (hapt is built in)")] = "hapt",
+    users: Annotated[str | None, typer.Option(help="comma-separated user ids (default: the documented personalization users)")] = None,
+    seeds: Annotated[str, typer.Option(help="comma-separated seeds")] = "0",
+    methods: Annotated[str, typer.Option(help="comma-separated method names (see `crop methods`)")] = "generic,finetune,crop",
+    config: Annotated[Path | None, typer.Option(help="TOML file with one [method] table of options each")] = None,
+    metric: Annotated[str, typer.Option(help="accuracy measure for selection and tables")] = "balanced_accuracy",
+    quiet: Annotated[bool, typer.Option(help="no progress bar or tables on the terminal")] = False,
+) -> None:
+    """Run methods over users x scenarios x seeds; write results.jsonl and table.md."""
+    from crop.bench.runner import BenchSpec, run_bench
+    from crop.data.scenarios import PERSONALIZATION_USERS, parse_scenarios
+    from crop.personalize.registry import get_method
+
+    if dataset != "hapt":
+        raise CropError(f"unknown dataset {dataset!r}: the built-in dataset is hapt")
+    method_list = [m.strip() for m in methods.split(",") if m.strip()]
+    for m in method_list:
+        get_method(m)
+    user_list = _ints(users, "users") if users else list(PERSONALIZATION_USERS)
+    from crop.data.hapt import USERS
+
+    unknown = [u for u in user_list if u not in USERS]
+    if unknown:
+        raise CropError(f"unknown HAPT user(s) {unknown}: users are 1-30")
+    spec = BenchSpec(
+        scenarios=parse_scenarios(scenario),
+        users=user_list,
+        seeds=_ints(seeds, "seeds"),
+        methods=method_list,
+        out=out,
+        dataset=dataset,
+        metric=metric,
+        configs=_load_configs(config, method_list),
+    )
+    run_bench(spec, progress=not quiet)
+    tables = _write_tables(out, metric)
+    if not quiet:
+        for t in tables[:2]:
+            console.print(_rich_table(t))
+    console.print(f"wrote {out / 'results.jsonl'} and {out / 'table.md'}")
+
+
+@app.command()
+@_guard
+def report(out: Annotated[Path, typer.Argument(help="a bench output directory")], metric: str = "balanced_accuracy") -> None:
+    """Rewrite table.md (and tables/*.csv) from a bench directory's results.jsonl."""
+    tables = _write_tables(out, metric)
+    for t in tables:
+        console.print(_rich_table(t))
+
+
+@app.command()
+@_guard
+def demo(
+    out: Annotated[Path, typer.Option(help="output directory")] = Path("crop-out/demo"),
+    seed: int = 0,
+) -> None:
+    """The main job on built-in data: HAPT hapt-session scenario 1, generic vs finetune vs CRoP."""
+    from crop.bench.runner import BenchSpec, run_bench
+    from crop.data.scenarios import PERSONALIZATION_USERS, parse_scenarios
+
+    console.print(
+        f"[bold]crop demo[/bold]: personalizing HAPT users {list(PERSONALIZATION_USERS)} "
+        "(available context: session 1; unseen: session 2) with conventional finetuning and CRoP"
+    )
+    spec = BenchSpec(
+        scenarios=parse_scenarios("hapt-session:1"),
+        users=list(PERSONALIZATION_USERS),
+        seeds=[seed],
+        methods=["generic", "finetune", "crop"],
+        out=out,
+    )
+    run_bench(spec)
+    tables = _write_tables(out, spec.metric)
+    console.print(_rich_table(tables[1]))
+    console.print(_rich_table(tables[0]))
+    console.print(f"Results: {out / 'results.jsonl'}, tables: {out / 'table.md'}")
+
+
+@app.command()
+@_guard
+def personalize(
+    out: Annotated[Path, typer.Option(help="output directory: model.safetensors and summary.json")],
+    user: Annotated[int | None, typer.Option(help="a HAPT user id (1-30)")] = None,
+    scenario: Annotated[str, typer.Option(help="HAPT scenario, e.g. hapt-session:1")] = "hapt-session:1",
+    data: Annotated[Path | None, typer.Option(help="your own .npz with X (n, ...), y (n,), optional context (n,)")] = None,
+    model: Annotated[Path | None, typer.Option(help="generic model .safetensors (written by crop)")] = None,
+    available: Annotated[str | None, typer.Option(help="with --data: the context value that is available")] = None,
+    method: Annotated[str, typer.Option(help="registered method")] = "crop",
+    seed: int = 0,
+    config: Annotated[Path | None, typer.Option(help="TOML file with a [method] table of options")] = None,
+    metric: str = "balanced_accuracy",
+) -> None:
+    """Personalize one person: a HAPT user, or your own data file plus a generic model file."""
+    import numpy as np
+
+    from crop.api import evaluate
+    from crop.api import personalize as run_personalize
+    from crop.data.sensing import load_npz, stratified_split
+    from crop.models.io import load_model, save_model
+    from crop.report.files import write_text_atomic
+
+    configs = _load_configs(config, [method])
+    t0 = time.perf_counter()
+    if (user is None) == (data is None):
+        raise CropError("give either --user (a HAPT user) or --data with --model")
+    if user is not None:
+        from crop.data.scenarios import build_user_scenario, parse_scenarios
+        from crop.generic import generic_for
+
+        scenarios = parse_scenarios(scenario)
+        if len(scenarios) != 1:
+            raise CropError(f"--scenario must name one scenario such as {scenarios[0].name}")
+        from crop.data.hapt import USERS
+
+        if user not in USERS:
+            raise CropError(f"unknown HAPT user {user}: users are 1-30")
+        generic, generic_info = (load_model(model), {"source": str(model)}) if model else generic_for(scenarios[0].generic, [user])
+        us = build_user_scenario(user, scenarios[0], seed)
+        split, unseen = us.available, us.unseen
+        subject = {"dataset": "hapt", "user": user, "scenario": scenarios[0].name}
+    else:
+        if model is None:
+            raise CropError("--data needs --model (the generic model file)")
+        generic, generic_info = load_model(model), {"source": str(model)}
+        whole, context = load_npz(data)
+        whole.validate()
+        unseen = {}
+        if context is not None:
+            values = sorted({str(v) for v in context.tolist()})
+            if available is None:
+                if len(values) > 1:
+                    raise CropError(f"{data}: several contexts {values}; choose the available one with --available")
+                available = values[0]
+            if available not in values:
+                raise CropError(f"{data}: context {available!r} not found; contexts are {values}")
+            ctx = np.asarray([str(v) for v in context.tolist()])
+            for v in values:
+                if v != available:
+                    unseen[v] = whole.subset(np.flatnonzero(ctx == v), f"{data.name} context {v}")
+            whole = whole.subset(np.flatnonzero(ctx == available), f"{data.name} context {available}")
+        split = stratified_split(whole, seed)
+        subject = {"data": str(data), "available_context": available}
+    result = run_personalize(generic, split, configs.get(method), method=method, seed=seed, metric=metric)
+    scores = {"available (test split)": evaluate(result.model, split.test)} if len(split.test) else {}
+    scores.update({f"unseen: {k}": evaluate(result.model, v) for k, v in unseen.items()})
+    generic_scores = {"available (test split)": evaluate(generic, split.test)} if len(split.test) else {}
+    generic_scores.update({f"unseen: {k}": evaluate(generic, v) for k, v in unseen.items()})
+    summary = {
+        **subject,
+        "method": method,
+        "seed": seed,
+        "metric": metric,
+        "prune_amount": result.prune_amount,
+        "scores": scores,
+        "generic_scores": generic_scores,
+        "generic_model": generic_info,
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+    if "mixed_selected" in result.info:
+        summary["mixed_model_selected"] = result.info["mixed_selected"]
+        summary["timings"] = result.info.get("timings")
+    save_model(result.model, out / "model.safetensors", {"method": method, "seed": seed})
+    write_text_atomic(out / "summary.json", json.dumps(summary, indent=2, default=float))
+    rt = RichTable(title=f"{method} personalization ({metric}, %)", title_justify="left")
+    rt.add_column("context")
+    rt.add_column("generic", justify="right")
+    rt.add_column(method, justify="right")
+    for k, v in scores.items():
+        rt.add_row(k, f"{100 * generic_scores[k][metric]:.2f}", f"{100 * v[metric]:.2f}")
+    console.print(rt)
+    if result.prune_amount is not None:
+        console.print(f"pruning amount chosen by ToleratedPrune: {result.prune_amount:.2f}")
+    console.print(f"wrote {out / 'model.safetensors'} and {out / 'summary.json'}")
+
+
+@app.command("train-generic")
+@_guard
+def train_generic_cmd(
+    out: Annotated[Path, typer.Option(help="output .safetensors file")],
+    kind: Annotated[str, typer.Option(help="hapt, or hapt-rot (rotation augmentation)")] = "hapt",
+    epochs: int = 30,
+    seed: int = 0,
+) -> None:
+    """Train a HAPT generic model (deterministic) leaving the personalization users out.
+
+    The shipped weights were produced by
+    ``crop train-generic --kind hapt --out src/crop/models/weights/hapt-generic.safetensors`` and
+    ``crop train-generic --kind hapt-rot --out src/crop/models/weights/hapt-rot-generic.safetensors``.
+    """
+    from crop.generic import GenericTrainConfig, train_generic
+    from crop.models.io import save_model
+
+    with console.status(f"training the {kind} generic model ({epochs} epochs)"):
+        model, info = train_generic(kind, config=GenericTrainConfig(epochs=epochs, seed=seed))
+    save_model(model, out, {k: v for k, v in info.items()})
+    console.print(
+        f"validation balanced accuracy (users {info['val_users']}): {100 * info['val_balanced_accuracy']:.2f} % "
+        f"at epoch {info['best_epoch']}; wrote {out}"
+    )
+
+
+def main() -> None:
+    """Entry point of the ``crop`` console script."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""Tables from benchmark records: the Table-3-style summary and the per-user tables.
+
+All accuracies are shown in percent; Delta_P / Delta_G in percentage points, as Section 6.2
+defines them (a sum over the two contexts, averaged over users), then mean and standard
+deviation over seeds. A scenario with several unseen contexts uses, as ``A(M, Cu)``, the mean
+over those contexts; the per-context values are in ``per_context``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from crop.metrics import delta
+
+Perf = dict[tuple[str, str, int, int], dict[str, float]]  # (scenario, method, user, seed) -> {context: acc}
+
+
+def performance(records: list[dict[str, Any]], metric: str = "balanced_accuracy") -> Perf:
+    """``{(scenario, method, user, seed): {"available": A, "unseen": mean over unseen contexts}}``."""
+    acc: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in records:
+        if r.get("status") != "ok" or r.get("metric") != metric:
+            continue
+        acc[(r["scenario"], r["method"], r["user"], r["seed"])][r["context"]].append(100.0 * r["value"])
+    return {k: {c: float(np.mean(v)) for c, v in ctx.items()} for k, ctx in acc.items()}
+
+
+def failures(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in records if r.get("status") == "failed"]
+
+
+@dataclass
+class Table:
+    title: str
+    header: list[str]
+    rows: list[list[str]]
+
+    def markdown(self) -> str:
+        lines = [f"| {' | '.join(self.header)} |", "|" + "|".join("---" for _ in self.header) + "|"]
+        lines += [f"| {' | '.join(row)} |" for row in self.rows]
+        return "\n".join(lines)
+
+    def csv(self) -> str:
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(self.header)
+        writer.writerows(self.rows)
+        return buf.getvalue()
+
+
+def _pm(values: Sequence[float]) -> str:
+    if not values:
+        return "-"
+    mean = float(np.mean(values))
+    if len(values) == 1:
+        return f"{mean:+.2f}"
+    return f"{mean:+.2f} ± {float(np.std(values, ddof=1)):.2f}"
+
+
+def _ordered(items: set[str], preferred: Sequence[str]) -> list[str]:
+    return [m for m in preferred if m in items] + sorted(items - set(preferred))
+
+
+METHOD_ORDER = ("generic", "finetune", "crop")
+
+
+def delta_values(perf: Perf, scenario: str, method: str, reference: str) -> list[float]:
+    """Delta of ``method`` over ``reference`` in ``scenario``, one value per seed (users in common)."""
+    seeds = sorted({k[3] for k in perf if k[0] == scenario})
+    values = []
+    for seed in seeds:
+        users = sorted(
+            {k[2] for k in perf if k[0] == scenario and k[1] == method and k[3] == seed}
+            & {k[2] for k in perf if k[0] == scenario and k[1] == reference and k[3] == seed}
+        )
+        if not users:
+            continue
+        p = {u: perf[(scenario, method, u, seed)] for u in users}
+        r = {u: perf[(scenario, reference, u, seed)] for u in users}
+        values.append(delta(p, r))
+    return values
+
+
+def summary_table(perf: Perf, dataset: str = "hapt") -> Table:
+    """Table 3: Delta_P and Delta_G per method (rows) and scenario (column pairs), mean ± sd over seeds."""
+    scenarios = sorted({k[0] for k in perf})
+    methods = _ordered({k[1] for k in perf} - {"generic"}, METHOD_ORDER)
+    header = ["method"] + [f"{s} {d}" for s in scenarios for d in ("Δ_P", "Δ_G")]
+    rows = []
+    for m in methods:
+        row = [m]
+        for s in scenarios:
+            row.append(_pm(delta_values(perf, s, m, "generic")))
+            row.append(_pm(delta_values(perf, s, m, "finetune")) if m != "finetune" else "0")
+        rows.append(row)
+    return Table(f"{dataset}: Δ_P (vs generic) and Δ_G (vs conventional finetuning), pp, mean ± sd over seeds", header, rows)
+
+
+def per_user_table(perf: Perf, scenario: str, std: bool = False) -> Table:
+    """Appendix B Tables 11-13 (``std=False``: mean over seeds) or Table 14 (``std=True``)."""
+    keys = [k for k in perf if k[0] == scenario]
+    methods = _ordered({k[1] for k in keys}, METHOD_ORDER)
+    users = sorted({k[2] for k in keys})
+    header = ["user"] + [f"{m} {c}" for m in methods for c in ("Ca", "Cu")]
+    rows = []
+    for u in users:
+        row = [str(u)]
+        for m in methods:
+            for ctx in ("available", "unseen"):
+                vals = [perf[k][ctx] for k in keys if k[1] == m and k[2] == u and ctx in perf[k]]
+                if not vals:
+                    row.append("-")
+                elif std:
+                    row.append(f"{np.std(vals, ddof=1):.2f}" if len(vals) > 1 else "0.00")
+                else:
+                    row.append(f"{np.mean(vals):.2f}")
+        rows.append(row)
+    kind = "standard deviation over seeds" if std else "mean over seeds"
+    return Table(f"{scenario}: per-user accuracy (%), {kind}; Ca = available, Cu = unseen", header, rows)
+
+
+def per_context_table(records: list[dict[str, Any]], scenario: str, metric: str = "balanced_accuracy") -> Table:
+    """Mean accuracy per method and named context (useful when there are several unseen contexts)."""
+    acc: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for r in records:
+        if r.get("status") == "ok" and r.get("metric") == metric and r["scenario"] == scenario:
+            acc[(r["method"], f"{r['context']}: {r['context_name']}")].append(100.0 * r["value"])
+    methods = _ordered({m for m, _ in acc}, METHOD_ORDER)
+    contexts = sorted({c for _, c in acc})
+    rows = [[c] + [f"{np.mean(acc[(m, c)]):.2f}" if acc.get((m, c)) else "-" for m in methods] for c in contexts]
+    return Table(f"{scenario}: accuracy (%) per context, mean over users and seeds", ["context"] + methods, rows)
+
+
+def all_tables(records: list[dict[str, Any]], metric: str = "balanced_accuracy", dataset: str = "hapt") -> list[Table]:
+    perf = performance(records, metric)
+    tables = [summary_table(perf, dataset)]
+    for scenario in sorted({k[0] for k in perf}):
+        tables.append(per_user_table(perf, scenario))
+        tables.append(per_user_table(perf, scenario, std=True))
+        tables.append(per_context_table(records, scenario, metric))
+    return tables
+
+
+def render_markdown(records: list[dict[str, Any]], metric: str = "balanced_accuracy", dataset: str = "hapt") -> str:
+    parts = [f"# Benchmark results ({dataset}, metric: {metric})", ""]
+    for t in all_tables(records, metric, dataset):
+        parts += [f"## {t.title}", "", t.markdown(), ""]
+    failed = failures(records)
+    if failed:
+        parts += ["## Failed runs", "", "| scenario | user | seed | method | error |", "|---|---|---|---|---|"]
+        parts += [f"| {r['scenario']} | {r['user']} | {r['seed']} | {r['method']} | {r.get('error', '')} |" for r in failed]
+        parts.append("")
+    return "\n".join(parts)

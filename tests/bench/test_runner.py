@@ -1,0 +1,103 @@
+"""The benchmark runner: records, resume after a crash, determinism, tables."""
+
+import json
+
+import pytest
+
+from crop.bench.runner import BenchSpec, run_bench
+from crop.bench.store import ResultStore
+from crop.data.scenarios import parse_scenarios
+from crop.personalize.crop import CRoPConfig
+from crop.personalize.finetune import FinetuneConfig
+from crop.personalize.loop import TrainConfig
+from crop.report.tables import performance, render_markdown, summary_table
+
+FAST = {
+    "crop": CRoPConfig(initial=TrainConfig(epochs=3, select="last"), final=TrainConfig(epochs=2, include_initial=True)),
+    "finetune": FinetuneConfig(TrainConfig(epochs=3)),
+}
+
+
+def spec(out, methods=("generic", "finetune", "crop"), scenario="hapt-session:1", hook=None):
+    return BenchSpec(parse_scenarios(scenario), [2], [0], list(methods), out, configs=FAST, unit_hook=hook)
+
+
+def lines(path):
+    return sorted(path.read_text().splitlines())
+
+
+def test_records_have_the_documented_fields(tmp_path):
+    run_bench(spec(tmp_path), progress=False)
+    records = ResultStore(tmp_path / "results.jsonl").load()
+    assert {r["method"] for r in records} == {"generic", "finetune", "crop"}
+    for r in records:
+        assert {"dataset", "scenario", "user", "seed", "method", "context", "context_name", "metric", "value"} <= set(r)
+        assert r["context"] in ("available", "unseen")
+    crop_records = [r for r in records if r["method"] == "crop"]
+    assert all(0 <= r["prune_amount"] < 1 for r in crop_records)
+    assert {r["metric"] for r in records} == {"balanced_accuracy", "accuracy", "f1"}
+
+
+def test_interrupted_bench_resumes_to_the_same_results(tmp_path):
+    full = tmp_path / "full"
+    run_bench(spec(full), progress=False)
+
+    crashed = tmp_path / "crashed"
+    calls = []
+
+    def die_on_third(base, model, us):
+        calls.append(base["method"])
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # like a kill in the middle of the third unit
+        return []
+
+    with pytest.raises(KeyboardInterrupt):
+        run_bench(spec(crashed, hook=die_on_third), progress=False)
+    # a torn line as left by a crash during a write
+    with (crashed / "results.jsonl").open("a") as f:
+        f.write('{"dataset": "hapt", "scenario": "hapt-ses')
+    assert {r["method"] for r in ResultStore(crashed / "results.jsonl").load()} == {"generic", "finetune"}
+
+    run_bench(spec(crashed), progress=False)
+    assert lines(crashed / "results.jsonl") == lines(full / "results.jsonl")
+
+    # a second run on a finished directory does nothing
+    before = (crashed / "results.jsonl").read_bytes()
+    run_bench(spec(crashed), progress=False)
+    assert (crashed / "results.jsonl").read_bytes() == before
+
+
+def test_same_command_same_seed_identical_results(tmp_path):
+    run_bench(spec(tmp_path / "a"), progress=False)
+    run_bench(spec(tmp_path / "b"), progress=False)
+    assert (tmp_path / "a" / "results.jsonl").read_bytes() == (tmp_path / "b" / "results.jsonl").read_bytes()
+
+
+def test_failed_method_is_recorded_with_reason(tmp_path):
+    bad = BenchSpec(parse_scenarios("hapt-session:1"), [2], [0], ["crop"], tmp_path,
+                    configs={"crop": CRoPConfig(penalty="nope", initial=TrainConfig(epochs=1))})
+    run_bench(bad, progress=False)
+    (record,) = ResultStore(tmp_path / "results.jsonl").load()
+    assert record["status"] == "failed" and "nope" in record["error"]
+    assert "Failed runs" in render_markdown([record])
+
+
+def test_scenario_family_runs_both_scenarios_and_tables(tmp_path):
+    run_bench(spec(tmp_path, scenario="hapt-faults"), progress=False)
+    records = ResultStore(tmp_path / "results.jsonl").load()
+    assert {r["scenario"] for r in records} == {"hapt-faults:1", "hapt-faults:2"}
+    unseen = {r["context_name"] for r in records if r["context"] == "unseen"}
+    assert unseen == {"noise", "bias-drift", "dead-gyro", "saturation"}
+    perf = performance(records)
+    # A(M, Cu) is the mean over the unseen contexts
+    vals = [100 * r["value"] for r in records if r["method"] == "crop" and r["scenario"] == "hapt-faults:1"
+            and r["context"] == "unseen" and r["metric"] == "balanced_accuracy"]
+    assert perf[("hapt-faults:1", "crop", 2, 0)]["unseen"] == pytest.approx(sum(vals) / 4)
+    table = summary_table(perf)
+    assert table.header[1:] == ["hapt-faults:1 Δ_P", "hapt-faults:1 Δ_G", "hapt-faults:2 Δ_P", "hapt-faults:2 Δ_G"]
+    # Delta_P of crop recomputed by hand
+    p, g = perf[("hapt-faults:1", "crop", 2, 0)], perf[("hapt-faults:1", "generic", 2, 0)]
+    expected = (p["available"] - g["available"]) + (p["unseen"] - g["unseen"])
+    row = next(r for r in table.rows if r[0] == "crop")
+    assert float(row[1]) == pytest.approx(expected, abs=0.006)
+    json.dumps(records)
