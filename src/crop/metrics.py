@@ -28,11 +28,15 @@ def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
 
 def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     """Mean per-class recall over the classes present in ``y_true`` (ExtraSensory, PERCEPT-R, HAPT)."""
-    y_true = np.asarray(y_true)
-    present = np.unique(y_true)
-    y_pred = np.asarray(y_pred)
-    recalls = [(y_pred[y_true == c] == c).mean() for c in present]
-    return float(np.mean(recalls)) if recalls else float("nan")
+    y_true = np.asarray(y_true, dtype=np.int64)
+    y_pred = np.asarray(y_pred, dtype=np.int64)
+    if y_true.size == 0:
+        return float("nan")
+    size = int(max(y_true.max(), y_pred.max())) + 1
+    support = np.bincount(y_true, minlength=size)
+    hits = np.bincount(y_true[y_true == y_pred], minlength=size)
+    present = support > 0
+    return float((hits[present] / support[present]).mean())
 
 
 def f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:

@@ -140,6 +140,10 @@ def fit_crop(
             "mixed_selected": step2.best_epoch == 0,
             "history_initial": step1.history,
             "history_final": step2.history,
-            "timings": timings,
+            "timings": {
+                **timings,
+                "selection_initial": step1.selection_seconds,
+                "selection_final": step2.selection_seconds,
+            },
         },
     )

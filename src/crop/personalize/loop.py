@@ -10,6 +10,7 @@ or the last one.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -39,6 +40,9 @@ class TrainConfig:
         select_on: ``"metric"`` (the dataset's accuracy measure, Algorithm 1 line 5) or ``"loss"``.
         include_initial: whether the starting model is itself a selection candidate (epoch 0).
         patience: stop after this many epochs without improvement (``None``: run all epochs).
+        track_validation: score the validation split every epoch even when nothing is selected
+            with it (``select="last"`` without patience); off by default, as it only feeds the
+            history.
     """
 
     epochs: int = 40
@@ -50,6 +54,7 @@ class TrainConfig:
     select_on: Literal["metric", "loss"] = "metric"
     include_initial: bool = False
     patience: int | None = None
+    track_validation: bool = False
 
 
 class Hook:
@@ -69,6 +74,13 @@ class Hook:
     def after_step(self, model: nn.Module) -> None:
         """Called after ``optimizer.step()`` (e.g. re-apply a mask, project a parameter)."""
 
+    def on_epoch_start(self, model: nn.Module) -> None:
+        """Called after ``model.train()`` at the start of each epoch (e.g. put frozen BatchNorm back in eval mode)."""
+
+    def before_validation(self, model: nn.Module) -> None:
+        """Called before the model is scored on the validation split, at epoch 0 (when
+        ``include_initial``) and after each epoch (e.g. refresh k-NN reference embeddings)."""
+
     def on_epoch_end(self, model: nn.Module, record: dict) -> None:
         """Called with the epoch's history record; may add entries to it."""
 
@@ -86,6 +98,7 @@ class TrainResult:
     best_score: float
     last_state: State
     history: list[dict] = field(default_factory=list)
+    selection_seconds: float = 0.0  # time spent evaluating the validation split and copying checkpoints
 
 
 def _val_scores(model: nn.Module, val: SensingData, metric: str) -> tuple[float, float]:
@@ -131,15 +144,23 @@ def train(
     best_epoch, best_state = -1, None
     best = -math.inf if on == "metric" else math.inf
     history: list[dict] = []
+    selection = 0.0
     if config.include_initial:
+        for h in hooks:
+            h.before_validation(model)
+        t0 = time.perf_counter()
         m, loss = _val_scores(model, val_data, metric)
         best, best_epoch, best_state = (m if on == "metric" else loss), 0, state_copy(model)
+        selection += time.perf_counter() - t0
         history.append({"epoch": 0, "train_loss": float("nan"), "val_metric": m, "val_loss": loss})
 
     n = len(y)
     stale = 0
+    validate = config.select == "best" or config.patience is not None or config.track_validation
     for epoch in range(1, config.epochs + 1):
         model.train()
+        for h in hooks:
+            h.on_epoch_start(model)
         order = torch.randperm(n, generator=gen)
         total, count = 0.0, 0
         for start in range(0, n, config.batch_size):
@@ -160,21 +181,31 @@ def train(
                 h.after_step(model)
             total += float(loss.detach()) * len(idx)
             count += len(idx)
-        m, vloss = _val_scores(model, val_data, metric)
-        record = {"epoch": epoch, "train_loss": total / max(count, 1), "val_metric": m, "val_loss": vloss}
+        record = {"epoch": epoch, "train_loss": total / max(count, 1)}
+        t0 = time.perf_counter()
+        if validate:
+            for h in hooks:
+                h.before_validation(model)
+            m, vloss = _val_scores(model, val_data, metric)
+            record.update(val_metric=m, val_loss=vloss)
+        else:
+            m = vloss = float("nan")
         for h in hooks:
             h.on_epoch_end(model, record)
         history.append(record)
         current = m if on == "metric" else vloss
-        if config.select == "last" or _better(current, best, on):
+        if config.select == "last":
+            best, best_epoch, best_state = current, epoch, None  # the model as it ends
+        elif _better(current, best, on):
             best, best_epoch, best_state = current, epoch, state_copy(model)
             stale = 0
         else:
             stale += 1
-            if config.patience is not None and stale >= config.patience:
-                break
+        selection += time.perf_counter() - t0
+        if config.patience is not None and stale >= config.patience:
+            break
     last_state = state_copy(model)
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
-    return TrainResult(model, best_epoch, best, last_state, history)
+    return TrainResult(model, best_epoch, best, last_state, history, selection)

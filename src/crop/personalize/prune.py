@@ -51,27 +51,32 @@ def magnitude_scores(model: nn.Module, names: list[str]) -> dict[str, torch.Tens
     return {n: params[n].detach().abs() for n in names}
 
 
-def global_masks(scores: dict[str, torch.Tensor], amount: float, prune_lowest: bool = True) -> Masks:
-    """Keep-masks that remove exactly ``round(amount * N)`` positions over all tensors.
+def _order(scores: dict[str, torch.Tensor], prune_lowest: bool) -> torch.Tensor:
+    """Flat positions sorted by pruning priority (ties broken by position)."""
+    flat = torch.cat([s.reshape(-1) for s in scores.values()]) if scores else torch.zeros(0)
+    return torch.sort(flat if prune_lowest else -flat, stable=True).indices
 
-    ``prune_lowest`` removes the lowest scores (magnitude pruning); ``False`` removes the
-    highest (the MP-T ablation). Ties are broken by position, so the result is deterministic.
-    """
+
+def _masks_from_order(scores: dict[str, torch.Tensor], order: torch.Tensor, amount: float) -> Masks:
     if not 0.0 <= amount <= 1.0:
         raise CropError(f"pruning amount must lie in [0, 1], got {amount}")
-    flat = torch.cat([s.reshape(-1) for s in scores.values()]) if scores else torch.zeros(0)
-    n_prune = int(round(amount * flat.numel()))
-    keep = torch.ones(flat.numel(), dtype=torch.bool)
-    if n_prune > 0:
-        key = flat if prune_lowest else -flat
-        order = torch.sort(key, stable=True).indices
-        keep[order[:n_prune]] = False
+    keep = torch.ones(order.numel(), dtype=torch.bool)
+    keep[order[: int(round(amount * order.numel()))]] = False
     masks: Masks = {}
     offset = 0
     for name, s in scores.items():
         masks[name] = keep[offset : offset + s.numel()].reshape(s.shape)
         offset += s.numel()
     return masks
+
+
+def global_masks(scores: dict[str, torch.Tensor], amount: float, prune_lowest: bool = True) -> Masks:
+    """Keep-masks that remove exactly ``round(amount * N)`` positions over all tensors.
+
+    ``prune_lowest`` removes the lowest scores (magnitude pruning); ``False`` removes the
+    highest (the MP-T ablation). Ties are broken by position, so the result is deterministic.
+    """
+    return _masks_from_order(scores, _order(scores, prune_lowest), amount)
 
 
 @torch.no_grad()
@@ -136,9 +141,11 @@ def tolerated_prune(
     if not names:
         raise CropError("the model has no prunable weights (Linear/Conv/RNN layers besides the last)")
     scores = scores if scores is not None else magnitude_scores(model, names)
-    original = state_copy(model)
+    order = _order(scores, prune_lowest)  # sorted once; each amount is a prefix of it
+    params = dict(model.named_parameters())
+    originals = {n: params[n].detach().clone() for n in scores}
     reference = score(model, data, metric)
-    best_state, best_amount = original, 0.0
+    best_amount = 0.0
     best_masks: Masks = {n: torch.ones_like(s, dtype=torch.bool) for n, s in scores.items()}
     history: list[tuple[float, float]] = []
     i = 0
@@ -147,16 +154,23 @@ def tolerated_prune(
             amount = round(k + i * k_step, 10)
             if amount > max_amount + 1e-12:
                 break
-            masks = global_masks(scores, amount, prune_lowest)
-            model.load_state_dict(original)
-            apply_masks(model, masks)
+            masks = _masks_from_order(scores, order, amount)
+            with torch.no_grad():
+                for n, keep in masks.items():
+                    params[n].copy_(originals[n] * keep)
             acc = score(model, data, metric)
             history.append((amount, acc))
             if acc < reference - tau:
                 break
-            best_state, best_amount, best_masks = state_copy(model), amount, masks
+            best_amount, best_masks = amount, masks
             i += 1
+        with torch.no_grad():
+            for n, keep in best_masks.items():
+                params[n].copy_(originals[n] * keep)
+        best_state = state_copy(model)
     finally:
-        model.load_state_dict(original)
+        with torch.no_grad():
+            for n, value in originals.items():
+                params[n].copy_(value)
     return PruneResult(best_state, best_amount, best_masks, reference, history)
 
