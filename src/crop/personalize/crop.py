@@ -18,10 +18,11 @@ from typing import Literal
 from torch import nn
 
 from crop.data.sensing import ContextSplit
+from crop.errors import CropError
 from crop.models.utils import clone_model, state_copy
 from crop.personalize.loop import TrainConfig, train
 from crop.personalize.mix import mix
-from crop.personalize.prune import prunable_names, tolerated_prune
+from crop.personalize.prune import FreezePruned, PruneCriterion, prunable_names, prune_scores, tolerated_prune
 from crop.personalize.registry import PersonalizationResult, check_available, register_method
 from crop.personalize.regularize import AlphaParam, PenaltyKind, WeightPenalty
 
@@ -51,6 +52,11 @@ class CRoPConfig:
         prune_data: the available-context split ToleratedPrune measures accuracy on:
             ``"train"`` (D_i^a, the data of Algorithm 1) or ``"val"``.
         exclude_last: never prune the decision layer.
+        prune_criterion: what ToleratedPrune removes first: the smallest ``|w|``
+            (``"magnitude"``, CRoP), the largest (``"top_magnitude"``, MP-T ablation) or the
+            smallest ``|w * grad|`` on the prune data (``"gradient"``, GP ablation).
+        final_finetune: step 4 trains every weight (``"full"``, CRoP) or freezes the pruned
+            positions at their mixed-in generic values (``"partial"``, Section 8.3 ablation).
         final_alpha: step 4 restarts alpha at ``alpha`` (``"reset"``) or continues from the
             value step 1 ended with (``"continue"``).
         initial, final: the two finetuning phases. ``initial.select`` is set from ``prune_from``;
@@ -67,6 +73,8 @@ class CRoPConfig:
     prune_from: Literal["last", "best"] = "last"
     prune_data: Literal["train", "val"] = "train"
     exclude_last: bool = True
+    prune_criterion: PruneCriterion = "magnitude"
+    final_finetune: Literal["full", "partial"] = "full"
     final_alpha: Literal["reset", "continue"] = "reset"
     initial: TrainConfig = field(default_factory=_initial_phase)
     final: TrainConfig = field(default_factory=_final_phase)
@@ -78,6 +86,16 @@ def _penalty(config: CRoPConfig, alpha: float) -> WeightPenalty:
     )
 
 
+def check_crop_config(config: CRoPConfig) -> None:
+    """Reject unknown step options before any training starts (one-line errors)."""
+    if config.prune_criterion not in ("magnitude", "gradient", "top_magnitude"):
+        raise CropError(
+            f"unknown prune_criterion {config.prune_criterion!r}; choose magnitude, gradient or top_magnitude"
+        )
+    if config.final_finetune not in ("full", "partial"):
+        raise CropError(f"unknown final_finetune {config.final_finetune!r}; choose full or partial")
+
+
 @register_method("crop", CRoPConfig, "CRoP: penalized finetuning, ToleratedPrune, mixing, final finetuning")
 def fit_crop(
     generic: nn.Module, available: ContextSplit, config: CRoPConfig, *, seed: int = 0, metric: str = "balanced_accuracy"
@@ -86,6 +104,7 @@ def fit_crop(
     import time
 
     check_available(generic, available)
+    check_crop_config(config)
     timings: dict[str, float] = {}
     generic_state = state_copy(generic)
 
@@ -102,7 +121,9 @@ def fit_crop(
     t0 = time.perf_counter()
     names = prunable_names(model, exclude_last=config.exclude_last)
     prune_data = available.train if config.prune_data == "train" else available.val
-    pruned = tolerated_prune(model, prune_data, config.tau, config.k, config.k_step, metric=metric, names=names)
+    scores, prune_lowest = prune_scores(model, names, config.prune_criterion, prune_data)
+    tolerance = dict(metric=metric, names=names, scores=scores, prune_lowest=prune_lowest)
+    pruned = tolerated_prune(model, prune_data, config.tau, config.k, config.k_step, **tolerance)
     timings["tolerated_prune"] = time.perf_counter() - t0
 
     # Line 4: mixing by replacement.
@@ -115,7 +136,8 @@ def fit_crop(
     t0 = time.perf_counter()
     final_alpha = penalty.alpha if config.final_alpha == "continue" else config.alpha
     penalty2 = _penalty(config, final_alpha)
-    step2 = train(model, available.train, available.val, config.final, seed=seed + 1, metric=metric, hooks=[penalty2])
+    hooks2 = [penalty2] + ([FreezePruned(model, pruned.masks)] if config.final_finetune == "partial" else [])
+    step2 = train(model, available.train, available.val, config.final, seed=seed + 1, metric=metric, hooks=hooks2)
     timings["final_finetune"] = time.perf_counter() - t0
 
     return PersonalizationResult(

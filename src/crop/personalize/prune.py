@@ -15,15 +15,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from crop.data.sensing import SensingData
 from crop.errors import CropError
 from crop.models.utils import State, score, state_copy
+from crop.personalize.loop import Hook
 
 Masks = dict[str, torch.Tensor]
+PruneCriterion = Literal["magnitude", "gradient", "top_magnitude"]
 _WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Bilinear)
 _RECURRENT = (nn.RNN, nn.GRU, nn.LSTM)
 
@@ -49,6 +53,67 @@ def prunable_names(model: nn.Module, exclude_last: bool = True, exclude: tuple[s
 def magnitude_scores(model: nn.Module, names: list[str]) -> dict[str, torch.Tensor]:
     params = dict(model.named_parameters())
     return {n: params[n].detach().abs() for n in names}
+
+
+def loss_gradients(
+    model: nn.Module, data: SensingData, names: list[str] | None = None, *, batch_size: int = 1024
+) -> dict[str, torch.Tensor]:
+    """Gradient of the mean cross-entropy over all of ``data`` w.r.t. the named parameters.
+
+    The model is evaluated in eval mode (dropout off, BatchNorm on its running statistics), so
+    the result is deterministic and independent of batching; ``batch_size`` only bounds memory.
+    ``names`` defaults to every parameter. No ``.grad`` attribute of the model is touched.
+    """
+    if len(data) == 0:
+        raise CropError(f"{data.name}: no samples to compute a gradient on")
+    named = dict(model.named_parameters())
+    names = list(named) if names is None else names
+    params = [named[n] for n in names]
+    X = torch.as_tensor(data.X, dtype=torch.float32)
+    y = torch.as_tensor(data.y)
+    total = [torch.zeros_like(p) for p in params]
+    was_training = model.training
+    model.eval()
+    try:
+        for start in range(0, len(y), batch_size):
+            loss = F.cross_entropy(model(X[start : start + batch_size]), y[start : start + batch_size], reduction="sum")
+            grads = torch.autograd.grad(loss, params, allow_unused=True)
+            for acc, g in zip(total, grads, strict=True):
+                if g is not None:
+                    acc.add_(g)
+    finally:
+        model.train(was_training)
+    return {n: g / len(y) for n, g in zip(names, total, strict=True)}
+
+
+def gradient_scores(model: nn.Module, names: list[str], data: SensingData) -> dict[str, torch.Tensor]:
+    """First-order (Taylor) saliency ``|w * dL/dw|`` of the mean cross-entropy on ``data``.
+
+    The GP criterion of the Section 8.1 ablation: a weight whose removal changes the loss least
+    (to first order) is pruned first.
+    """
+    params = dict(model.named_parameters())
+    grads = loss_gradients(model, data, names)
+    return {n: (params[n].detach() * grads[n]).abs() for n in names}
+
+
+def prune_scores(
+    model: nn.Module, names: list[str], criterion: PruneCriterion = "magnitude", data: SensingData | None = None
+) -> tuple[dict[str, torch.Tensor], bool]:
+    """Scores and direction for a pruning criterion: ``(scores, prune_lowest)``.
+
+    ``"magnitude"`` (CRoP, MP) prunes the smallest ``|w|``; ``"top_magnitude"`` (MP-T) the
+    largest; ``"gradient"`` (GP) the smallest ``|w * grad|`` on ``data``.
+    """
+    if criterion == "magnitude":
+        return magnitude_scores(model, names), True
+    if criterion == "top_magnitude":
+        return magnitude_scores(model, names), False
+    if criterion == "gradient":
+        if data is None:
+            raise CropError("the gradient pruning criterion needs data to compute gradients on")
+        return gradient_scores(model, names, data), True
+    raise CropError(f"unknown pruning criterion {criterion!r}; choose magnitude, gradient or top_magnitude")
 
 
 def _order(scores: dict[str, torch.Tensor], prune_lowest: bool) -> torch.Tensor:
@@ -92,6 +157,33 @@ def sparsity(masks: Masks) -> float:
     """Fraction of pruned positions over all masked tensors."""
     total = sum(m.numel() for m in masks.values())
     return 1.0 - sum(int(m.sum()) for m in masks.values()) / total if total else 0.0
+
+
+class FreezePruned(Hook):
+    """Keep the positions where ``masks`` is ``False`` at the values they hold when the hook
+    is built (the partial-finetuning ablation: mixed-in generic weights stay generic).
+
+    Their gradients are zeroed after every backward pass and their values restored after every
+    optimizer step, so they stay bit-for-bit equal whatever the optimizer (momentum, weight
+    decay) does.
+    """
+
+    def __init__(self, model: nn.Module, masks: Masks) -> None:
+        params = dict(model.named_parameters())
+        self.frozen = {n: (~keep, params[n].detach().clone()) for n, keep in masks.items()}
+
+    def after_backward(self, model: nn.Module) -> None:
+        params = dict(model.named_parameters())
+        for name, (pruned, _) in self.frozen.items():
+            grad = params[name].grad
+            if grad is not None:
+                grad.masked_fill_(pruned, 0.0)
+
+    @torch.no_grad()
+    def after_step(self, model: nn.Module) -> None:
+        params = dict(model.named_parameters())
+        for name, (pruned, value) in self.frozen.items():
+            params[name].copy_(torch.where(pruned, value, params[name]))
 
 
 ScoreFn = Callable[[nn.Module, list[str]], dict[str, torch.Tensor]]

@@ -1,0 +1,50 @@
+"""Table 5: the accuracy of every model state on every context, and what each step changed."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from torch import nn
+
+from crop.data.sensing import SensingData
+from crop.models.utils import State, clone_model, score
+
+
+def state_accuracies(
+    model: nn.Module,
+    states: Mapping[str, State],
+    contexts: Mapping[str, SensingData],
+    metric: str = "balanced_accuracy",
+) -> dict[str, dict[str, float]]:
+    """``{state: {context: metric}}`` (fractions in [0, 1]) of ``model``'s architecture
+    holding each state. ``model`` itself is not modified."""
+    probe = clone_model(model)
+    out: dict[str, dict[str, float]] = {}
+    for name, state in states.items():
+        probe.load_state_dict(state)
+        out[name] = {ctx: score(probe, data, metric) for ctx, data in contexts.items()}
+    return out
+
+
+STEP_EFFECTS = (
+    ("pruning (pruned - initial)", "pruned", "initial"),
+    ("mixing (mixed - initial)", "mixed", "initial"),
+    ("final finetuning (final - mixed)", "final", "mixed"),
+    ("final vs initial finetuning", "final", "initial"),
+    ("final vs generic", "final", "generic"),
+)
+
+
+def step_effects(accuracies: Mapping[str, Mapping[str, float]]) -> list[dict]:
+    """Differences between states (Table 5's "effect of mixing" and final-model comparisons).
+
+    Rows ``{"effect", "a", "b", context: acc[a] - acc[b], ...}`` for each pair whose states
+    are present.
+    """
+    rows = []
+    for label, a, b in STEP_EFFECTS:
+        if a in accuracies and b in accuracies:
+            rows.append(
+                {"effect": label, "a": a, "b": b, **{c: accuracies[a][c] - accuracies[b][c] for c in accuracies[a]}}
+            )
+    return rows
