@@ -19,6 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import torch
+
 import crop
 from crop.data.scenarios import PERSONALIZATION_USERS, build_user_scenario, parse_scenarios
 from crop.generic import generic_for
@@ -45,6 +47,7 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
+    torch.set_num_threads(1)  # as the crop command does by default
 
     print("## `crop personalize --user U` (whole command, /usr/bin/time -v)\n")
     print("| user | wall (s) | peak RSS (MB) |\n|---|---|---|")

@@ -6,6 +6,8 @@ from torch import nn
 from crop.data.sensing import SensingData, stratified_split
 from crop.personalize.loop import TrainConfig
 
+torch.set_num_threads(1)  # the tiny test models run fastest on one thread
+
 
 class TinyNet(nn.Module):
     """A model the library knows nothing about (not a built-in architecture)."""

@@ -108,6 +108,18 @@ def _write_tables(out: Path, metric: str) -> list[Any]:
     return tables
 
 
+@app.callback()
+def _setup(
+    threads: Annotated[
+        int, typer.Option(help="CPU threads for torch; 1 is fastest for the small sensing models", min=1)
+    ] = int(os.environ.get("CROP_THREADS", "1")),
+) -> None:
+    """crop: trustworthy static personalization of human-sensing models (CRoP)."""
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 @app.command()
 @_guard
 def methods() -> None:
