@@ -99,7 +99,13 @@ def _write_tables(out: Path, metric: str) -> list[Any]:
     from crop.report.files import write_text_atomic
     from crop.report.tables import all_tables, render_markdown
 
+    from crop.report.plots import delta_bars
+    from crop.report.tables import performance
+
     records = load_results(out)
+    perf = performance(records, metric)
+    if {k[1] for k in perf} - {"generic"}:
+        delta_bars(perf, out / "deltas.png", f"Δ_P and Δ_G ({metric}), mean ± sd over seeds")
     write_text_atomic(out / "table.md", render_markdown(records, metric))
     tables = all_tables(records, metric)
     (out / "tables").mkdir(exist_ok=True)
@@ -142,6 +148,10 @@ def bench(
     config: Annotated[Path | None, typer.Option(help="TOML file with one [method] table of options each")] = None,
     metric: Annotated[str, typer.Option(help="accuracy measure for selection and tables")] = "balanced_accuracy",
     quiet: Annotated[bool, typer.Option(help="no progress bar or tables on the terminal")] = False,
+    tune: Annotated[
+        bool, typer.Option(help="grid-search each method's config per user on the available-context validation split")
+    ] = False,
+    tune_budget: Annotated[int | None, typer.Option(help="with --tune: at most this many grid points")] = None,
 ) -> None:
     """Run methods over users x scenarios x seeds; write results.jsonl and table.md."""
     from crop.bench.runner import BenchSpec, run_bench
@@ -168,6 +178,8 @@ def bench(
         dataset=dataset,
         metric=metric,
         configs=_load_configs(config, method_list),
+        tune=tune,
+        tune_budget=tune_budget,
     )
     run_bench(spec, progress=not quiet)
     tables = _write_tables(out, metric)

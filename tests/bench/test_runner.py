@@ -101,3 +101,28 @@ def test_scenario_family_runs_both_scenarios_and_tables(tmp_path):
     row = next(r for r in table.rows if r[0] == "crop")
     assert float(row[1]) == pytest.approx(expected, abs=0.006)
     json.dumps(records)
+
+
+def test_resuming_with_another_config_is_refused(tmp_path):
+    from crop.errors import CropError
+
+    run_bench(spec(tmp_path, methods=("generic",)), progress=False)
+    settings = json.loads((tmp_path / "bench.json").read_text())
+    assert settings["configs"]["generic"] == {}
+    other = BenchSpec(parse_scenarios("hapt-session:1"), [2], [0], ["crop"], tmp_path,
+                      configs={"crop": CRoPConfig(tau=0.2, initial=TrainConfig(epochs=1))})
+    run_bench(other, progress=False)  # a new method is fine
+    changed = BenchSpec(parse_scenarios("hapt-session:1"), [2], [0], ["crop"], tmp_path,
+                        configs={"crop": CRoPConfig(tau=0.1, initial=TrainConfig(epochs=1))})
+    with pytest.raises(CropError, match="another config"):
+        run_bench(changed, progress=False)
+
+
+def test_tuned_bench_records_the_chosen_values(tmp_path):
+    s = spec(tmp_path, methods=("generic", "crop"))
+    s.tune, s.tune_budget = True, 2
+    run_bench(s, progress=False)
+    records = ResultStore(tmp_path / "results.jsonl").load()
+    crop_records = [r for r in records if r["method"] == "crop"]
+    assert crop_records and all(set(r["tuned"]) <= {"initial.lr+final.lr", "alpha", "tau"} and r["tuned"] for r in crop_records)
+    assert all("tuned" not in r for r in records if r["method"] == "generic")

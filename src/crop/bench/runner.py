@@ -30,7 +30,8 @@ from crop.data.scenarios import Scenario, UserScenario, build_user_scenario
 from crop.errors import CropError
 from crop.metrics import METRICS, get_metric
 from crop.models.utils import predict
-from crop.personalize.registry import get_method
+from crop.personalize.registry import config_to_dict, get_method
+from crop.report.files import write_text_atomic
 
 REPORTED_METRICS = ("balanced_accuracy", "accuracy", "f1")
 
@@ -47,6 +48,8 @@ class BenchSpec:
     dataset: str = "hapt"
     metric: str = "balanced_accuracy"
     configs: dict[str, Any] = field(default_factory=dict)
+    tune: bool = False
+    tune_budget: int | None = None
     unit_hook: Callable[[dict, nn.Module, UserScenario], list[dict]] | None = None
 
 
@@ -65,6 +68,33 @@ def evaluate_unit(
     return records
 
 
+def _settings(spec: BenchSpec) -> dict[str, Any]:
+    """What decides a unit's numbers besides its key: the metric and every method's config."""
+    configs = {m: config_to_dict(spec.configs.get(m) or get_method(m).config_class()) for m in spec.methods}
+    return {"dataset": spec.dataset, "metric": spec.metric, "configs": configs, "tune": spec.tune,
+            "tune_budget": spec.tune_budget}
+
+
+def _record_settings(spec: BenchSpec) -> None:
+    """Write ``bench.json``; refuse to resume a directory produced with other settings."""
+    path = spec.out / "bench.json"
+    settings = json.loads(json.dumps(_settings(spec), default=str))
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            old = None
+        if old is not None:
+            for key in ("metric", "dataset", "tune", "tune_budget"):
+                if old.get(key) != settings[key]:
+                    raise CropError(f"{spec.out} holds results made with another {key}; use a new --out")
+            for method, config in settings["configs"].items():
+                if method in old.get("configs", {}) and old["configs"][method] != config:
+                    raise CropError(f"{spec.out} holds {method} results made with another config; use a new --out")
+            settings["configs"] = {**old.get("configs", {}), **settings["configs"]}
+    write_text_atomic(path, json.dumps(settings, indent=2, sort_keys=True))
+
+
 def plan_units(spec: BenchSpec) -> list[tuple[Scenario, int, int, str]]:
     return [(sc, u, s, m) for sc in spec.scenarios for u in spec.users for s in spec.seeds for m in spec.methods]
 
@@ -77,6 +107,7 @@ def run_bench(spec: BenchSpec, progress: bool = True) -> Path:
     for method in spec.methods:
         get_method(method)
     spec.out.mkdir(parents=True, exist_ok=True)
+    _record_settings(spec)
     store = ResultStore(spec.out / "results.jsonl")
     store.repair()
     done = store.done_units()
@@ -120,8 +151,18 @@ def run_bench(spec: BenchSpec, progress: bool = True) -> Path:
             mspec = get_method(method)
             config = spec.configs.get(method) or mspec.config_class()
             try:
-                result = mspec.fit(generic, us.available, config, seed=seed, metric=spec.metric)
-                extra = {"status": "ok"}
+                extra: dict[str, Any] = {"status": "ok"}
+                if spec.tune and method != "generic":
+                    from crop.analysis import tune
+
+                    searched = tune(
+                        generic, us.available, method, seed=seed, budget=spec.tune_budget,
+                        metric=spec.metric, base_config=config,
+                    )
+                    result = searched.best_result
+                    extra["tuned"] = {k: searched.chosen[k] for k in sorted(searched.chosen)}
+                else:
+                    result = mspec.fit(generic, us.available, config, seed=seed, metric=spec.metric)
                 if result.prune_amount is not None:
                     extra["prune_amount"] = round(float(result.prune_amount), 10)
                 records = evaluate_unit(result.model, us, {**base, **extra})
