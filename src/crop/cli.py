@@ -97,10 +97,8 @@ def _rich_table(table: Any) -> RichTable:
 def _write_tables(out: Path, metric: str) -> list[Any]:
     from crop.bench.runner import load_results
     from crop.report.files import write_text_atomic
-    from crop.report.tables import all_tables, render_markdown
-
     from crop.report.plots import delta_bars
-    from crop.report.tables import performance
+    from crop.report.tables import all_tables, performance, render_markdown
 
     records = load_results(out)
     perf = performance(records, metric)
