@@ -101,3 +101,17 @@ def test_bench_writes_results_and_table(tmp_path):
 def test_methods_lists_crop():
     r = run("methods")
     assert r.exit_code == 0 and "crop" in r.output and "finetune" in r.output
+
+
+def test_analyze_bench_reproduces_and_writes_index(tmp_path):
+    cfg = tmp_path / "fast.toml"
+    cfg.write_text("[crop.initial]\nepochs = 2\n[crop.final]\nepochs = 1\n")
+    out = tmp_path / "bench"
+    r = run("bench", "--scenario", "hapt-session:1", "--users", "2", "--methods", "generic,crop", "--config", cfg, "--out", out, "--quiet")
+    assert r.exit_code == 0, r.output
+    r = run("analyze", out, "--no-figures")
+    assert r.exit_code == 0, r.output
+    index = (out / "analysis" / "index.md").read_text()
+    assert "| hapt-session:1 | 2 | 0 | crop |" in index and "| yes |" in index
+    assert (out / "analysis" / "hapt-session-1" / "user2-seed0-crop" / "gip.md").is_file()
+    assert_one_line_error(run("analyze", tmp_path), "neither results.jsonl")

@@ -198,6 +198,33 @@ def report(out: Annotated[Path, typer.Argument(help="a bench output directory")]
 
 @app.command()
 @_guard
+def analyze(
+    out: Annotated[Path, typer.Argument(help="a `crop bench` or `crop personalize --user` output directory")],
+    users: Annotated[str | None, typer.Option(help="bench: comma-separated users (default: all)")] = None,
+    seeds: Annotated[str | None, typer.Option(help="bench: comma-separated seeds (default: the first)")] = None,
+    methods: Annotated[str | None, typer.Option(help="bench: methods (default: those that prune)")] = None,
+    no_figures: Annotated[bool, typer.Option("--no-figures", help="tables only")] = False,
+) -> None:
+    """Section 7 analyses (GIP, distances, state accuracies, heat maps, t-SNE) into DIR/analysis/."""
+    from crop.bench.analyze import analyze_bench, analyze_personalization
+
+    if (out / "summary.json").is_file() and not (out / "results.jsonl").is_file():
+        index = analyze_personalization(out, figures=not no_figures)
+    elif (out / "results.jsonl").is_file():
+        index = analyze_bench(
+            out,
+            users=_ints(users, "users") if users else None,
+            seeds=_ints(seeds, "seeds") if seeds else None,
+            methods=[m.strip() for m in methods.split(",")] if methods else None,
+            figures=not no_figures,
+        )
+    else:
+        raise CropError(f"{out} holds neither results.jsonl (crop bench) nor summary.json (crop personalize)")
+    console.print(f"wrote {index}")
+
+
+@app.command()
+@_guard
 def demo(
     out: Annotated[Path, typer.Option(help="output directory")] = Path("crop-out/demo"),
     seed: int = 0,
@@ -245,6 +272,7 @@ def personalize(
     from crop.api import personalize as run_personalize
     from crop.data.sensing import load_npz, stratified_split
     from crop.models.io import load_model, save_model
+    from crop.personalize.registry import config_to_dict, get_method
     from crop.report.files import write_text_atomic
 
     configs = _load_configs(config, [method])
@@ -302,6 +330,7 @@ def personalize(
         "scores": scores,
         "generic_scores": generic_scores,
         "generic_model": generic_info,
+        "config": config_to_dict(configs.get(method) or get_method(method).config_class()),
         "seconds": round(time.perf_counter() - t0, 3),
     }
     if "mixed_selected" in result.info:

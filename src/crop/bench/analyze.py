@@ -1,0 +1,154 @@
+"""``crop analyze``: the Section 7 analyses for a bench or ``crop personalize`` output.
+
+Personalization is a pure function of (generic model, data, config, seed), so the model states
+an analysis needs (generic, initial, pruned, mixed, final) are recomputed from what the output
+directory records (``bench.json`` / ``summary.json``) instead of being stored for every unit.
+Each recomputed unit is checked against the recorded scores: the analysis says whether the
+re-run reproduced them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from crop.bench.runner import load_results
+from crop.data.scenarios import build_user_scenario, parse_scenarios
+from crop.errors import CropError
+from crop.metrics import get_metric
+from crop.models.utils import predict
+from crop.personalize.registry import config_from_dict, get_method
+from crop.report.files import write_text_atomic
+
+
+def _config(method: str, stored: dict[str, Any] | None, tuned: dict[str, Any] | None) -> Any:
+    spec = get_method(method)
+    config = config_from_dict(spec.config_class, stored or {}, f"{method} config") if stored else spec.config_class()
+    if tuned:
+        from crop.analysis import apply_overrides
+
+        config = apply_overrides(config, tuned)
+    return config
+
+
+def _reproduced(model, us, recorded: dict[str, float], metric: str) -> bool:
+    fn = get_metric(metric)
+    now = {"available": fn(us.available.test.y, predict(model, us.available.test.X))}
+    for name, data in us.unseen.items():
+        now[name] = fn(data.y, predict(model, data.X))
+    return all(abs(now[k] - v) < 1e-9 for k, v in recorded.items() if k in now)
+
+
+def analyze_bench(
+    out: Path,
+    *,
+    users: list[int] | None = None,
+    seeds: list[int] | None = None,
+    methods: list[str] | None = None,
+    figures: bool = True,
+    progress: bool = True,
+) -> Path:
+    """Write ``out/analysis/`` for a bench directory; returns the index page."""
+    from crop.analysis import analyze_result
+    from crop.generic import generic_for
+    from crop.report.plots import delta_bars
+    from crop.report.tables import performance, summary_table
+
+    settings_path = out / "bench.json"
+    if not settings_path.is_file():
+        raise CropError(f"{out} has no bench.json: is it a `crop bench` output directory?")
+    settings = json.loads(settings_path.read_text())
+    metric = settings.get("metric", "balanced_accuracy")
+    records = [r for r in load_results(out) if r.get("status") == "ok"]
+    bench_users = sorted({r["user"] for r in records})
+    pruning = sorted({r["method"] for r in records if r.get("prune_amount") is not None})
+    methods = methods or pruning
+    if not methods:
+        raise CropError(f"{out}: no method with model states to analyse (run crop or an ablation)")
+    seeds = seeds or [min(r["seed"] for r in records)]
+    units = sorted(
+        {
+            (r["scenario"], r["user"], r["seed"], r["method"])
+            for r in records
+            if r["method"] in methods and r["seed"] in seeds and (users is None or r["user"] in users)
+        }
+    )
+    if not units:
+        raise CropError(f"{out}: no recorded unit matches the requested users / seeds / methods")
+    analysis = out / "analysis"
+    perf = performance(records, metric)
+    lines = [f"# Analysis of `{out}`", "", f"Metric: {metric}.", ""]
+    if figures:
+        delta_bars(perf, analysis / "deltas.png", f"Δ_P and Δ_G ({metric})")
+        lines += ["![Delta bars](deltas.png)", ""]
+    summary = summary_table(perf, settings.get("dataset", "hapt"))
+    lines += [f"## {summary.title}", "", summary.markdown(), "", "## Per-unit analyses", ""]
+    lines += ["| scenario | user | seed | method | prune amount | re-run reproduces recorded scores | analysis |"]
+    lines += ["|---|---|---|---|---|---|---|"]
+
+    from rich.progress import Progress
+
+    generics: dict[str, Any] = {}
+    with Progress(disable=not progress) as bar:
+        task = bar.add_task("analysing", total=len(units))
+        for scenario_name, user, seed, method in units:
+            bar.update(task, description=f"{scenario_name} user {user} seed {seed} {method}")
+            scenario = parse_scenarios(scenario_name)[0]
+            if scenario.generic not in generics:
+                generics[scenario.generic] = generic_for(scenario.generic, bench_users)[0]
+            unit = [
+                r for r in records
+                if (r["scenario"], r["user"], r["seed"], r["method"]) == (scenario_name, user, seed, method)
+                and r["metric"] == metric
+            ]
+            recorded = {("available" if r["context"] == "available" else r["context_name"]): r["value"] for r in unit}
+            config = _config(method, settings.get("configs", {}).get(method), unit[0].get("tuned"))
+            us = build_user_scenario(user, scenario, seed)
+            result = get_method(method).fit(generics[scenario.generic], us.available, config, seed=seed, metric=metric)
+            same = _reproduced(result.model, us, recorded, metric)
+            target = analysis / scenario_name.replace(":", "-") / f"user{user}-seed{seed}-{method}"
+            analyze_result(
+                result, us.available, us.unseen, target, metric=metric, seed=seed,
+                tau=getattr(config, "tau", None), figures=figures,
+                title=f"{method} on HAPT user {user}, {scenario_name}, seed {seed}",
+            )
+            rel = target.relative_to(analysis)
+            amount = "-" if result.prune_amount is None else f"{100 * result.prune_amount:.0f} %"
+            lines.append(
+                f"| {scenario_name} | {user} | {seed} | {method} | {amount} | {'yes' if same else 'NO'} | [index]({rel}/index.md) |"
+            )
+            bar.advance(task)
+    return write_text_atomic(analysis / "index.md", "\n".join(lines) + "\n")
+
+
+def analyze_personalization(out: Path, *, figures: bool = True) -> Path:
+    """Write ``out/analysis/`` for a ``crop personalize --user`` output directory."""
+    from crop.analysis import analyze_result
+    from crop.generic import generic_for
+    from crop.models.io import load_model
+
+    summary = json.loads((out / "summary.json").read_text())
+    if "user" not in summary:
+        raise CropError(f"{out}: only `crop personalize --user` outputs can be re-analysed (own data files are not recorded)")
+    method, seed, metric = summary["method"], summary["seed"], summary["metric"]
+    scenario = parse_scenarios(summary["scenario"])[0]
+    source = summary["generic_model"]
+    generic = load_model(source["source"]) if source.get("source") not in ("shipped", "cached", "trained") else (
+        generic_for(scenario.generic, [summary["user"]])[0]
+    )
+    config = _config(method, summary.get("config"), None)
+    us = build_user_scenario(summary["user"], scenario, seed)
+    result = get_method(method).fit(generic, us.available, config, seed=seed, metric=metric)
+    recorded = {"available": summary["scores"].get("available (test split)", {}).get(metric, np.nan)}
+    recorded.update({k.removeprefix("unseen: "): v[metric] for k, v in summary["scores"].items() if k.startswith("unseen: ")})
+    if not _reproduced(result.model, us, recorded, metric):
+        raise CropError(f"{out}: re-running the personalization did not reproduce summary.json (different crop version?)")
+    report = analyze_result(
+        result, us.available, us.unseen, out / "analysis", metric=metric, seed=seed,
+        tau=getattr(config, "tau", None), figures=figures,
+        title=f"{method} on HAPT user {summary['user']}, {scenario.name}, seed {seed}",
+    )
+    return report.files["index"]
