@@ -99,3 +99,18 @@ def test_tsne_is_seeded_and_two_dimensional():
     a, b = tsne_2d(feats, seed=3), tsne_2d(feats, seed=3)
     assert a.shape == (20, 2)
     np.testing.assert_allclose(a, b)
+
+
+def test_state_confusions_against_sklearn():
+    from sklearn.metrics import confusion_matrix
+
+    from crop.analysis._states import state_confusions
+
+    torch.manual_seed(1)
+    model = TinyNet()
+    data = make_data(30, seed=4)
+    cm = state_confusions(model, {"s": model.state_dict()}, {"c": data}, n_classes=3)["s"]["c"]
+    model.eval()
+    with torch.no_grad():
+        pred = model(torch.as_tensor(data.X)).argmax(1).numpy()
+    np.testing.assert_array_equal(cm, confusion_matrix(data.y, pred, labels=[0, 1, 2]))

@@ -56,3 +56,15 @@ def test_tables_only_for_a_result_without_masks(crop_run, tmp_path):
     report = analyze_result(plain, split, unseen, tmp_path, figures=False)
     assert {r["subset"] for r in report.gip} == {"all"}
     assert set(report.accuracies) == {"generic", "final"}
+
+
+def test_several_unseen_contexts_each_get_gip_rows_and_accuracy_columns(crop_run, tmp_path):
+    """hapt-faults has four unseen contexts: every analysis covers each of them."""
+    from tests.conftest import make_data
+
+    _, split, unseen, result = crop_run
+    contexts = {**unseen, "noisy": make_data(30, seed=7, shift=0.5)}
+    report = analyze_result(result, split, contexts, tmp_path, figures=False)
+    assert {r["context"] for r in report.gip} == {"shifted", "noisy"}
+    assert len(report.gip) == 2 * (5 + 3)
+    assert set(report.accuracies["final"]) == {"available (test)", "unseen: shifted", "unseen: noisy"}

@@ -20,7 +20,15 @@ Entry points (the ``crop analyze`` / ``crop tune`` commands call these):
 from crop.analysis._distances import distance_matrix, euclidean_distance, layer_distances
 from crop.analysis._embed import embeddings, last_linear_name, tsne_2d
 from crop.analysis._gip import Alignment, gip, gip_table, gradient_alignment, removed_positions, state_gradients
-from crop.analysis._plots import plot_gip, plot_prune_curve, plot_state_deltas, plot_tsne, plot_weight_heatmaps
+from crop.analysis._plots import (
+    plot_gip,
+    plot_prune_curve,
+    plot_state_deltas,
+    plot_tsne,
+    plot_user_lines,
+    plot_user_means,
+    plot_weight_heatmaps,
+)
 from crop.analysis._report import AnalysisReport, analyze_result, available_data
 from crop.analysis._states import state_accuracies, step_effects
 from crop.analysis._tables import Table
@@ -60,6 +68,8 @@ __all__ = [
     "plot_prune_curve",
     "plot_state_deltas",
     "plot_tsne",
+    "plot_user_lines",
+    "plot_user_means",
     "plot_weight_heatmaps",
     "removed_positions",
     "state_accuracies",

@@ -61,27 +61,30 @@ def plot_weight_heatmaps(
     """
     mats = {k: as_matrix(v) for k, v in panels.items()}
     vmax = float(np.percentile(np.concatenate([m.ravel() for m in mats.values()]), 99.5)) or 1.0
-    extra = 1 if masks is not None else 0
-    n = len(mats) + extra
     rows, cols = next(iter(mats.values())).shape
-    aspect = cols / rows
-    width = min(4.2, max(2.4, 1.4 * aspect))
+    panel_w = 3.0
+    panel_h = float(np.clip(panel_w * rows / cols, 1.6, 3.6))
+    n = len(mats) + (1 if masks is not None else 0)
     with plt.rc_context(FONT):
-        fig, axes = plt.subplots(1, n, figsize=(width * n + 1.2, width / max(aspect, 0.35) * 0.9 + 1.0), squeeze=False)
+        fig = plt.figure(figsize=(panel_w * n + 1.0, panel_h + 1.1), layout="constrained")
+        heat_fig, mask_fig = fig.subfigures(
+            1, 2, width_ratios=[len(mats) * panel_w + 0.9, panel_w if masks is not None else 0.01]
+        )
+        axes = heat_fig.subplots(1, len(mats), squeeze=False)[0]
         im = None
-        for ax, (title, m) in zip(axes[0], mats.items(), strict=False):
+        for ax, (title, m) in zip(axes, mats.items(), strict=True):
             im = ax.imshow(m, cmap="hot", vmin=0.0, vmax=vmax, aspect="auto", interpolation="nearest")
             ax.set_title(title)
             ax.set_xlabel("input connection")
-        axes[0][0].set_ylabel("output unit")
+        axes[0].set_ylabel("output unit")
+        heat_fig.colorbar(im, ax=list(axes), label="|w|", shrink=0.9, pad=0.02)
         if masks is not None:
-            ax = axes[0][-1]
+            ax = mask_fig.subplots()
             removed = (~masks.detach().cpu().numpy().astype(bool)).reshape(rows, -1)
             ax.imshow(removed, cmap="Greys", vmin=0, vmax=1, aspect="auto", interpolation="nearest")
-            ax.set_title(f"pruned ({100 * removed.mean():.0f} %, black)")
+            ax.set_title(f"pruned positions (black, {100 * removed.mean():.0f} %)")
             ax.set_xlabel("input connection")
         fig.suptitle(f"|w| of layer {layer}" if layer else "|w|")
-        fig.colorbar(im, ax=axes[0][: len(mats)].tolist(), label="|w|", fraction=0.03, pad=0.02)
     return _save(fig, path)
 
 
@@ -156,7 +159,7 @@ def plot_state_deltas(
         ax.set_xticks(x, states)
         ax.set_ylabel(f"accuracy - {reference} (points)")
         ax.margins(y=0.18)
-        ax.legend(loc="best", frameon=False)
+        ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
         ax.set_title(title or f"change against the {reference} model")
         fig.tight_layout()
     return _save(fig, path)
@@ -211,5 +214,92 @@ def plot_prune_curve(
         ax.set_ylabel("accuracy on prune data (%)")
         ax.legend(frameon=False, loc="lower left")
         ax.set_title(title or "ToleratedPrune")
+        fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_user_means(
+    values: Mapping[str, Mapping[str, Mapping[int | str, float]]],
+    path: str | Path,
+    *,
+    ylabel: str = "balanced accuracy (%)",
+    title: str = "",
+    scale: float = 100.0,
+    ylim: tuple[float, float] | None = None,
+) -> Path:
+    """Per category (a model state or a method) and context: every user's value as a dot and
+    their mean as a wide bar-shaped marker, annotated. Dots, not bars, so a zoomed y axis does
+    not mislead.
+
+    ``values[category][context][user] = value`` (fractions, multiplied by ``scale``).
+    """
+    cats = list(values)
+    contexts = list(dict.fromkeys(c for v in values.values() for c in v))
+    step = 0.8 / max(len(contexts), 1)
+    x = np.arange(len(cats))
+    cmap = plt.get_cmap("tab10")
+    with plt.rc_context(FONT):
+        fig, ax = plt.subplots(figsize=(min(12.0, max(5.5, 0.8 * len(cats) + 3.0)), 4.0))
+        for k, ctx in enumerate(contexts):
+            off = x + (k - (len(contexts) - 1) / 2) * step
+            for i, (xi, cat) in enumerate(zip(off, cats, strict=True)):
+                per = scale * np.asarray(list(values[cat].get(ctx, {}).values()), dtype=float)
+                if per.size == 0:
+                    continue
+                jitter = np.linspace(-0.25, 0.25, per.size) * step if per.size > 1 else np.zeros(1)
+                ax.scatter(xi + jitter, per, s=14, color=cmap(k), alpha=0.55, linewidths=0, zorder=2)
+                mean = float(per.mean())
+                ax.plot(
+                    [xi - 0.4 * step, xi + 0.4 * step],
+                    [mean, mean],
+                    color=cmap(k),
+                    lw=2.5,
+                    zorder=3,
+                    label=f"{ctx}: mean (line), users (dots)" if i == 0 else None,
+                )
+                ax.annotate(
+                    f"{mean:.1f}", (xi, mean), textcoords="offset points", xytext=(0, 4), ha="center", fontsize=7.5
+                )
+        ax.set_xticks(x, cats, rotation=30 if len(cats) > 5 else 0, ha="right" if len(cats) > 5 else "center")
+        ax.set_xlim(-0.6, len(cats) - 0.4)
+        ax.set_ylabel(ylabel)
+        if ylim:
+            ax.set_ylim(*ylim)
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(frameon=False, loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=len(contexts))
+        ax.set_title(title, pad=22)
+        fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_user_lines(
+    values: Mapping[int | str, Mapping[str, float]],
+    path: str | Path,
+    *,
+    ylabel: str,
+    title: str = "",
+    zero_line: bool = True,
+    symlog: float | None = None,
+) -> Path:
+    """One line per user across ordered categories: ``values[user][category] = value``.
+
+    ``symlog`` (a positive threshold) draws the y axis symmetric-logarithmic, linear within
+    ``+-symlog``: for quantities such as GIP that span orders of magnitude and change sign.
+    """
+    cats = list(dict.fromkeys(c for v in values.values() for c in v))
+    x = np.arange(len(cats))
+    with plt.rc_context(FONT):
+        fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(cats) + 2.2), 3.6))
+        for user, v in values.items():
+            ax.plot(x, [v.get(c, np.nan) for c in cats], marker="o", ms=4, label=f"user {user}")
+        if zero_line:
+            ax.axhline(0, color="black", lw=0.8)
+        if symlog:
+            ax.set_yscale("symlog", linthresh=symlog)
+            ylabel += f" (symlog, linear within +-{symlog:g})"
+        ax.set_xticks(x, cats)
+        ax.set_ylabel(ylabel)
+        ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        ax.set_title(title)
         fig.tight_layout()
     return _save(fig, path)

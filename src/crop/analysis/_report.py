@@ -25,7 +25,7 @@ from crop.analysis._distances import distance_matrix, layer_distances
 from crop.analysis._embed import embeddings, tsne_2d
 from crop.analysis._gip import gip_table
 from crop.analysis._plots import plot_gip, plot_prune_curve, plot_state_deltas, plot_tsne, plot_weight_heatmaps
-from crop.analysis._states import state_accuracies, step_effects
+from crop.analysis._states import state_accuracies, state_confusions, step_effects
 from crop.analysis._tables import Table, column_order, fmt_delta, fmt_pct
 from crop.data.sensing import ContextSplit, SensingData
 from crop.errors import CropError
@@ -126,6 +126,22 @@ def layer_table(rows: Sequence[Mapping[str, Any]], model: nn.Module | None = Non
     )
 
 
+def confusion_table(
+    confusions: Mapping[str, Mapping[str, np.ndarray]], class_names: Sequence[str] | None = None
+) -> Table:
+    """One row per (state, context, true class): how its windows were classified."""
+    k = max(m.shape[0] for cm in confusions.values() for m in cm.values())
+    names = [class_names[i] if class_names and i < len(class_names) else str(i) for i in range(k)]
+    rows = []
+    for state, cm in confusions.items():
+        for ctx, m in cm.items():
+            for i in range(m.shape[0]):
+                rows.append([state, ctx, names[i], *[int(v) for v in m[i]], *([0] * (k - m.shape[1]))])
+    return Table(
+        "Confusion matrices (rows: true class; columns: predicted class)", ["state", "context", "true", *names], rows
+    )
+
+
 # ---------------------------------------------------------------- the entry point
 
 
@@ -139,6 +155,7 @@ class AnalysisReport:
     distances: dict[str, dict[str, float]]
     layers: list[dict]
     prune_amount: float | None
+    confusions: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     files: dict[str, Path] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -148,6 +165,7 @@ class AnalysisReport:
             "distances": self.distances,
             "layers": self.layers,
             "prune_amount": self.prune_amount,
+            "confusions": {s: {c: m.tolist() for c, m in cm.items()} for s, cm in self.confusions.items()},
         }
 
 
@@ -212,10 +230,11 @@ def analyze_result(
     param_names = [n for n, _ in model.named_parameters()]
 
     acc = state_accuracies(model, states, contexts, metric)
+    confusions = state_confusions(model, states, contexts)
     gip_rows = gip_table(model, states, a_data, unseen, masks)
     dist = distance_matrix(states, param_names)
     layers = layer_distances(states, param_names, masks) if "generic" in states else []
-    report = AnalysisReport(out, acc, gip_rows, dist, layers, result.prune_amount)
+    report = AnalysisReport(out, acc, gip_rows, dist, layers, result.prune_amount, confusions)
 
     tables = {
         "accuracies": accuracy_table(acc, result.prune_amount),
@@ -225,6 +244,7 @@ def analyze_result(
     }
     if layers:
         tables["layers"] = layer_table(layers, model)
+    tables["confusion"] = confusion_table(confusions, class_names)
     for stem, table in tables.items():
         report.files[stem], _ = table.write(out, stem)
 

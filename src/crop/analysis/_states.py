@@ -1,13 +1,15 @@
-"""Table 5: the accuracy of every model state on every context, and what each step changed."""
+"""Table 5: the accuracy of every model state on every context, what each step changed, and
+the confusion matrices behind the accuracies."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
+import numpy as np
 from torch import nn
 
 from crop.data.sensing import SensingData
-from crop.models.utils import State, clone_model, score
+from crop.models.utils import State, clone_model, predict, score
 
 
 def state_accuracies(
@@ -48,3 +50,19 @@ def step_effects(accuracies: Mapping[str, Mapping[str, float]]) -> list[dict]:
                 {"effect": label, "a": a, "b": b, **{c: accuracies[a][c] - accuracies[b][c] for c in accuracies[a]}}
             )
     return rows
+
+
+def state_confusions(
+    model: nn.Module, states: Mapping[str, State], contexts: Mapping[str, SensingData], n_classes: int | None = None
+) -> dict[str, dict[str, np.ndarray]]:
+    """``{state: {context: confusion matrix}}``; rows are true classes, columns predictions."""
+    probe = clone_model(model)
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for name, state in states.items():
+        probe.load_state_dict(state)
+        out[name] = {}
+        for ctx, data in contexts.items():
+            pred = predict(probe, data.X)
+            k = n_classes or int(max(data.y.max(), pred.max())) + 1
+            out[name][ctx] = np.bincount(data.y * k + pred, minlength=k * k).reshape(k, k)
+    return out
