@@ -1,0 +1,203 @@
+"""CROWN: backward linear relaxation (Zhang et al., 2018, "Efficient Neural Network Robustness
+Certification with General Activation Functions").
+
+To lower-bound ``a . z_k`` (``z_k`` the output of layer ``k``) over the input set, ``a`` is
+carried backwards: through an affine layer ``z = L x + c`` it becomes ``L^T a`` plus the
+constant ``a . c``; through a ReLU each coefficient picks the relaxation line that keeps the
+bound sound (the lower line where it is positive, the upper chord where it is negative). At the
+input the resulting linear function is minimised in closed form over the ball (``ball.py``).
+Upper bounds are ``-lower(-a)``.
+
+The relaxation of a ReLU needs bounds on its input. ``intermediate="crown"`` (full CROWN)
+computes them by the same back-substitution, but only for the neurons that the best bounds so
+far leave unstable (stable neurons have an exact relaxation whatever their bounds), in chunks,
+with IBP re-propagated after each layer; every bound is the intersection of its IBP and CROWN
+values. Layers reached from the input by one mixing layer are bounded exactly by IBP and are not
+re-done; convolutional layers use the patch form of ``patches.py``. ``intermediate="ibp"`` uses
+IBP bounds (CROWN-IBP, Zhang et al., 2020): cheap and differentiable, for training. A recurrent
+layer is a wall: back-substitution stops at its output and uses its interval there.
+
+Coefficients travel as rows ``a`` of shape ``(R, *shape)``, row ``r`` belonging to sample
+``index[r]``; a convolution transposes all rows at once as ``R`` maps.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+from crop.certify.ball import Box, NormBall
+from crop.certify.ibp import Interval, interval_bounds, repropagate
+from crop.certify.network import Network
+from crop.certify.ops.relu import ReLURelaxation, relu_relaxation
+from crop.certify.patches import patch_bounds, patch_row_size, patch_supported
+
+Intermediate = Literal["crown", "ibp"]
+CHUNK_ELEMENTS = 1 << 21
+
+
+def backsubstitute(
+    net: Network,
+    a: torch.Tensor,
+    index: torch.Tensor,
+    end: int,
+    relaxations: dict[int, ReLURelaxation],
+    domain: NormBall | Box,
+    domain_index: int = -1,
+) -> torch.Tensor:
+    """Lower bound of ``a[r] . z_end(x)`` over the inputs of sample ``index[r]``.
+
+    ``a`` has shape ``(R, *ops[end].out_shape)``. Goes back through layers
+    ``end, ..., domain_index + 1`` and minimises over ``domain``, the set ``z_{domain_index}``
+    lies in (the network input when ``domain_index == -1``). Every ReLU in between needs its
+    entry in ``relaxations``. Returns ``(R,)``.
+    """
+    bias = a.new_zeros(a.shape[0])
+    for i in range(end, domain_index, -1):
+        op = net.ops[i]
+        if op.kind == "affine":
+            if op.has_offset:
+                bias = bias + (a * op.offset()).flatten(1).sum(-1)
+            a = op.transpose(a)
+        elif op.kind == "relu":
+            rel = relaxations[i]
+            neg = a.clamp(max=0)
+            bias = bias + (neg * rel.upper_intercept[index]).flatten(1).sum(-1)
+            a = torch.where(a >= 0, a * rel.lower_slope[index], neg * rel.upper_slope[index])
+        else:
+            raise ValueError(f"cannot back-substitute through {op!r}; stop at it")
+    return bias + domain.lower(a, index)
+
+
+def domain_for(net: Network, bounds: list[Interval], domain: NormBall | Box, index: int) -> tuple[NormBall | Box, int]:
+    """The set back-substitution from layer ``index`` ends in, and its layer index: the interval
+    of the last recurrent layer before it, or the input ``domain`` (-1)."""
+    for i in range(index - 1, -1, -1):
+        if net.ops[i].kind == "recurrent":
+            return Box(*bounds[i]), i
+    return domain, -1
+
+
+def _ibp_exact(net: Network, index: int, domain: NormBall | Box, bounds: list[Interval]) -> bool:
+    """True when IBP is already exact for the output of layer ``index``: only affine layers since
+    the domain, at most one of them mixing (IBP bounds one affine image of a box or ball exactly)."""
+    start = domain_for(net, bounds, domain, index + 1)[1]
+    mixing = 0
+    for op in net.ops[start + 1 : index + 1]:
+        if op.kind != "affine":
+            return False
+        mixing += not op.diagonal
+    return mixing <= 1
+
+
+def _largest(net: Network, index: int) -> int:
+    largest = 1
+    for op in net.ops[: index + 1]:
+        n = 1
+        for s in op.in_shape:
+            n *= s
+        largest = max(largest, n)
+    return largest
+
+
+def _refine(
+    net: Network,
+    bounds: list[Interval],
+    index: int,
+    relaxations: dict[int, ReLURelaxation],
+    domain: NormBall | Box,
+) -> Interval:
+    """CROWN bounds for the unstable entries of ``z_index``, intersected with ``bounds[index]``."""
+    lower, upper = bounds[index]
+    batch, shape = lower.shape[0], lower.shape[1:]
+    flat_l, flat_u = lower.reshape(batch, -1).clone(), upper.reshape(batch, -1).clone()
+    rows = ((flat_l < 0) & (flat_u > 0)).nonzero()  # (N, 2): sample, neuron
+    if len(rows) == 0:
+        return lower, upper
+    numel = flat_l.shape[1]
+    patched = patch_supported(net, index, domain)
+    sub_domain, sub_index = domain_for(net, bounds, domain, index)
+    per_row = 2 * (patch_row_size(net, index) if patched else max(numel, _largest(net, index)))
+    chunk = max(1, CHUNK_ELEMENTS // per_row)
+    for start in range(0, len(rows), chunk):
+        sample, neuron = rows[start : start + chunk].unbind(1)
+        if patched:
+            lb, ub = patch_bounds(net, index, relaxations, domain, sample, neuron)
+        else:
+            n = len(sample)
+            a = lower.new_zeros(2 * n, numel)
+            ar = torch.arange(n, device=lower.device)
+            a[ar, neuron] = 1.0
+            a[ar + n, neuron] = -1.0
+            both = torch.cat([sample, sample])
+            out = backsubstitute(net, a.reshape(2 * n, *shape), both, index, relaxations, sub_domain, sub_index)
+            lb, ub = out[:n], -out[n:]
+        flat_l[sample, neuron] = torch.maximum(flat_l[sample, neuron], lb)
+        flat_u[sample, neuron] = torch.minimum(flat_u[sample, neuron], ub)
+    return flat_l.reshape(lower.shape), flat_u.reshape(upper.shape)
+
+
+def relaxed_bounds(
+    net: Network, domain: NormBall | Box, intermediate: Intermediate = "crown"
+) -> tuple[list[Interval], dict[int, ReLURelaxation]]:
+    """Bounds of every layer and the ReLU relaxations built from them.
+
+    With ``intermediate="crown"`` the input bounds of each ReLU are tightened by CROWN (see the
+    module docstring); with ``"ibp"`` they are the IBP bounds.
+    """
+    bounds = interval_bounds(net, domain)
+    relaxations: dict[int, ReLURelaxation] = {}
+    for i, op in enumerate(net.ops):
+        if op.kind != "relu":
+            continue
+        if i == 0:
+            pre = domain.box()
+        else:
+            if intermediate == "crown" and not _ibp_exact(net, i - 1, domain, bounds):
+                bounds[i - 1] = _refine(net, bounds, i - 1, relaxations, domain)
+                repropagate(net, bounds, i - 1)
+            pre = bounds[i - 1]
+        relaxations[i] = relu_relaxation(*pre)
+    return bounds, relaxations
+
+
+def crown_linear_bounds(
+    net: Network,
+    domain: NormBall | Box,
+    spec: torch.Tensor,
+    intermediate: Intermediate = "crown",
+    *,
+    state: tuple[list[Interval], dict[int, ReLURelaxation]] | None = None,
+    lower_only: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """CROWN bounds of ``spec . f(x)``: ``spec`` ``(B, S, *output_shape)``; returns
+    ``(lower, upper)``, ``(B, S)`` each (``upper`` is ``None`` with ``lower_only``).
+
+    ``state`` reuses the output of :func:`relaxed_bounds` for the same network and domain.
+    """
+    bounds, relaxations = state if state is not None else relaxed_bounds(net, domain, intermediate)
+    end = len(net.ops) - 1
+    sub_domain, sub_index = domain_for(net, bounds, domain, end)
+    batch, n_spec = spec.shape[:2]
+    index = torch.arange(batch, device=spec.device).repeat_interleave(n_spec)
+    a = spec.reshape(batch * n_spec, *spec.shape[2:])
+    if lower_only:
+        lb = backsubstitute(net, a, index, end, relaxations, sub_domain, sub_index)
+        return lb.reshape(batch, n_spec), None
+    lb = backsubstitute(net, torch.cat([a, -a]), torch.cat([index, index]), end, relaxations, sub_domain, sub_index)
+    rows = batch * n_spec
+    return lb[:rows].reshape(batch, n_spec), -lb[rows:].reshape(batch, n_spec)
+
+
+def crown_output_bounds(net: Network, domain: NormBall | Box, intermediate: Intermediate = "crown") -> Interval:
+    """CROWN bounds of every output, shape ``(B, *output_shape)`` each (CROWN alone, not
+    intersected with IBP at the output)."""
+    ref = domain.box()[0]
+    batch, out_shape = ref.shape[0], net.output_shape
+    n = 1
+    for s in out_shape:
+        n *= s
+    eye = torch.eye(n, dtype=ref.dtype, device=ref.device).reshape(1, n, *out_shape).expand(batch, n, *out_shape)
+    lower, upper = crown_linear_bounds(net, domain, eye, intermediate)
+    return lower.reshape(batch, *out_shape), upper.reshape(batch, *out_shape)
