@@ -417,8 +417,8 @@ def main() -> None:
     plot_user_means(
         acc_values,
         figures / "state_accuracy.png",
-        title="Balanced accuracy of each CRoP state (HAPT, 5 users)",
-        ylim=(0, 108),
+        title=f"Balanced accuracy of each CRoP state (HAPT, {len(users)} users)",
+        ylim=_ylim(acc_values),
     )
     cos = {
         u: {s: next(r["cosine"] for r in an[u]["gip"] if r["state"] == s and r["subset"] == "all") for s in states}
