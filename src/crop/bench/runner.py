@@ -85,8 +85,9 @@ def _record_settings(spec: BenchSpec) -> None:
         except json.JSONDecodeError:
             old = None
         if old is not None:
+            defaults = {"tune": False, "tune_budget": None}  # directories written before these existed
             for key in ("metric", "dataset", "tune", "tune_budget"):
-                if old.get(key) != settings[key]:
+                if old.get(key, defaults.get(key)) != settings[key]:
                     raise CropError(f"{spec.out} holds results made with another {key}; use a new --out")
             for method, config in settings["configs"].items():
                 if method in old.get("configs", {}) and old["configs"][method] != config:
