@@ -31,11 +31,11 @@ import torch
 import crop
 from crop.analysis import analyze_result, plot_user_lines, plot_user_means, tune
 from crop.analysis._report import layer_label
-from crop.analysis._tables import Table, fmt_delta, fmt_pct, fmt_sci
 from crop.data.hapt import ACTIVITIES
 from crop.data.scenarios import PERSONALIZATION_USERS, build_user_scenario, parse_scenarios
 from crop.generic import generic_for
 from crop.report.files import write_text_atomic
+from crop.report.table import Table, fmt_delta, fmt_pct, fmt_sci
 
 SCENARIO = "hapt-session:1"
 ABLATIONS = [

@@ -31,7 +31,6 @@ from crop.analysis._plots import (
 )
 from crop.analysis._report import AnalysisReport, analyze_result, available_data
 from crop.analysis._states import state_accuracies, step_effects
-from crop.analysis._tables import Table
 from crop.analysis._tune import (
     TABLE10_RANGES,
     Trial,
@@ -42,6 +41,7 @@ from crop.analysis._tune import (
     parse_grid_option,
     tune,
 )
+from crop.report.table import Table
 
 __all__ = [
     "TABLE10_RANGES",

@@ -26,13 +26,13 @@ from crop.analysis._embed import embeddings, tsne_2d
 from crop.analysis._gip import gip_table
 from crop.analysis._plots import plot_gip, plot_prune_curve, plot_state_deltas, plot_tsne, plot_weight_heatmaps
 from crop.analysis._states import state_accuracies, state_confusions, step_effects
-from crop.analysis._tables import Table, column_order, fmt_delta, fmt_pct
 from crop.data.sensing import ContextSplit, SensingData
 from crop.errors import CropError
 from crop.models.utils import State, clone_model
 from crop.personalize.prune import prunable_names
 from crop.personalize.registry import PersonalizationResult
 from crop.report.files import write_text_atomic
+from crop.report.table import Table, column_order, fmt_delta, fmt_pct
 
 STATE_ORDER = ("generic", "initial", "pruned", "mixed", "final")
 AvailablePart = Literal["train", "val", "test", "all"]

@@ -29,13 +29,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from crop.analysis._tables import Table, fmt_pct
 from crop.data.sensing import ContextSplit
 from crop.errors import CropError
 from crop.metrics import get_metric
 from crop.models.utils import predict_logits
 from crop.personalize.registry import PersonalizationResult, config_to_dict, get_method
 from crop.report.files import write_text_atomic
+from crop.report.table import Table, fmt_pct
 
 Grid = Mapping[str, Sequence[Any]]
 

@@ -8,16 +8,14 @@ over those contexts; the per-context values are in ``per_context``.
 
 from __future__ import annotations
 
-import csv
-import io
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from crop.metrics import delta
+from crop.report.table import Table, column_order
 
 Perf = dict[tuple[str, str, int, int], dict[str, float]]  # (scenario, method, user, seed) -> {context: acc}
 
@@ -36,25 +34,6 @@ def failures(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in records if r.get("status") == "failed"]
 
 
-@dataclass
-class Table:
-    title: str
-    header: list[str]
-    rows: list[list[str]]
-
-    def markdown(self) -> str:
-        lines = [f"| {' | '.join(self.header)} |", "|" + "|".join("---" for _ in self.header) + "|"]
-        lines += [f"| {' | '.join(row)} |" for row in self.rows]
-        return "\n".join(lines)
-
-    def csv(self) -> str:
-        buf = io.StringIO()
-        writer = csv.writer(buf)
-        writer.writerow(self.header)
-        writer.writerows(self.rows)
-        return buf.getvalue()
-
-
 def _pm(values: Sequence[float]) -> str:
     if not values:
         return "-"
@@ -65,7 +44,7 @@ def _pm(values: Sequence[float]) -> str:
 
 
 def _ordered(items: set[str], preferred: Sequence[str]) -> list[str]:
-    return [m for m in preferred if m in items] + sorted(items - set(preferred))
+    return column_order(sorted(items), preferred)
 
 
 METHOD_ORDER = ("generic", "finetune", "crop")

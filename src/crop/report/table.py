@@ -1,4 +1,4 @@
-"""A small table type: raw values for CSV, formatted cells for Markdown."""
+"""The one table type of crop: raw values for CSV, formatted cells for Markdown."""
 
 from __future__ import annotations
 
