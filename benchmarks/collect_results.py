@@ -24,7 +24,11 @@ def command_of(out: Path, records: list[dict]) -> str:
     families = sorted({r["scenario"].split(":")[0] for r in records})
     seeds = ",".join(str(s) for s in sorted({r["seed"] for r in records}))
     methods = ",".join(settings["configs"])
-    tune = " --tune" + (f" --tune-budget {settings['tune_budget']}" if settings.get("tune_budget") else "") if settings.get("tune") else ""
+    tune = (
+        " --tune" + (f" --tune-budget {settings['tune_budget']}" if settings.get("tune_budget") else "")
+        if settings.get("tune")
+        else ""
+    )
     return (
         f"crop bench --dataset hapt --scenario {','.join(families)} --seeds {seeds} "
         f"--methods {methods}{tune} --out out/{out.name}"
@@ -38,12 +42,24 @@ def main() -> None:
         records = load_results(out)
         text = render_markdown(records)
         body = text.split("\n", 1)[1]
-        page = [f"# {name}", "", "Produced by:", "", "```bash", command_of(out, records), "```", "",
-                f"![Δ_P and Δ_G](../figures/{name}-deltas.png)", body]
+        page = [
+            f"# {name}",
+            "",
+            "Produced by:",
+            "",
+            "```bash",
+            command_of(out, records),
+            "```",
+            "",
+            f"![Δ_P and Δ_G](../figures/{name}-deltas.png)",
+            body,
+        ]
         (DOCS / "results").mkdir(parents=True, exist_ok=True)
         (DOCS / "results" / f"{name}.md").write_text("\n".join(page))
         (DOCS / "figures").mkdir(parents=True, exist_ok=True)
-        delta_bars(performance(records), DOCS / "figures" / f"{name}-deltas.png", f"{name}: Δ_P and Δ_G (balanced accuracy)")
+        delta_bars(
+            performance(records), DOCS / "figures" / f"{name}-deltas.png", f"{name}: Δ_P and Δ_G (balanced accuracy)"
+        )
         if (out / "timings.jsonl").is_file():
             shutil.copy(out / "timings.jsonl", DOCS / "results" / f"{name}-timings.jsonl")
         print(f"wrote docs/results/{name}.md")

@@ -70,14 +70,20 @@ def main() -> None:
             phase1 = t["initial_finetune"] - t["selection_initial"]
             phase2 = t["final_finetune"] - t["selection_final"]
             overhead = t["tolerated_prune"] + t["mix"] + sel
-            rows.append((user, seed, phase1, phase2, t["tolerated_prune"], t["mix"], sel, overhead / ((phase1 + phase2) / 2)))
+            rows.append(
+                (user, seed, phase1, phase2, t["tolerated_prune"], t["mix"], sel, overhead / ((phase1 + phase2) / 2))
+            )
     print("## CRoP in process: phases and overhead (seconds)\n")
     print("| user | seed | phase 1 | phase 2 | ToleratedPrune | mix | selection (both) | overhead / one phase |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r[0]} | {r[1]} | {r[2]:.3f} | {r[3]:.3f} | {r[4]:.3f} | {r[5]:.4f} | {r[6]:.3f} | {100 * r[7]:.1f} % |")
+        print(
+            f"| {r[0]} | {r[1]} | {r[2]:.3f} | {r[3]:.3f} | {r[4]:.3f} | {r[5]:.4f} | {r[6]:.3f} | {100 * r[7]:.1f} % |"
+        )
     ratios = [r[7] for r in rows]
-    print(f"\noverhead / one finetuning phase: mean {100 * statistics.mean(ratios):.1f} %, max {100 * max(ratios):.1f} %")
+    print(
+        f"\noverhead / one finetuning phase: mean {100 * statistics.mean(ratios):.1f} %, max {100 * max(ratios):.1f} %"
+    )
 
 
 if __name__ == "__main__":

@@ -49,7 +49,9 @@ def test_personalize_own_data_writes_model_and_summary(tmp_path, generic_file, m
     cfg = tmp_path / "fast.toml"
     cfg.write_text("[crop]\ntau = 0.1\n[crop.initial]\nepochs = 2\n[crop.final]\nepochs = 1\n")
     out = tmp_path / "out"
-    r = run("personalize", "--data", data, "--model", generic_file, "--available", "left", "--config", cfg, "--out", out)
+    r = run(
+        "personalize", "--data", data, "--model", generic_file, "--available", "left", "--config", cfg, "--out", out
+    )
     assert r.exit_code == 0, r.output
     summary = json.loads((out / "summary.json").read_text())
     assert summary["method"] == "crop" and "unseen: right" in summary["scores"]
@@ -67,10 +69,15 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path, generic_file):
         (("--data", user_npz(tmp_path / "cls.npz", classes=5), "--model", generic_file), "absent"),
         (("--data", user_npz(tmp_path / "empty.npz", n=0), "--model", generic_file), "no samples"),
         (("--data", user_npz(tmp_path / "two.npz", contexts=("a", "b")), "--model", generic_file), "--available"),
-        (("--data", user_npz(tmp_path / "ok.npz"), "--model", tmp_path / "missing.safetensors"), "model file not found"),
+        (
+            ("--data", user_npz(tmp_path / "ok.npz"), "--model", tmp_path / "missing.safetensors"),
+            "model file not found",
+        ),
     ]
     (tmp_path / "corrupt.safetensors").write_bytes(b"garbage!" * 4)
-    cases.append((("--data", tmp_path / "ok.npz", "--model", tmp_path / "corrupt.safetensors"), "not a valid safetensors"))
+    cases.append(
+        (("--data", tmp_path / "ok.npz", "--model", tmp_path / "corrupt.safetensors"), "not a valid safetensors")
+    )
     for args, pattern in cases:
         assert_one_line_error(run("personalize", *args, "--out", out), pattern)
         assert not out.exists(), f"partial output after {args}"
@@ -78,12 +85,21 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path, generic_file):
 
 def test_bench_bad_arguments(tmp_path):
     assert_one_line_error(run("bench", "--scenario", "hapt-nope", "--out", tmp_path / "b"), "unknown scenario")
-    assert_one_line_error(run("bench", "--scenario", "hapt-session", "--methods", "crop,magic", "--out", tmp_path / "b"), "unknown method 'magic'")
-    assert_one_line_error(run("bench", "--scenario", "hapt-session", "--users", "2,x", "--out", tmp_path / "b"), "integers")
-    assert_one_line_error(run("bench", "--scenario", "hapt-session", "--users", "0", "--out", tmp_path / "b"), "unknown HAPT user")
+    assert_one_line_error(
+        run("bench", "--scenario", "hapt-session", "--methods", "crop,magic", "--out", tmp_path / "b"),
+        "unknown method 'magic'",
+    )
+    assert_one_line_error(
+        run("bench", "--scenario", "hapt-session", "--users", "2,x", "--out", tmp_path / "b"), "integers"
+    )
+    assert_one_line_error(
+        run("bench", "--scenario", "hapt-session", "--users", "0", "--out", tmp_path / "b"), "unknown HAPT user"
+    )
     cfg = tmp_path / "bad.toml"
     cfg.write_text("[crop]\ntua = 1\n")
-    assert_one_line_error(run("bench", "--scenario", "hapt-session", "--config", cfg, "--out", tmp_path / "b"), "unknown option 'tua'")
+    assert_one_line_error(
+        run("bench", "--scenario", "hapt-session", "--config", cfg, "--out", tmp_path / "b"), "unknown option 'tua'"
+    )
     assert not (tmp_path / "b" / "results.jsonl").exists()
 
 
@@ -91,7 +107,20 @@ def test_bench_writes_results_and_table(tmp_path):
     cfg = tmp_path / "fast.toml"
     cfg.write_text("[crop.initial]\nepochs = 2\n[crop.final]\nepochs = 1\n[finetune.train]\nepochs = 2\n")
     out = tmp_path / "bench"
-    r = run("bench", "--scenario", "hapt-placement:1", "--users", "2", "--seeds", "0", "--config", cfg, "--out", out, "--quiet")
+    r = run(
+        "bench",
+        "--scenario",
+        "hapt-placement:1",
+        "--users",
+        "2",
+        "--seeds",
+        "0",
+        "--config",
+        cfg,
+        "--out",
+        out,
+        "--quiet",
+    )
     assert r.exit_code == 0, r.output
     table = (out / "table.md").read_text()
     assert "Δ_P" in table and "hapt-placement:1" in table
@@ -107,7 +136,20 @@ def test_analyze_bench_reproduces_and_writes_index(tmp_path):
     cfg = tmp_path / "fast.toml"
     cfg.write_text("[crop.initial]\nepochs = 2\n[crop.final]\nepochs = 1\n")
     out = tmp_path / "bench"
-    r = run("bench", "--scenario", "hapt-session:1", "--users", "2", "--methods", "generic,crop", "--config", cfg, "--out", out, "--quiet")
+    r = run(
+        "bench",
+        "--scenario",
+        "hapt-session:1",
+        "--users",
+        "2",
+        "--methods",
+        "generic,crop",
+        "--config",
+        cfg,
+        "--out",
+        out,
+        "--quiet",
+    )
     assert r.exit_code == 0, r.output
     r = run("analyze", out, "--no-figures")
     assert r.exit_code == 0, r.output

@@ -137,12 +137,18 @@ def methods() -> None:
 @app.command()
 @_guard
 def bench(
-    scenario: Annotated[str, typer.Option(help="e.g. hapt-session (both scenarios) or hapt-session:1; comma-separated")],
+    scenario: Annotated[
+        str, typer.Option(help="e.g. hapt-session (both scenarios) or hapt-session:1; comma-separated")
+    ],
     out: Annotated[Path, typer.Option(help="output directory (results.jsonl, table.md); re-running resumes")],
     dataset: Annotated[str, typer.Option(help="dataset (hapt is built in)")] = "hapt",
-    users: Annotated[str | None, typer.Option(help="comma-separated user ids (default: the documented personalization users)")] = None,
+    users: Annotated[
+        str | None, typer.Option(help="comma-separated user ids (default: the documented personalization users)")
+    ] = None,
     seeds: Annotated[str, typer.Option(help="comma-separated seeds")] = "0",
-    methods: Annotated[str, typer.Option(help="comma-separated method names (see `crop methods`)")] = "generic,finetune,crop",
+    methods: Annotated[
+        str, typer.Option(help="comma-separated method names (see `crop methods`)")
+    ] = "generic,finetune,crop",
     config: Annotated[Path | None, typer.Option(help="TOML file with one [method] table of options each")] = None,
     metric: Annotated[str, typer.Option(help="accuracy measure for selection and tables")] = "balanced_accuracy",
     quiet: Annotated[bool, typer.Option(help="no progress bar or tables on the terminal")] = False,
@@ -150,9 +156,17 @@ def bench(
         bool, typer.Option(help="grid-search each method's config per user on the available-context validation split")
     ] = False,
     tune_budget: Annotated[int | None, typer.Option(help="with --tune: at most this many grid points")] = None,
+    certify: Annotated[
+        str | None,
+        typer.Option(
+            help="add robustness records, e.g. 'eps=0.003,0.01,sigma=0.05': verified accuracy (IBP, CROWN), "
+            "PGD accuracy at each eps, smoothed certified accuracy at radii (keys: eps norm sigma radii n0 n alpha steps)"
+        ),
+    ] = None,
 ) -> None:
     """Run methods over users x scenarios x seeds; write results.jsonl and table.md."""
     from crop.bench.runner import BenchSpec, run_bench
+    from crop.certify.robustness import parse_robustness_spec
     from crop.data.scenarios import PERSONALIZATION_USERS, parse_scenarios
     from crop.personalize.registry import get_method
 
@@ -178,6 +192,7 @@ def bench(
         configs=_load_configs(config, method_list),
         tune=tune,
         tune_budget=tune_budget,
+        certify=parse_robustness_spec(certify) if certify else None,
     )
     run_bench(spec, progress=not quiet)
     tables = _write_tables(out, metric)
@@ -189,7 +204,9 @@ def bench(
 
 @app.command()
 @_guard
-def report(out: Annotated[Path, typer.Argument(help="a bench output directory")], metric: str = "balanced_accuracy") -> None:
+def report(
+    out: Annotated[Path, typer.Argument(help="a bench output directory")], metric: str = "balanced_accuracy"
+) -> None:
     """Rewrite table.md (and tables/*.csv) from a bench directory's results.jsonl."""
     tables = _write_tables(out, metric)
     for t in tables:
@@ -257,7 +274,9 @@ def personalize(
     out: Annotated[Path, typer.Option(help="output directory: model.safetensors and summary.json")],
     user: Annotated[int | None, typer.Option(help="a HAPT user id (1-30)")] = None,
     scenario: Annotated[str, typer.Option(help="HAPT scenario, e.g. hapt-session:1")] = "hapt-session:1",
-    data: Annotated[Path | None, typer.Option(help="your own .npz with X (n, ...), y (n,), optional context (n,)")] = None,
+    data: Annotated[
+        Path | None, typer.Option(help="your own .npz with X (n, ...), y (n,), optional context (n,)")
+    ] = None,
     model: Annotated[Path | None, typer.Option(help="generic model .safetensors (written by crop)")] = None,
     available: Annotated[str | None, typer.Option(help="with --data: the context value that is available")] = None,
     method: Annotated[str, typer.Option(help="registered method")] = "crop",
@@ -290,7 +309,9 @@ def personalize(
 
         if user not in USERS:
             raise CropError(f"unknown HAPT user {user}: users are 1-30")
-        generic, generic_info = (load_model(model), {"source": str(model)}) if model else generic_for(scenarios[0].generic, [user])
+        generic, generic_info = (
+            (load_model(model), {"source": str(model)}) if model else generic_for(scenarios[0].generic, [user])
+        )
         us = build_user_scenario(user, scenarios[0], seed)
         split, unseen = us.available, us.unseen
         subject = {"dataset": "hapt", "user": user, "scenario": scenarios[0].name}

@@ -64,7 +64,9 @@ class RotationAugmentation:
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         R = random_rotation_matrices(len(x), self.gen)
-        x = torch.cat([torch.einsum("nij,njt->nit", R, x[:, 0:3]), torch.einsum("nij,njt->nit", R, x[:, 3:6]), x[:, 6:]], 1)
+        x = torch.cat(
+            [torch.einsum("nij,njt->nit", R, x[:, 0:3]), torch.einsum("nij,njt->nit", R, x[:, 3:6]), x[:, 6:]], 1
+        )
         return F.cross_entropy(model(x), y)
 
 
@@ -88,7 +90,9 @@ def train_generic(
     mean, std = stats.mean(axis=1), stats.std(axis=1)
     if kind == "hapt-rot":  # rotation mixes axes: one statistic per sensor triad
         mean = np.zeros(6)
-        std = np.concatenate([np.repeat(np.sqrt((std[:3] ** 2).mean()), 3), np.repeat(np.sqrt((std[3:] ** 2).mean()), 3)])
+        std = np.concatenate(
+            [np.repeat(np.sqrt((std[:3] ** 2).mean()), 3), np.repeat(np.sqrt((std[3:] ** 2).mean()), 3)]
+        )
     model[0].mean.copy_(torch.as_tensor(mean, dtype=torch.float32).reshape(6, 1))
     model[0].std.copy_(torch.as_tensor(std, dtype=torch.float32).reshape(6, 1))
     objective = RotationAugmentation(config.seed) if kind == "hapt-rot" else None

@@ -74,8 +74,14 @@ def test_same_command_same_seed_identical_results(tmp_path):
 
 
 def test_failed_method_is_recorded_with_reason(tmp_path):
-    bad = BenchSpec(parse_scenarios("hapt-session:1"), [2], [0], ["crop"], tmp_path,
-                    configs={"crop": CRoPConfig(penalty="nope", initial=TrainConfig(epochs=1))})
+    bad = BenchSpec(
+        parse_scenarios("hapt-session:1"),
+        [2],
+        [0],
+        ["crop"],
+        tmp_path,
+        configs={"crop": CRoPConfig(penalty="nope", initial=TrainConfig(epochs=1))},
+    )
     run_bench(bad, progress=False)
     (record,) = ResultStore(tmp_path / "results.jsonl").load()
     assert record["status"] == "failed" and "nope" in record["error"]
@@ -90,8 +96,14 @@ def test_scenario_family_runs_both_scenarios_and_tables(tmp_path):
     assert unseen == {"noise", "bias-drift", "dead-gyro", "saturation"}
     perf = performance(records)
     # A(M, Cu) is the mean over the unseen contexts
-    vals = [100 * r["value"] for r in records if r["method"] == "crop" and r["scenario"] == "hapt-faults:1"
-            and r["context"] == "unseen" and r["metric"] == "balanced_accuracy"]
+    vals = [
+        100 * r["value"]
+        for r in records
+        if r["method"] == "crop"
+        and r["scenario"] == "hapt-faults:1"
+        and r["context"] == "unseen"
+        and r["metric"] == "balanced_accuracy"
+    ]
     assert perf[("hapt-faults:1", "crop", 2, 0)]["unseen"] == pytest.approx(sum(vals) / 4)
     table = summary_table(perf)
     assert table.header[1:] == ["hapt-faults:1 Δ_P", "hapt-faults:1 Δ_G", "hapt-faults:2 Δ_P", "hapt-faults:2 Δ_G"]
@@ -109,11 +121,23 @@ def test_resuming_with_another_config_is_refused(tmp_path):
     run_bench(spec(tmp_path, methods=("generic",)), progress=False)
     settings = json.loads((tmp_path / "bench.json").read_text())
     assert settings["configs"]["generic"] == {}
-    other = BenchSpec(parse_scenarios("hapt-session:1"), [2], [0], ["crop"], tmp_path,
-                      configs={"crop": CRoPConfig(tau=0.2, initial=TrainConfig(epochs=1))})
+    other = BenchSpec(
+        parse_scenarios("hapt-session:1"),
+        [2],
+        [0],
+        ["crop"],
+        tmp_path,
+        configs={"crop": CRoPConfig(tau=0.2, initial=TrainConfig(epochs=1))},
+    )
     run_bench(other, progress=False)  # a new method is fine
-    changed = BenchSpec(parse_scenarios("hapt-session:1"), [2], [0], ["crop"], tmp_path,
-                        configs={"crop": CRoPConfig(tau=0.1, initial=TrainConfig(epochs=1))})
+    changed = BenchSpec(
+        parse_scenarios("hapt-session:1"),
+        [2],
+        [0],
+        ["crop"],
+        tmp_path,
+        configs={"crop": CRoPConfig(tau=0.1, initial=TrainConfig(epochs=1))},
+    )
     with pytest.raises(CropError, match="another config"):
         run_bench(changed, progress=False)
 
@@ -124,5 +148,7 @@ def test_tuned_bench_records_the_chosen_values(tmp_path):
     run_bench(s, progress=False)
     records = ResultStore(tmp_path / "results.jsonl").load()
     crop_records = [r for r in records if r["method"] == "crop"]
-    assert crop_records and all(set(r["tuned"]) <= {"initial.lr+final.lr", "alpha", "tau"} and r["tuned"] for r in crop_records)
+    assert crop_records and all(
+        set(r["tuned"]) <= {"initial.lr+final.lr", "alpha", "tau"} and r["tuned"] for r in crop_records
+    )
     assert all("tuned" not in r for r in records if r["method"] == "generic")

@@ -111,7 +111,9 @@ def test_placement_and_fault_contexts():
     s2 = hapt.load_session(user, 2)
     rot = build_user_scenario(user, parse_scenarios("hapt-placement:1")[0], seed=0).unseen["rotated"]
     # a rotation keeps the norm of each sensor triad
-    np.testing.assert_allclose(np.linalg.norm(rot.X[:, :3], axis=1), np.linalg.norm(s2.X[:, :3], axis=1), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        np.linalg.norm(rot.X[:, :3], axis=1), np.linalg.norm(s2.X[:, :3], axis=1), rtol=1e-4, atol=1e-5
+    )
     assert not np.allclose(rot.X, s2.X)
     faults = build_user_scenario(user, parse_scenarios("hapt-faults:1")[0], seed=0).unseen
     assert set(faults) == {"noise", "bias-drift", "dead-gyro", "saturation"}

@@ -100,7 +100,9 @@ def test_penalty_values_against_direct_formulas():
     w = [torch.tensor([1.0, -2.0]), torch.tensor([[0.5]])]
     assert float(penalty_value(w, "l1")) == pytest.approx(3.5)
     assert float(penalty_value(w, "l2")) == pytest.approx(5.25)
-    assert float(penalty_value(w, "l0", l0_beta=0.01)) == pytest.approx(3 - sum(math.exp(-a / 0.01) for a in (1, 2, 0.5)))
+    assert float(penalty_value(w, "l0", l0_beta=0.01)) == pytest.approx(
+        3 - sum(math.exp(-a / 0.01) for a in (1, 2, 0.5))
+    )
 
 
 @pytest.mark.parametrize("param", ["log", "clamp"])
@@ -132,15 +134,25 @@ def test_penalty_shrinks_weights(tiny_split):
         torch.manual_seed(0)
         m = TinyNet()
         hooks = [WeightPenalty(alpha, alpha_param="fixed")] if alpha else []
-        train(m, tiny_split.train, tiny_split.val, TrainConfig(epochs=5, lr=1e-2, batch_size=16, select="last"), hooks=hooks)
+        train(
+            m,
+            tiny_split.train,
+            tiny_split.val,
+            TrainConfig(epochs=5, lr=1e-2, batch_size=16, select="last"),
+            hooks=hooks,
+        )
         l1[alpha] = sum(float(p.detach().abs().sum()) for p in m.parameters())
     assert l1[0.05] < l1[None]
 
 
 def test_crop_end_to_end_states_and_selection(tiny_model, tiny_split):
     generic = state_copy(tiny_model)
-    cfg = CRoPConfig(alpha=1e-3, tau=0.2, initial=TrainConfig(epochs=4, lr=1e-2, batch_size=16, select="last"),
-                     final=TrainConfig(epochs=3, lr=1e-2, batch_size=16, include_initial=True))
+    cfg = CRoPConfig(
+        alpha=1e-3,
+        tau=0.2,
+        initial=TrainConfig(epochs=4, lr=1e-2, batch_size=16, select="last"),
+        final=TrainConfig(epochs=3, lr=1e-2, batch_size=16, include_initial=True),
+    )
     r = crop.personalize(tiny_model, tiny_split, cfg, seed=3)
     assert set(r.states) == {"generic", "initial", "pruned", "mixed", "final"}
     for key, value in generic.items():  # the input model is untouched
@@ -149,7 +161,9 @@ def test_crop_end_to_end_states_and_selection(tiny_model, tiny_split):
     for name, keep in masks.items():
         assert torch.equal(r.states["mixed"][name][~keep], generic[name][~keep])
         assert (r.states["pruned"][name][~keep] == 0).all()
-    assert r.prune_amount == pytest.approx(1 - sum(int(m.sum()) for m in masks.values()) / sum(m.numel() for m in masks.values()), abs=1e-3)
+    assert r.prune_amount == pytest.approx(
+        1 - sum(int(m.sum()) for m in masks.values()) / sum(m.numel() for m in masks.values()), abs=1e-3
+    )
     # the final model is the best validation checkpoint among the mixed model and every epoch
     hist = r.info["history_final"]
     assert hist[0]["epoch"] == 0
@@ -187,7 +201,9 @@ def test_same_seed_same_weights_different_seed_differs(tiny_model, tiny_split):
 
 
 def test_prune_from_best_uses_best_validation_epoch(tiny_model, tiny_split):
-    cfg = CRoPConfig(prune_from="best", initial=TrainConfig(epochs=6, lr=5e-2), final=TrainConfig(epochs=0, include_initial=True))
+    cfg = CRoPConfig(
+        prune_from="best", initial=TrainConfig(epochs=6, lr=5e-2), final=TrainConfig(epochs=0, include_initial=True)
+    )
     r = crop.personalize(tiny_model, tiny_split, cfg)
     hist = r.info["history_initial"]
     assert hist[r.info["initial_epoch"] - 1]["val_metric"] == max(h["val_metric"] for h in hist)

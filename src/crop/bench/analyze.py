@@ -100,7 +100,8 @@ def analyze_bench(
             if scenario.generic not in generics:
                 generics[scenario.generic] = generic_for(scenario.generic, bench_users)[0]
             unit = [
-                r for r in records
+                r
+                for r in records
                 if (r["scenario"], r["user"], r["seed"], r["method"]) == (scenario_name, user, seed, method)
                 and r["metric"] == metric
             ]
@@ -111,8 +112,14 @@ def analyze_bench(
             same = _reproduced(result.model, us, recorded, metric)
             target = analysis / scenario_name.replace(":", "-") / f"user{user}-seed{seed}-{method}"
             analyze_result(
-                result, us.available, us.unseen, target, metric=metric, seed=seed,
-                tau=getattr(config, "tau", None), figures=figures,
+                result,
+                us.available,
+                us.unseen,
+                target,
+                metric=metric,
+                seed=seed,
+                tau=getattr(config, "tau", None),
+                figures=figures,
                 title=f"{method} on HAPT user {user}, {scenario_name}, seed {seed}",
             )
             rel = target.relative_to(analysis)
@@ -132,23 +139,37 @@ def analyze_personalization(out: Path, *, figures: bool = True) -> Path:
 
     summary = json.loads((out / "summary.json").read_text())
     if "user" not in summary:
-        raise CropError(f"{out}: only `crop personalize --user` outputs can be re-analysed (own data files are not recorded)")
+        raise CropError(
+            f"{out}: only `crop personalize --user` outputs can be re-analysed (own data files are not recorded)"
+        )
     method, seed, metric = summary["method"], summary["seed"], summary["metric"]
     scenario = parse_scenarios(summary["scenario"])[0]
     source = summary["generic_model"]
-    generic = load_model(source["source"]) if source.get("source") not in ("shipped", "cached", "trained") else (
-        generic_for(scenario.generic, [summary["user"]])[0]
+    generic = (
+        load_model(source["source"])
+        if source.get("source") not in ("shipped", "cached", "trained")
+        else (generic_for(scenario.generic, [summary["user"]])[0])
     )
     config = _config(method, summary.get("config"), None)
     us = build_user_scenario(summary["user"], scenario, seed)
     result = get_method(method).fit(generic, us.available, config, seed=seed, metric=metric)
     recorded = {"available": summary["scores"].get("available (test split)", {}).get(metric, np.nan)}
-    recorded.update({k.removeprefix("unseen: "): v[metric] for k, v in summary["scores"].items() if k.startswith("unseen: ")})
+    recorded.update(
+        {k.removeprefix("unseen: "): v[metric] for k, v in summary["scores"].items() if k.startswith("unseen: ")}
+    )
     if not _reproduced(result.model, us, recorded, metric):
-        raise CropError(f"{out}: re-running the personalization did not reproduce summary.json (different crop version?)")
+        raise CropError(
+            f"{out}: re-running the personalization did not reproduce summary.json (different crop version?)"
+        )
     report = analyze_result(
-        result, us.available, us.unseen, out / "analysis", metric=metric, seed=seed,
-        tau=getattr(config, "tau", None), figures=figures,
+        result,
+        us.available,
+        us.unseen,
+        out / "analysis",
+        metric=metric,
+        seed=seed,
+        tau=getattr(config, "tau", None),
+        figures=figures,
         title=f"{method} on HAPT user {summary['user']}, {scenario.name}, seed {seed}",
     )
     return report.files["index"]

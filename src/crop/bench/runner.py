@@ -51,6 +51,7 @@ class BenchSpec:
     tune: bool = False
     tune_budget: int | None = None
     unit_hook: Callable[[dict, nn.Module, UserScenario], list[dict]] | None = None
+    certify: Any = None  # a crop.certify.robustness.RobustnessSpec: robustness records per unit
 
 
 def evaluate_unit(
@@ -71,8 +72,22 @@ def evaluate_unit(
 def _settings(spec: BenchSpec) -> dict[str, Any]:
     """What decides a unit's numbers besides its key: the metric and every method's config."""
     configs = {m: config_to_dict(spec.configs.get(m) or get_method(m).config_class()) for m in spec.methods}
-    return {"dataset": spec.dataset, "metric": spec.metric, "configs": configs, "tune": spec.tune,
-            "tune_budget": spec.tune_budget}
+    return {
+        "dataset": spec.dataset,
+        "metric": spec.metric,
+        "configs": configs,
+        "tune": spec.tune,
+        "tune_budget": spec.tune_budget,
+        "certify": spec.certify.to_dict() if spec.certify is not None else None,
+    }
+
+
+def _same_config(old: Any, new: Any) -> bool:
+    """Equal, ignoring options that ``old`` lacks (added to crop after that directory was
+    written, so it ran with what is now their default)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return old.keys() <= new.keys() and all(_same_config(v, new[k]) for k, v in old.items())
+    return old == new
 
 
 def _record_settings(spec: BenchSpec) -> None:
@@ -85,12 +100,12 @@ def _record_settings(spec: BenchSpec) -> None:
         except json.JSONDecodeError:
             old = None
         if old is not None:
-            defaults = {"tune": False, "tune_budget": None}  # directories written before these existed
-            for key in ("metric", "dataset", "tune", "tune_budget"):
+            defaults = {"tune": False, "tune_budget": None, "certify": None}  # written before these existed
+            for key in ("metric", "dataset", "tune", "tune_budget", "certify"):
                 if old.get(key, defaults.get(key)) != settings[key]:
                     raise CropError(f"{spec.out} holds results made with another {key}; use a new --out")
             for method, config in settings["configs"].items():
-                if method in old.get("configs", {}) and old["configs"][method] != config:
+                if method in old.get("configs", {}) and not _same_config(old["configs"][method], config):
                     raise CropError(f"{spec.out} holds {method} results made with another config; use a new --out")
             settings["configs"] = {**old.get("configs", {}), **settings["configs"]}
     write_text_atomic(path, json.dumps(settings, indent=2, sort_keys=True))
@@ -115,6 +130,11 @@ def run_bench(spec: BenchSpec, progress: bool = True) -> Path:
     units = plan_units(spec)
     todo = [u for u in units if (spec.dataset, u[0].name, u[1], u[2], u[3]) not in done]
     generics: dict[str, tuple[nn.Module, dict]] = {}
+    hooks = [h for h in (spec.unit_hook,) if h is not None]
+    if spec.certify is not None:
+        from crop.certify.robustness import robustness_hook
+
+        hooks.append(robustness_hook(spec.certify))
     scenario_cache: dict[tuple[str, int, int], UserScenario] = {}
 
     from rich.progress import (
@@ -157,8 +177,13 @@ def run_bench(spec: BenchSpec, progress: bool = True) -> Path:
                     from crop.analysis import tune
 
                     searched = tune(
-                        generic, us.available, method, seed=seed, budget=spec.tune_budget,
-                        metric=spec.metric, base_config=config,
+                        generic,
+                        us.available,
+                        method,
+                        seed=seed,
+                        budget=spec.tune_budget,
+                        metric=spec.metric,
+                        base_config=config,
                     )
                     result = searched.best_result
                     extra["tuned"] = {k: searched.chosen[k] for k in sorted(searched.chosen)}
@@ -167,16 +192,20 @@ def run_bench(spec: BenchSpec, progress: bool = True) -> Path:
                 if result.prune_amount is not None:
                     extra["prune_amount"] = round(float(result.prune_amount), 10)
                 records = evaluate_unit(result.model, us, {**base, **extra})
-                if spec.unit_hook is not None:
-                    records += spec.unit_hook({**base, **extra}, result.model, us)
+                for hook in hooks:
+                    records += hook({**base, **extra}, result.model, us)
             except Exception as exc:  # noqa: BLE001 - a failed method is a result, not a crash
                 reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
-                records = [{**base, "status": "failed", "error": reason, "context": None, "metric": None, "value": None}]
+                records = [
+                    {**base, "status": "failed", "error": reason, "context": None, "metric": None, "value": None}
+                ]
                 (spec.out / "errors.log").open("a").write(f"{base}\n{traceback.format_exc()}\n")
             store.append(records)
             elapsed = time.perf_counter() - t0
             with (spec.out / "timings.jsonl").open("a") as f:
-                f.write(json.dumps({**base, "seconds": round(elapsed, 3), "generic": generic_info.get("source")}) + "\n")
+                f.write(
+                    json.dumps({**base, "seconds": round(elapsed, 3), "generic": generic_info.get("source")}) + "\n"
+                )
             bar.advance(task)
     return store.path
 

@@ -109,7 +109,9 @@ def load_recordings() -> dict[str, np.ndarray]:
 
 def experiments_of(user: int) -> list[int]:
     recs = load_recordings()
-    return sorted(int(k.split("_e")[1].split("_")[0]) for k in recs if k.startswith(f"u{user}_") and k.endswith("_signal"))
+    return sorted(
+        int(k.split("_e")[1].split("_")[0]) for k in recs if k.startswith(f"u{user}_") and k.endswith("_signal")
+    )
 
 
 def window_experiment(signal: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -39,9 +39,7 @@ class SensingData:
         if self.X.ndim < 2:
             raise CropError(f"{self.name}: X must have shape (n, ...) with at least 2 dims, got {self.X.shape}")
         if self.y.ndim != 1 or self.y.shape[0] != self.X.shape[0]:
-            raise CropError(
-                f"{self.name}: y must have shape ({self.X.shape[0]},) to match X, got {self.y.shape}"
-            )
+            raise CropError(f"{self.name}: y must have shape ({self.X.shape[0]},) to match X, got {self.y.shape}")
         if len(self) == 0:
             raise CropError(f"{self.name}: no samples (empty context)")
         if input_shape is not None and tuple(self.X.shape[1:]) != tuple(input_shape):

@@ -58,7 +58,9 @@ def dead_gyro(X: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarr
     return out
 
 
-def saturate(X: np.ndarray, rng: np.random.Generator | None = None, acc_limit: float = 1.2, gyro_limit: float = 1.0) -> np.ndarray:
+def saturate(
+    X: np.ndarray, rng: np.random.Generator | None = None, acc_limit: float = 1.2, gyro_limit: float = 1.0
+) -> np.ndarray:
     """Readings clip at the sensor's range: ``acc_limit`` g, ``gyro_limit`` rad/s."""
     out = X.copy()
     out[:, 0:3] = np.clip(out[:, 0:3], -acc_limit, acc_limit)

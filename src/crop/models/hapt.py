@@ -49,7 +49,13 @@ class HAPTNet(nn.Sequential):
             nn.Dropout(dropout),
             nn.Linear(2 * width, n_classes),
         )
-        self.config = {"channels": channels, "n_classes": n_classes, "length": length, "width": width, "dropout": dropout}
+        self.config = {
+            "channels": channels,
+            "n_classes": n_classes,
+            "length": length,
+            "width": width,
+            "dropout": dropout,
+        }
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """The penultimate representation (input of the classification layer)."""

@@ -73,7 +73,9 @@ def load_state(model: nn.Module, path: str | Path) -> nn.Module:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()
-        raise CropError(f"{path}: weights do not fit the model ({first[1].strip() if len(first) > 1 else first[0]})") from None
+        raise CropError(
+            f"{path}: weights do not fit the model ({first[1].strip() if len(first) > 1 else first[0]})"
+        ) from None
     return model
 
 

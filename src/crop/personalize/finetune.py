@@ -22,7 +22,12 @@ class FinetuneConfig:
 
 @register_method("finetune", FinetuneConfig, "conventional finetuning (M^C)")
 def fit_finetune(
-    generic: nn.Module, available: ContextSplit, config: FinetuneConfig, *, seed: int = 0, metric: str = "balanced_accuracy"
+    generic: nn.Module,
+    available: ContextSplit,
+    config: FinetuneConfig,
+    *,
+    seed: int = 0,
+    metric: str = "balanced_accuracy",
 ) -> PersonalizationResult:
     """Finetune all parameters on the available context with cross-entropy."""
     check_available(generic, available)
@@ -43,7 +48,12 @@ class GenericConfig:
 
 @register_method("generic", GenericConfig, "the generic model, not personalized")
 def fit_generic(
-    generic: nn.Module, available: ContextSplit, config: GenericConfig, *, seed: int = 0, metric: str = "balanced_accuracy"
+    generic: nn.Module,
+    available: ContextSplit,
+    config: GenericConfig,
+    *,
+    seed: int = 0,
+    metric: str = "balanced_accuracy",
 ) -> PersonalizationResult:
     """Return a copy of the generic model."""
     model = clone_model(generic).eval()

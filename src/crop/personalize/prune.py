@@ -265,4 +265,3 @@ def tolerated_prune(
             for n, value in originals.items():
                 params[n].copy_(value)
     return PruneResult(best_state, best_amount, best_masks, reference, history)
-

@@ -83,6 +83,7 @@ def available_methods() -> list[str]:
 
 
 def _load_builtin_methods() -> None:
+    import crop.certify.method  # noqa: F401
     import crop.personalize.ablations  # noqa: F401
     import crop.personalize.baselines  # noqa: F401
     import crop.personalize.crop  # noqa: F401

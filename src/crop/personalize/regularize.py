@@ -33,7 +33,9 @@ AlphaParam = Literal["log", "clamp", "unconstrained", "fixed"]
 PenaltyKind = Literal["l1", "l2", "l0", "polarization"]
 
 
-def penalty_value(tensors: list[torch.Tensor], kind: str, l0_beta: float = 0.01, polarization_t: float = 1.0) -> torch.Tensor:
+def penalty_value(
+    tensors: list[torch.Tensor], kind: str, l0_beta: float = 0.01, polarization_t: float = 1.0
+) -> torch.Tensor:
     """The un-scaled norm of ``tensors``.
 
     * ``l1``: ``sum |w|``; ``l2``: ``sum w^2``;

@@ -79,7 +79,9 @@ def summary_table(perf: Perf, dataset: str = "hapt") -> Table:
             row.append(_pm(delta_values(perf, s, m, "generic")))
             row.append(_pm(delta_values(perf, s, m, "finetune")) if m != "finetune" else "0")
         rows.append(row)
-    return Table(f"{dataset}: Δ_P (vs generic) and Δ_G (vs conventional finetuning), pp, mean ± sd over seeds", header, rows)
+    return Table(
+        f"{dataset}: Δ_P (vs generic) and Δ_G (vs conventional finetuning), pp, mean ± sd over seeds", header, rows
+    )
 
 
 def per_user_table(perf: Perf, scenario: str, std: bool = False) -> Table:
@@ -117,6 +119,47 @@ def per_context_table(records: list[dict[str, Any]], scenario: str, metric: str 
     return Table(f"{scenario}: accuracy (%) per context, mean over users and seeds", ["context"] + methods, rows)
 
 
+def robustness_table(records: list[dict[str, Any]], scenario: str) -> Table | None:
+    """``crop bench --certify`` measures per method and context (%): mean over users per seed,
+    then mean ± sd over seeds (several unseen contexts are averaged first, as in Δ_G)."""
+    from crop.certify.robustness import robustness_metrics
+
+    rows_in = [r for r in records if r.get("status") == "ok" and r.get("scenario") == scenario and "radius" in r]
+    names = robustness_metrics(rows_in)
+    if not names:
+        return None
+    clean: dict[tuple, list[float]] = defaultdict(list)
+    for r in records:
+        if r.get("status") == "ok" and r.get("scenario") == scenario and r.get("metric") == "accuracy":
+            clean[(r["method"], r["context"], r["seed"], r["user"], "accuracy")].append(r["value"])
+    for r in rows_in:
+        clean[(r["method"], r["context"], r["seed"], r["user"], r["metric"])].append(r["value"])
+    methods = _ordered({r["method"] for r in rows_in}, METHOD_ORDER)
+    header = ["method", "context", "accuracy"] + names
+    rows = []
+    for m in methods:
+        for ctx in ("available", "unseen"):
+            row: list[Any] = [m, ctx]
+            for name in ["accuracy"] + names:
+                per_seed = defaultdict(list)
+                for (mm, cc, seed, _user, nn_), vals in clean.items():
+                    if mm == m and cc == ctx and nn_ == name:
+                        per_seed[seed].append(float(np.mean(vals)))
+                vals = [100.0 * float(np.mean(v)) for _, v in sorted(per_seed.items())]
+                if not vals:
+                    row.append("-")
+                elif len(vals) == 1:
+                    row.append(f"{vals[0]:.1f}")
+                else:
+                    row.append(f"{np.mean(vals):.1f} ± {np.std(vals, ddof=1):.1f}")
+            rows.append(row)
+    note = (
+        "verified_*: fraction of windows certified by IBP / CROWN / the better of both at that radius; "
+        "pgd: fraction PGD does not break (>= verified); smoothed@l2:r: randomized-smoothing certified accuracy"
+    )
+    return Table(f"{scenario}: robustness (%), mean ± sd over seeds", header, rows, note=note)
+
+
 def all_tables(records: list[dict[str, Any]], metric: str = "balanced_accuracy", dataset: str = "hapt") -> list[Table]:
     perf = performance(records, metric)
     tables = [summary_table(perf, dataset)]
@@ -124,6 +167,9 @@ def all_tables(records: list[dict[str, Any]], metric: str = "balanced_accuracy",
         tables.append(per_user_table(perf, scenario))
         tables.append(per_user_table(perf, scenario, std=True))
         tables.append(per_context_table(records, scenario, metric))
+        robust = robustness_table(records, scenario)
+        if robust is not None:
+            tables.append(robust)
     return tables
 
 
@@ -131,9 +177,13 @@ def render_markdown(records: list[dict[str, Any]], metric: str = "balanced_accur
     parts = [f"# Benchmark results ({dataset}, metric: {metric})", ""]
     for t in all_tables(records, metric, dataset):
         parts += [f"## {t.title}", "", t.markdown(), ""]
+        if t.note:
+            parts += [t.note, ""]
     failed = failures(records)
     if failed:
         parts += ["## Failed runs", "", "| scenario | user | seed | method | error |", "|---|---|---|---|---|"]
-        parts += [f"| {r['scenario']} | {r['user']} | {r['seed']} | {r['method']} | {r.get('error', '')} |" for r in failed]
+        parts += [
+            f"| {r['scenario']} | {r['user']} | {r['seed']} | {r['method']} | {r.get('error', '')} |" for r in failed
+        ]
         parts.append("")
     return "\n".join(parts)

@@ -1,0 +1,207 @@
+"""Robustness of a personalized model, as extra benchmark records (``crop bench --certify``).
+
+For each evaluated context (the available-context test split and every unseen context) a
+:class:`RobustnessSpec` adds records whose ``metric`` names the measure:
+
+* ``verified_ibp@linf:0.01``, ``verified_crown@linf:0.01``, ``verified@linf:0.01`` -- the
+  fraction of windows verified at that radius by IBP, by CROWN, and by the element-wise best of
+  the two bounds (the reported certificate);
+* ``pgd@linf:0.01`` -- the fraction PGD does not break (an upper bound of the true robust
+  accuracy, so ``verified <= pgd`` always);
+* ``smoothed@l2:0.05`` -- randomized-smoothing certified accuracy at that L2 radius for the
+  noise level ``sigma`` of the spec (Cohen's CERTIFY; ``smoothed@l2:0`` is the smoothed
+  classifier's clean accuracy counting abstentions as errors).
+
+Each record also carries ``norm``, ``radius`` and (for smoothing) ``sigma`` so tables need not
+parse metric names. Every computation is seeded from the unit's seed, so records are
+reproducible. Radii are in input units (raw sensor units for HAPT: g and rad/s).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from crop.certify.attacks import pgd_attack
+from crop.certify.margin import verify
+from crop.certify.smoothing import certified_accuracy, certify
+from crop.errors import CropError
+
+
+@dataclass(frozen=True)
+class RobustnessSpec:
+    """What ``crop bench --certify`` measures.
+
+    Attributes:
+        eps: radii of the bound-propagation certificates and of PGD (``norm`` ball).
+        norm: ``"linf"`` or ``"l2"`` for ``eps``.
+        sigma: noise level of randomized smoothing; ``None`` skips smoothing.
+        radii: L2 radii at which smoothed certified accuracy is reported (default
+            ``0, sigma/4, sigma/2, sigma``).
+        n0, n, alpha: Cohen's CERTIFY selection samples, estimation samples and failure rate.
+        pgd_steps, pgd_restarts: PGD budget (0 steps: no attack).
+        batch_size: windows per bound-propagation batch.
+    """
+
+    eps: tuple[float, ...] = (0.003, 0.01, 0.03)
+    norm: str = "linf"
+    sigma: float | None = None
+    radii: tuple[float, ...] | None = None
+    n0: int = 100
+    n: int = 1000
+    alpha: float = 0.001
+    pgd_steps: int = 20
+    pgd_restarts: int = 1
+    batch_size: int = 256
+
+    def smoothing_radii(self) -> tuple[float, ...]:
+        if self.sigma is None:
+            return ()
+        if self.radii is not None:
+            return self.radii
+        return (0.0, self.sigma / 4, self.sigma / 2, self.sigma)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+
+
+_LIST_KEYS = {"eps", "radii"}
+_ALIASES = {"radius": "radii", "r": "radii", "steps": "pgd_steps", "restarts": "pgd_restarts"}
+
+
+def parse_robustness_spec(text: str) -> RobustnessSpec:
+    """Parse ``"eps=0.003,0.01,sigma=0.1,radius=0,0.05,n=1000"``.
+
+    Items are ``key=value``; a bare value extends the list of the key before it (``eps`` and
+    ``radii`` take lists). Keys: eps, norm, sigma, radii (radius), n0, n, alpha, pgd_steps
+    (steps), pgd_restarts (restarts), batch_size.
+    """
+    fields = {f for f in RobustnessSpec.__dataclass_fields__}
+    values: dict[str, Any] = {}
+    key: str | None = None
+    for item in (s.strip() for s in text.split(",")):
+        if not item:
+            continue
+        if "=" in item:
+            key, _, raw = item.partition("=")
+            key = _ALIASES.get(key.strip(), key.strip())
+            if key not in fields:
+                raise CropError(f"unknown --certify key {key!r}; choose from {', '.join(sorted(fields))}")
+            if key in values:
+                raise CropError(f"--certify key {key!r} given twice")
+            values[key] = [] if key in _LIST_KEYS else None
+        else:
+            raw = item
+            if key is None or key not in _LIST_KEYS:
+                raise CropError(f"--certify value {item!r} has no key (write e.g. eps=0.01,0.03)")
+        raw = raw.strip()
+        try:
+            if key == "norm":
+                value: Any = raw
+            elif key in ("n0", "n", "pgd_steps", "pgd_restarts", "batch_size"):
+                value = int(raw)
+            else:
+                value = float(raw)
+        except ValueError:
+            raise CropError(f"--certify {key}: {raw!r} is not a number") from None
+        if key in _LIST_KEYS:
+            values[key].append(value)
+        else:
+            values[key] = value
+    for k in _LIST_KEYS & values.keys():
+        values[k] = tuple(values[k])
+    spec = RobustnessSpec(**values)
+    check_spec(spec)
+    return spec
+
+
+def check_spec(spec: RobustnessSpec) -> None:
+    if spec.norm not in ("linf", "l2"):
+        raise CropError(f"--certify norm must be linf or l2, got {spec.norm!r}")
+    if any(e < 0 or not math.isfinite(e) for e in spec.eps):
+        raise CropError("--certify eps values must be finite and >= 0")
+    if spec.sigma is not None and not spec.sigma > 0:
+        raise CropError(f"--certify sigma must be > 0, got {spec.sigma}")
+    if any(r < 0 for r in spec.smoothing_radii()):
+        raise CropError("--certify radii must be >= 0")
+    if not 0 < spec.alpha < 1:
+        raise CropError(f"--certify alpha must lie in (0, 1), got {spec.alpha}")
+    if spec.n0 < 1 or spec.n < 1 or spec.pgd_steps < 0 or spec.pgd_restarts < 1 or spec.batch_size < 1:
+        raise CropError("--certify n0, n, restarts and batch_size must be >= 1, steps >= 0")
+
+
+def _fmt(x: float) -> str:
+    return f"{x:g}"
+
+
+def robustness_measures(
+    model: nn.Module, X: np.ndarray, y: np.ndarray, spec: RobustnessSpec, *, seed: int = 0
+) -> list[dict[str, Any]]:
+    """``[{"metric", "value", "norm", "radius", ("sigma")}]`` of ``model`` on ``(X, y)``."""
+    model = model.eval()
+    Xt = torch.as_tensor(np.asarray(X), dtype=torch.float32)
+    yt = torch.as_tensor(np.asarray(y), dtype=torch.long)
+    out: list[dict[str, Any]] = []
+    if len(Xt) == 0:
+        raise CropError("no windows to certify")
+    for eps in spec.eps:
+        v = verify(model, Xt, yt, eps, spec.norm, "both", batch_size=spec.batch_size)
+        tag = f"{spec.norm}:{_fmt(eps)}"
+        for name, key in (("verified_ibp", "ibp"), ("verified_crown", "crown"), ("verified", "both")):
+            out.append({"metric": f"{name}@{tag}", "value": float(v[key].mean()), "norm": spec.norm, "radius": eps})
+        if spec.pgd_steps > 0:
+            kept = 0
+            for start in range(0, len(Xt), spec.batch_size):
+                xb, yb = Xt[start : start + spec.batch_size], yt[start : start + spec.batch_size]
+                if eps == 0:
+                    broken = model(xb).argmax(1) != yb
+                else:
+                    _, broken = pgd_attack(
+                        model, xb, yb, eps, spec.norm, steps=spec.pgd_steps, restarts=spec.pgd_restarts, seed=seed
+                    )
+                kept += int((~broken).sum())
+            out.append({"metric": f"pgd@{tag}", "value": kept / len(Xt), "norm": spec.norm, "radius": eps})
+    radii = spec.smoothing_radii()
+    if radii:
+        assert spec.sigma is not None
+        pred, radius = certify(model, Xt, spec.sigma, spec.n0, spec.n, spec.alpha, seed=seed)
+        acc = certified_accuracy(pred, radius, np.asarray(y), radii)
+        for r, a in zip(radii, acc, strict=True):
+            out.append(
+                {"metric": f"smoothed@l2:{_fmt(r)}", "value": float(a), "norm": "l2", "radius": r, "sigma": spec.sigma}
+            )
+    return out
+
+
+def robustness_hook(spec: RobustnessSpec):
+    """A ``BenchSpec.unit_hook`` adding :func:`robustness_measures` records for every context."""
+
+    def hook(base: dict[str, Any], model: nn.Module, us: Any) -> list[dict[str, Any]]:
+        contexts = [("available", f"session {us.scenario.available_session}", us.available.test)]
+        contexts += [("unseen", name, data) for name, data in us.unseen.items()]
+        records = []
+        for context, name, data in contexts:
+            for m in robustness_measures(model, data.X, data.y, spec, seed=int(base.get("seed", 0))):
+                value = m.pop("value")
+                records.append({**base, "context": context, "context_name": name, **m, "value": round(value, 10)})
+        return records
+
+    return hook
+
+
+def robustness_metrics(records: Sequence[dict[str, Any]]) -> list[str]:
+    """The robustness metric names present in ``records``, in a readable order."""
+    names = {r["metric"] for r in records if r.get("status") == "ok" and "radius" in r and r.get("metric")}
+
+    def key(name: str) -> tuple[int, float]:
+        kind, _, tag = name.partition("@")
+        order = {"verified_ibp": 1, "verified_crown": 2, "verified": 3, "pgd": 4, "smoothed": 5}.get(kind, 9)
+        return (order, float(tag.rpartition(":")[2] or 0))
+
+    return sorted(names, key=key)
