@@ -157,3 +157,20 @@ def test_analyze_bench_reproduces_and_writes_index(tmp_path):
     assert "| hapt-session:1 | 2 | 0 | crop |" in index and "| yes |" in index
     assert (out / "analysis" / "hapt-session-1" / "user2-seed0-crop" / "gip.md").is_file()
     assert_one_line_error(run("analyze", tmp_path), "neither results.jsonl")
+
+
+def test_certify_own_data_and_bad_input(tmp_path, generic_file):
+    data = user_npz(tmp_path / "me.npz", n=12, contexts=("left", "right"))
+    out = tmp_path / "cert.json"
+    r = run("certify", "--model", generic_file, "--data", data, "--certify", "eps=0,0.01,n=50,sigma=0.1", "--out", out)
+    assert r.exit_code == 0, r.output
+    result = json.loads(out.read_text())["results"]
+    assert set(result) == {"left", "right"}
+    for measures in result.values():
+        assert measures["verified@linf:0.01"] <= measures["verified@linf:0"] <= 1.0
+        assert measures["verified@linf:0.01"] <= measures["pgd@linf:0.01"]
+    assert_one_line_error(
+        run("certify", "--model", generic_file, "--data", data, "--certify", "eps=abc"), "not a number"
+    )
+    assert_one_line_error(run("certify", "--model", tmp_path / "none.safetensors", "--user", "2"), "not found")
+    assert_one_line_error(run("certify", "--model", generic_file), "either --data")

@@ -358,6 +358,18 @@ def personalize(
         summary["mixed_model_selected"] = result.info["mixed_selected"]
         summary["timings"] = result.info.get("timings")
     save_model(result.model, out / "model.safetensors", {"method": method, "seed": seed})
+    if "masks" in result.info:  # a sparse method: also write the compressed file
+        from crop.certify.sparse import save_sparse
+
+        sparse_path = save_sparse(
+            result.model, out / "model.sparse.safetensors", metadata={"method": method, "seed": seed}
+        )
+        summary["density"] = result.info.get("density")
+        summary["verified_val"] = result.info.get("verified_val")
+        summary["file_bytes"] = {
+            "dense": (out / "model.safetensors").stat().st_size,
+            "sparse": sparse_path.stat().st_size,
+        }
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=2, default=float))
     rt = RichTable(title=f"{method} personalization ({metric}, %)", title_justify="left")
     rt.add_column("context")
@@ -366,9 +378,91 @@ def personalize(
     for k, v in scores.items():
         rt.add_row(k, f"{100 * generic_scores[k][metric]:.2f}", f"{100 * v[metric]:.2f}")
     console.print(rt)
-    if result.prune_amount is not None:
+    if "file_bytes" in summary:
+        sizes = summary["file_bytes"]
+        console.print(
+            f"density {summary['density']:.3f}; model.sparse.safetensors {sizes['sparse'] / 1024:.1f} KiB "
+            f"vs dense {sizes['dense'] / 1024:.1f} KiB"
+        )
+    elif result.prune_amount is not None:
         console.print(f"pruning amount chosen by ToleratedPrune: {result.prune_amount:.2f}")
     console.print(f"wrote {out / 'model.safetensors'} and {out / 'summary.json'}")
+
+
+@app.command()
+@_guard
+def certify(
+    model: Annotated[Path, typer.Option(help="model .safetensors written by crop (dense or sparse)")],
+    spec: Annotated[
+        str,
+        typer.Option("--certify", help="what to measure, e.g. 'eps=0.003,0.01,sigma=0.05' (as crop bench --certify)"),
+    ] = "eps=0.003,0.01,0.03",
+    data: Annotated[
+        Path | None, typer.Option(help=".npz with X, y and optional context: every context is certified")
+    ] = None,
+    user: Annotated[
+        int | None, typer.Option(help="or a HAPT user: the available test split and unseen contexts")
+    ] = None,
+    scenario: Annotated[str, typer.Option(help="with --user: the HAPT scenario")] = "hapt-session:1",
+    seed: Annotated[int, typer.Option(help="split seed (with --user) and sampling seed")] = 0,
+    out: Annotated[Path | None, typer.Option(help="write the measures to this JSON file")] = None,
+) -> None:
+    """Certify a model: verified accuracy (IBP, CROWN), PGD accuracy, smoothed certified accuracy."""
+    import numpy as np
+
+    from crop.certify.robustness import parse_robustness_spec, robustness_measures
+    from crop.data.sensing import load_npz
+    from crop.models.io import load_model
+    from crop.report.files import write_text_atomic
+
+    robustness = parse_robustness_spec(spec)
+    if (user is None) == (data is None):
+        raise CropError("give either --data (a .npz file) or --user (a HAPT user)")
+    net = load_model(model)
+    contexts: dict[str, Any] = {}
+    if data is not None:
+        whole, context = load_npz(data)
+        whole.validate()
+        if context is None:
+            contexts["all"] = whole
+        else:
+            ctx = np.asarray([str(v) for v in context.tolist()])
+            for v in sorted(set(ctx.tolist())):
+                contexts[v] = whole.subset(np.flatnonzero(ctx == v), f"{data.name} context {v}")
+    else:
+        from crop.data.hapt import USERS
+        from crop.data.scenarios import build_user_scenario, parse_scenarios
+
+        if user not in USERS:
+            raise CropError(f"unknown HAPT user {user}: users are 1-30")
+        scenarios = parse_scenarios(scenario)
+        if len(scenarios) != 1:
+            raise CropError(f"--scenario must name one scenario such as {scenarios[0].name}")
+        us = build_user_scenario(user, scenarios[0], seed)
+        contexts[f"available: session {scenarios[0].available_session} (test split)"] = us.available.test
+        contexts.update({f"unseen: {k}": v for k, v in us.unseen.items()})
+    results: dict[str, dict[str, float]] = {}
+    with console.status("certifying") as status:
+        for name, d in contexts.items():
+            status.update(f"certifying {name} ({len(d)} windows)")
+            if d.X.shape[1:] != contexts[next(iter(contexts))].X.shape[1:]:
+                raise CropError(f"context {name}: window shape differs")
+            results[name] = {m["metric"]: m["value"] for m in robustness_measures(net, d.X, d.y, robustness, seed=seed)}
+    rt = RichTable(title=f"robustness of {model.name} (%)", title_justify="left")
+    rt.add_column("measure")
+    for name in results:
+        rt.add_column(name, justify="right")
+    for metric in next(iter(results.values())):
+        rt.add_row(metric, *(f"{100 * results[c][metric]:.1f}" for c in results))
+    console.print(rt)
+    if out is not None:
+        payload = {
+            "model": str(model),
+            "spec": robustness.to_dict(),
+            "windows": {k: len(v) for k, v in contexts.items()},
+        }
+        write_text_atomic(out, json.dumps({**payload, "results": results}, indent=2))
+        console.print(f"wrote {out}")
 
 
 @app.command("train-generic")

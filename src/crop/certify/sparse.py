@@ -29,6 +29,7 @@ from torch import nn
 
 from crop.errors import CropError
 from crop.models.io import ARCHITECTURES, architecture_name
+from crop.report.files import publish
 
 
 def _csr(matrix: torch.Tensor) -> torch.Tensor:
@@ -92,7 +93,7 @@ def save_sparse(
         meta[str(key)] = value if isinstance(value, str) else json.dumps(value)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     save_file(tensors, str(tmp), metadata=meta)
-    os.replace(tmp, path)
+    publish(tmp, path)
     return path
 
 

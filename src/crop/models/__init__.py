@@ -2,11 +2,13 @@
 
 from crop.models.hapt import HAPTNet, Standardize
 from crop.models.io import load_model, load_state, save_model
+from crop.models.paper import StressMLP
 from crop.models.utils import clone_model, n_classes_of, predict, predict_logits, score, state_copy
 
 __all__ = [
     "HAPTNet",
     "Standardize",
+    "StressMLP",
     "clone_model",
     "load_model",
     "load_state",

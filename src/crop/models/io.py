@@ -21,8 +21,10 @@ from torch import nn
 
 from crop.errors import CropError
 from crop.models.hapt import HAPTNet
+from crop.models.paper import StressMLP
+from crop.report.files import publish
 
-ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {"hapt_cnn": HAPTNet}
+ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {"hapt_cnn": HAPTNet, "stress_mlp": StressMLP}
 
 
 def architecture_name(model: nn.Module) -> str | None:
@@ -46,7 +48,7 @@ def save_model(model: nn.Module, path: str | Path, metadata: dict[str, Any] | No
     tensors = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     save_file(tensors, str(tmp), metadata=meta)
-    os.replace(tmp, path)
+    publish(tmp, path)
     return path
 
 
@@ -80,8 +82,13 @@ def load_state(model: nn.Module, path: str | Path) -> nn.Module:
 
 
 def load_model(path: str | Path) -> nn.Module:
-    """Rebuild a built-in architecture from a file written by :func:`save_model`."""
+    """Rebuild a built-in architecture from a file written by :func:`save_model` (or by
+    :func:`crop.certify.sparse.save_sparse`: sparse tensors are expanded to dense ones)."""
     tensors, meta = read_file(path)
+    if "crop_sparse" in meta:
+        from crop.certify.sparse import load_sparse_model
+
+        return load_sparse_model(path)
     arch = meta.get("crop_arch")
     if arch not in ARCHITECTURES:
         raise CropError(

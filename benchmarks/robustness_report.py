@@ -1,0 +1,104 @@
+"""Tables of docs/ROBUSTNESS.md from ``crop bench --certify`` outputs.
+
+Usage:
+    .venv/bin/python benchmarks/robustness_report.py --main DIR [--density D=DIR ...] [--out FILE]
+
+``--main`` is a bench with generic, finetune, crop and crop-certified (and ``--certify``); each
+``--density`` a bench of crop-certified alone at that target density (``D`` as a fraction).
+Prints Markdown: the robustness table of the main bench, and the density sweep (clean and
+verified accuracy per density, and the gap of verified accuracy to the dense certified model).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from crop.bench.runner import load_results
+from crop.report.tables import robustness_table
+
+
+def _per_seed_mean(records: list[dict], metric: str, context: str) -> list[float]:
+    """Mean over users (and unseen contexts) per seed, in %."""
+    by_seed: dict[int, list[float]] = defaultdict(list)
+    for r in records:
+        if r.get("status") == "ok" and r.get("metric") == metric and r.get("context") == context:
+            by_seed[r["seed"]].append(r["value"])
+    return [100.0 * float(np.mean(v)) for _, v in sorted(by_seed.items())]
+
+
+def _pm(values: list[float]) -> str:
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.1f}"
+    return f"{np.mean(values):.1f} ± {np.std(values, ddof=1):.1f}"
+
+
+def density_table(runs: dict[float, list[dict]], eps_list: list[str]) -> str:
+    header = ["target density", "measured density (prunable)", "clean Ca", "clean Cu"]
+    header += [f"verified@{e} {c}" for e in eps_list for c in ("Ca", "Cu")]
+    dense = runs.get(1.0)
+    if dense is not None:
+        header += [f"gap to dense @{e} {c}" for e in eps_list for c in ("Ca", "Cu")]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for density in sorted(runs, reverse=True):
+        records = [r for r in runs[density] if r.get("method") == "crop-certified"]
+        prune = [1.0 - r["prune_amount"] for r in records if r.get("metric") == "accuracy" and "prune_amount" in r]
+        row = [f"{density:g}", f"{np.mean(prune):.3f}" if prune else "-"]
+        row += [_pm(_per_seed_mean(records, "accuracy", c)) for c in ("available", "unseen")]
+        row += [_pm(_per_seed_mean(records, f"verified@{e}", c)) for e in eps_list for c in ("available", "unseen")]
+        if dense is not None:
+            dense_records = [r for r in dense if r.get("method") == "crop-certified"]
+            for e in eps_list:
+                for c in ("available", "unseen"):
+                    a = _per_seed_mean(records, f"verified@{e}", c)
+                    b = _per_seed_mean(dense_records, f"verified@{e}", c)
+                    row.append(f"{np.mean(a) - np.mean(b):+.1f}" if a and b else "-")
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--main", type=Path, required=True)
+    parser.add_argument("--density", action="append", default=[], help="D=DIR")
+    parser.add_argument("--scenario", default="hapt-session:1")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+
+    parts = []
+    main_records = load_results(args.main)
+    table = robustness_table(main_records, args.scenario)
+    if table is not None:
+        parts += [f"### {table.title}", "", table.markdown(), "", table.note, ""]
+    runs: dict[float, list[dict]] = {}
+    for item in args.density:
+        d, _, directory = item.partition("=")
+        runs[float(d)] = load_results(Path(directory))
+    if runs:
+        certified = [r for r in main_records if r.get("method") == "crop-certified"]
+        if certified:
+            runs.setdefault(0.1, certified)  # the main bench's crop-certified uses the default density 0.1
+        eps_list = sorted(
+            {
+                r["metric"].partition("@")[2]
+                for rs in runs.values()
+                for r in rs
+                if r.get("metric", "").startswith("verified@")
+            },
+            key=lambda t: float(t.rpartition(":")[2]),
+        )
+        parts += ["### crop-certified: verified accuracy (%) by density, mean ± sd over seeds", ""]
+        parts += [density_table(runs, eps_list), ""]
+    text = "\n".join(parts)
+    if args.out:
+        args.out.write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
