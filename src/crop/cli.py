@@ -358,7 +358,7 @@ def personalize(
         summary["mixed_model_selected"] = result.info["mixed_selected"]
         summary["timings"] = result.info.get("timings")
     save_model(result.model, out / "model.safetensors", {"method": method, "seed": seed})
-    if "masks" in result.info:  # a sparse method: also write the compressed file
+    if "density" in result.info and "masks" in result.info:  # a sparse method: also write the compressed file
         from crop.certify.sparse import save_sparse
 
         sparse_path = save_sparse(
