@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from crop.bench.runner import load_results
+from crop.report.table import Table
 from crop.report.tables import robustness_table
 
 
@@ -74,7 +75,23 @@ def main() -> None:
     main_records = load_results(args.main)
     table = robustness_table(main_records, args.scenario)
     if table is not None:
-        parts += [f"### {table.title}", "", table.markdown(), "", table.note, ""]
+        groups = [
+            (
+                "verified accuracy (%): IBP / CROWN / reported (the better bound per window), L-inf radius",
+                ("verified",),
+            ),
+            (
+                "empirical robust accuracy under PGD (%), L-inf radius (an upper bound of the true robust accuracy)",
+                ("pgd@",),
+            ),
+            ("randomized smoothing: certified accuracy (%) at L2 radius", ("smoothed@",)),
+        ]
+        for title, prefixes in groups:
+            keep = [i for i, h in enumerate(table.header) if i < 3 or h.startswith(prefixes)]
+            if len(keep) == 3:
+                continue
+            sub = Table(title, [table.header[i] for i in keep], [[row[i] for i in keep] for row in table.rows])
+            parts += [f"### {args.scenario}: {title}; mean ± sd over seeds", "", sub.markdown(), ""]
     runs: dict[float, list[dict]] = {}
     for item in args.density:
         d, _, directory = item.partition("=")

@@ -131,7 +131,7 @@ def test_sparse_file_round_trip_is_exact_and_smaller(tmp_path):
     with pytest.raises(CropError, match="do not fit"):
         load_sparse_model(sparse, seq_net())
     (tmp_path / "bad.safetensors").write_bytes(b"garbage")
-    with pytest.raises(CropError, match="not a readable"):
+    with pytest.raises(CropError, match="not a valid safetensors"):
         load_sparse_model(tmp_path / "bad.safetensors")
 
 

@@ -16,20 +16,16 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from crop.errors import CropError
-from crop.models.io import ARCHITECTURES, architecture_name
-from crop.report.files import publish
+from crop.models.io import ARCHITECTURES, model_metadata, read_file, write_tensors
 
 
 def _csr(matrix: torch.Tensor) -> torch.Tensor:
@@ -72,8 +68,6 @@ def save_sparse(
     model: nn.Module, path: str | Path, *, max_density: float = 0.5, metadata: dict[str, Any] | None = None
 ) -> Path:
     """Write ``model.state_dict()`` to ``path`` with sparse tensors in CSR form (atomically)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, torch.Tensor] = {}
     sparse: dict[str, list[int]] = {}
     for name, t in model.state_dict().items():
@@ -84,31 +78,17 @@ def save_sparse(
             sparse[name] = list(t.shape)
         else:
             tensors[name] = t.contiguous().clone()
-    meta = {"crop_format": "1", "crop_sparse": json.dumps(sparse)}
-    arch = architecture_name(model)
-    if arch is not None:
-        meta["crop_arch"] = arch
-        meta["crop_config"] = json.dumps(getattr(model, "config", {}))
-    for key, value in (metadata or {}).items():
-        meta[str(key)] = value if isinstance(value, str) else json.dumps(value)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    save_file(tensors, str(tmp), metadata=meta)
-    publish(tmp, path)
-    return path
+    meta = {**model_metadata(model, metadata), "crop_sparse": json.dumps(sparse)}
+    return write_tensors(tensors, path, meta)
 
 
 def load_sparse_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Dense state dict and metadata of a file written by :func:`save_sparse`."""
-    path = Path(path)
-    if not path.is_file():
-        raise CropError(f"model file not found: {path}")
+    raw, meta = read_file(path)
     try:
-        raw = load_file(str(path))
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
         sparse = json.loads(meta.get("crop_sparse", "{}"))
-    except Exception as exc:  # safetensors / json errors
-        raise CropError(f"{path}: not a readable sparse model file ({type(exc).__name__}: {exc})") from None
+    except json.JSONDecodeError:
+        raise CropError(f"{path}: not a readable sparse model file (bad crop_sparse metadata)") from None
     state = {k: v for k, v in raw.items() if "::" not in k}
     for name, shape in sparse.items():
         try:

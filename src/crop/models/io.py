@@ -34,10 +34,8 @@ def architecture_name(model: nn.Module) -> str | None:
     return None
 
 
-def save_model(model: nn.Module, path: str | Path, metadata: dict[str, Any] | None = None) -> Path:
-    """Write ``model``'s state (and its architecture, if built-in) atomically to ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def model_metadata(model: nn.Module, metadata: dict[str, Any] | None = None) -> dict[str, str]:
+    """File metadata: format, the architecture (if built-in) and its config, and ``metadata``."""
     meta = {"crop_format": "1"}
     arch = architecture_name(model)
     if arch is not None:
@@ -45,11 +43,22 @@ def save_model(model: nn.Module, path: str | Path, metadata: dict[str, Any] | No
         meta["crop_config"] = json.dumps(getattr(model, "config", {}))
     for key, value in (metadata or {}).items():
         meta[str(key)] = value if isinstance(value, str) else json.dumps(value)
-    tensors = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    return meta
+
+
+def write_tensors(tensors: dict[str, torch.Tensor], path: str | Path, meta: dict[str, str]) -> Path:
+    """Write a safetensors file atomically (a reader never sees a half-written file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     save_file(tensors, str(tmp), metadata=meta)
-    publish(tmp, path)
-    return path
+    return publish(tmp, path)
+
+
+def save_model(model: nn.Module, path: str | Path, metadata: dict[str, Any] | None = None) -> Path:
+    """Write ``model``'s state (and its architecture, if built-in) atomically to ``path``."""
+    tensors = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    return write_tensors(tensors, path, model_metadata(model, metadata))
 
 
 def read_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
