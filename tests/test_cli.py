@@ -174,3 +174,33 @@ def test_certify_own_data_and_bad_input(tmp_path, generic_file):
     )
     assert_one_line_error(run("certify", "--model", tmp_path / "none.safetensors", "--user", "2"), "not found")
     assert_one_line_error(run("certify", "--model", generic_file), "either --data")
+
+
+def test_tune_own_data_writes_trials_and_chosen_model(tmp_path, generic_file):
+    data = user_npz(tmp_path / "me.npz", n=60, contexts=("left", "right"))
+    cfg = tmp_path / "fast.toml"
+    cfg.write_text("[finetune.train]\nepochs = 2\n")
+    out = tmp_path / "tune"
+    r = run(
+        "tune",
+        "--data",
+        data,
+        "--model",
+        generic_file,
+        "--available",
+        "left",
+        "--method",
+        "finetune",
+        "--grid",
+        "train.lr=1e-3,3e-3",
+        "--config",
+        cfg,
+        "--out",
+        out,
+    )
+    assert r.exit_code == 0, r.output
+    chosen = json.loads((out / "chosen.json").read_text())
+    assert len(chosen["trials"]) == 2 and chosen["chosen"]["train.lr"] in (1e-3, 3e-3)
+    assert (out / "model.safetensors").is_file() and "unseen: right" in r.output
+    assert_one_line_error(run("tune", "--user", "2", "--grid", "tau", "--out", tmp_path / "x"), "must look like")
+    assert not (tmp_path / "x").exists()

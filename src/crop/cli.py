@@ -90,7 +90,7 @@ def _rich_table(table: Any) -> RichTable:
     for i, h in enumerate(table.header):
         rt.add_column(h, justify="left" if i == 0 else "right")
     for row in table.rows:
-        rt.add_row(*row)
+        rt.add_row(*(table.cell(c, v) for c, v in zip(table.header, row, strict=True)))
     return rt
 
 
@@ -268,34 +268,16 @@ def demo(
     console.print(f"Results: {out / 'results.jsonl'}, tables: {out / 'table.md'}")
 
 
-@app.command()
-@_guard
-def personalize(
-    out: Annotated[Path, typer.Option(help="output directory: model.safetensors and summary.json")],
-    user: Annotated[int | None, typer.Option(help="a HAPT user id (1-30)")] = None,
-    scenario: Annotated[str, typer.Option(help="HAPT scenario, e.g. hapt-session:1")] = "hapt-session:1",
-    data: Annotated[
-        Path | None, typer.Option(help="your own .npz with X (n, ...), y (n,), optional context (n,)")
-    ] = None,
-    model: Annotated[Path | None, typer.Option(help="generic model .safetensors (written by crop)")] = None,
-    available: Annotated[str | None, typer.Option(help="with --data: the context value that is available")] = None,
-    method: Annotated[str, typer.Option(help="registered method")] = "crop",
-    seed: int = 0,
-    config: Annotated[Path | None, typer.Option(help="TOML file with a [method] table of options")] = None,
-    metric: str = "balanced_accuracy",
-) -> None:
-    """Personalize one person: a HAPT user, or your own data file plus a generic model file."""
+def _person(
+    user: int | None, scenario: str, data: Path | None, model: Path | None, available: str | None, seed: int
+) -> tuple[Any, dict, Any, dict, dict]:
+    """The generic model, its provenance, the available split, the unseen contexts and a
+    description of whose data it is: a HAPT user, or a user's own ``.npz`` plus a model file."""
     import numpy as np
 
-    from crop.api import evaluate
-    from crop.api import personalize as run_personalize
     from crop.data.sensing import load_npz, stratified_split
-    from crop.models.io import load_model, save_model
-    from crop.personalize.registry import config_to_dict, get_method
-    from crop.report.files import write_text_atomic
+    from crop.models.io import load_model
 
-    configs = _load_configs(config, [method])
-    t0 = time.perf_counter()
     if (user is None) == (data is None):
         raise CropError("give either --user (a HAPT user) or --data with --model")
     if user is not None:
@@ -337,6 +319,36 @@ def personalize(
             whole = whole.subset(np.flatnonzero(ctx == available), f"{data.name} context {available}")
         split = stratified_split(whole, seed)
         subject = {"data": str(data), "available_context": available}
+    return generic, generic_info, split, unseen, subject
+
+
+@app.command()
+@_guard
+def personalize(
+    out: Annotated[Path, typer.Option(help="output directory: model.safetensors and summary.json")],
+    user: Annotated[int | None, typer.Option(help="a HAPT user id (1-30)")] = None,
+    scenario: Annotated[str, typer.Option(help="HAPT scenario, e.g. hapt-session:1")] = "hapt-session:1",
+    data: Annotated[
+        Path | None, typer.Option(help="your own .npz with X (n, ...), y (n,), optional context (n,)")
+    ] = None,
+    model: Annotated[Path | None, typer.Option(help="generic model .safetensors (written by crop)")] = None,
+    available: Annotated[str | None, typer.Option(help="with --data: the context value that is available")] = None,
+    method: Annotated[str, typer.Option(help="registered method")] = "crop",
+    seed: int = 0,
+    config: Annotated[Path | None, typer.Option(help="TOML file with a [method] table of options")] = None,
+    metric: str = "balanced_accuracy",
+) -> None:
+    """Personalize one person: a HAPT user, or your own data file plus a generic model file."""
+
+    from crop.api import evaluate
+    from crop.api import personalize as run_personalize
+    from crop.models.io import save_model
+    from crop.personalize.registry import config_to_dict, get_method
+    from crop.report.files import write_text_atomic
+
+    configs = _load_configs(config, [method])
+    t0 = time.perf_counter()
+    generic, generic_info, split, unseen, subject = _person(user, scenario, data, model, available, seed)
     result = run_personalize(generic, split, configs.get(method), method=method, seed=seed, metric=metric)
     scores = {"available (test split)": evaluate(result.model, split.test)} if len(split.test) else {}
     scores.update({f"unseen: {k}": evaluate(result.model, v) for k, v in unseen.items()})
@@ -387,6 +399,69 @@ def personalize(
     elif result.prune_amount is not None:
         console.print(f"pruning amount chosen by ToleratedPrune: {result.prune_amount:.2f}")
     console.print(f"wrote {out / 'model.safetensors'} and {out / 'summary.json'}")
+
+
+@app.command()
+@_guard
+def tune(
+    out: Annotated[Path, typer.Option(help="output directory: tune.md, tune.csv, chosen.json, model.safetensors")],
+    user: Annotated[int | None, typer.Option(help="a HAPT user id (1-30)")] = None,
+    scenario: Annotated[str, typer.Option(help="HAPT scenario, e.g. hapt-session:1")] = "hapt-session:1",
+    data: Annotated[Path | None, typer.Option(help="your own .npz with X, y, optional context")] = None,
+    model: Annotated[Path | None, typer.Option(help="generic model .safetensors (written by crop)")] = None,
+    available: Annotated[str | None, typer.Option(help="with --data: the context value that is available")] = None,
+    method: Annotated[str, typer.Option(help="registered method")] = "crop",
+    grid: Annotated[
+        str | None,
+        typer.Option(help="e.g. 'initial.lr+final.lr=1e-3,3e-3;alpha=1e-3,1e-2' (default: the method's small grid)"),
+    ] = None,
+    budget: Annotated[int | None, typer.Option(help="at most this many grid points (subsampled with the seed)")] = None,
+    seed: int = 0,
+    config: Annotated[
+        Path | None, typer.Option(help="TOML file with a [method] table: the config the grid modifies")
+    ] = None,
+    metric: str = "balanced_accuracy",
+) -> None:
+    """Grid-search a method's config for one person on the available-context validation split
+    (Appendix A.3); unseen-context data is only used to report the chosen model afterwards."""
+    from rich.progress import Progress
+
+    from crop.analysis import tune as run_tune
+    from crop.analysis._tune import default_grid, expand_grid, parse_grid_option
+    from crop.api import evaluate
+    from crop.models.io import save_model
+    from crop.personalize.registry import get_method
+
+    get_method(method)
+    configs = _load_configs(config, [method])
+    generic, _, split, unseen, subject = _person(user, scenario, data, model, available, seed)
+    chosen_grid = parse_grid_option(grid) if grid else default_grid(method, configs.get(method))
+    points = len(expand_grid(chosen_grid))
+    total = min(points, budget) if budget else points
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task(f"tuning {method}", total=total)
+        result = run_tune(
+            generic,
+            split,
+            method,
+            chosen_grid,
+            seed=seed,
+            budget=budget,
+            metric=metric,
+            base_config=configs.get(method),
+            on_trial=lambda _: bar.advance(task),
+        )
+    paths = result.write(out)
+    save_model(
+        result.best_result.model, out / "model.safetensors", {"method": method, "seed": seed, "tuned": result.chosen}
+    )
+    console.print(_rich_table(result.table()))
+    console.print(f"chosen: {result.chosen}")
+    scores = {"available (test split)": evaluate(result.best_result.model, split.test)} if len(split.test) else {}
+    scores.update({f"unseen: {k}": evaluate(result.best_result.model, v) for k, v in unseen.items()})
+    for name, value in scores.items():
+        console.print(f"chosen model, {name}: {100 * value[metric]:.2f} % {metric}")
+    console.print(f"wrote {paths['table']}, {paths['chosen']} and {out / 'model.safetensors'} ({subject})")
 
 
 @app.command()
