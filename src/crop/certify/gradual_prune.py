@@ -58,6 +58,11 @@ class GradualMagnitudePrune(Hook):
         self.density = density
         self.apply(model)
 
+    def finish(self, model: nn.Module) -> None:
+        """Prune to the final density now (when training ended before the schedule did)."""
+        if self.density > self.final_density + 1e-9:
+            self._prune(model, self.final_density)
+
     @torch.no_grad()
     def apply(self, model: nn.Module) -> None:
         params = dict(model.named_parameters())

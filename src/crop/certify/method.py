@@ -143,8 +143,7 @@ def fit_certified(
         objective=objective,
         hooks=[freeze, pruner],
     )
-    if pruner.density > config.density + 1e-9:  # schedule longer than the phase: finish it
-        pruner._prune(model, config.density)
+    pruner.finish(model)  # a schedule longer than the phase ends here
     masks = pruner.masks
     timings["robust_sparse"] = time.perf_counter() - t0
 
