@@ -118,23 +118,32 @@ def _refine(
     numel = flat_l.shape[1]
     patched = patch_supported(net, index, domain)
     sub_domain, sub_index = domain_for(net, bounds, domain, index)
-    per_row = 2 * (patch_row_size(net, index) if patched else max(numel, _largest(net, index)))
+    per_row = patch_row_size(net, index) if patched else max(numel, _largest(net, index))
     chunk = max(1, CHUNK_ELEMENTS // per_row)
-    for start in range(0, len(rows), chunk):
-        sample, neuron = rows[start : start + chunk].unbind(1)
-        if patched:
-            lb, ub = patch_bounds(net, index, relaxations, domain, sample, neuron)
-        else:
-            n = len(sample)
-            a = lower.new_zeros(2 * n, numel)
-            ar = torch.arange(n, device=lower.device)
-            a[ar, neuron] = 1.0
-            a[ar + n, neuron] = -1.0
-            both = torch.cat([sample, sample])
-            out = backsubstitute(net, a.reshape(2 * n, *shape), both, index, relaxations, sub_domain, sub_index)
-            lb, ub = out[:n], -out[n:]
-        flat_l[sample, neuron] = torch.maximum(flat_l[sample, neuron], lb)
-        flat_u[sample, neuron] = torch.minimum(flat_u[sample, neuron], ub)
+
+    def one_side(sample: torch.Tensor, neuron: torch.Tensor, sign: float) -> torch.Tensor:
+        """Lower bounds of ``sign * z`` for the given (sample, neuron) rows."""
+        out = []
+        for start in range(0, len(sample), chunk):
+            s, nrn = sample[start : start + chunk], neuron[start : start + chunk]
+            signs = lower.new_full((len(s),), sign)
+            if patched:
+                out.append(patch_bounds(net, index, relaxations, domain, s, nrn, signs))
+            else:
+                a = lower.new_zeros(len(s), numel)
+                a[torch.arange(len(s), device=lower.device), nrn] = signs
+                out.append(backsubstitute(net, a.reshape(len(s), *shape), s, index, relaxations, sub_domain, sub_index))
+        return torch.cat(out) if out else lower.new_zeros(0)
+
+    # Upper bounds first: a neuron whose upper bound drops to <= 0 is inactive, its relaxation
+    # is zero whatever its lower bound, so the lower bound is computed only for the others.
+    sample, neuron = rows.unbind(1)
+    ub = -one_side(sample, neuron, -1.0)
+    flat_u[sample, neuron] = torch.minimum(flat_u[sample, neuron], ub)
+    alive = flat_u[sample, neuron] > 0
+    sample, neuron = sample[alive], neuron[alive]
+    lb = one_side(sample, neuron, 1.0)
+    flat_l[sample, neuron] = torch.maximum(flat_l[sample, neuron], lb)
     return flat_l.reshape(lower.shape), flat_u.reshape(upper.shape)
 
 

@@ -91,31 +91,39 @@ def patch_bounds(
     domain: NormBall,
     sample: torch.Tensor,
     neuron: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor]:
+    sign: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor] | torch.Tensor:
     """CROWN lower and upper bounds of the neurons ``neuron`` (flat index into ``(C, T)``) of
-    layer ``end`` for the inputs of ``sample``; ``(R,)`` each."""
+    layer ``end`` for the inputs of ``sample``; ``(R,)`` each.
+
+    With ``sign`` (``(R,)`` of +1 / -1) only one bound per row is computed and returned: the
+    lower bound of ``sign * z`` (so ``-result`` is the upper bound where ``sign`` is -1)."""
     channels, steps = net.ops[end].out_shape
     center = domain.center
     n = len(sample)
-    rows_sample = torch.cat([sample, sample])
-    position = torch.cat([neuron % steps, neuron % steps])
+    both = sign is None
+    if both:
+        sample, neuron = torch.cat([sample, sample]), torch.cat([neuron, neuron])
+        sign = torch.cat([center.new_ones(n), -center.new_ones(n)])  # lower bounds of -z give upper bounds of z
+    rows_sample = sample
+    position = neuron % steps
     flat_row = rows_sample * steps + position
-    sign = torch.cat([center.new_ones(n), -center.new_ones(n)])  # lower bounds of -z give upper bounds of z
-    channel = torch.cat([neuron // steps, neuron // steps])
+    channel = neuron // steps
+    rows = len(sample)
     first = net.ops[end]
     if isinstance(first, ConvOp) and first.groups == 1:
         # the identity specification through the layer's own convolution is its filter
         weight, b = first.weight_fn()
         a = weight[channel] * sign[:, None, None]
-        bias = b[channel] * sign if b is not None else center.new_zeros(2 * n)
+        bias = b[channel] * sign if b is not None else center.new_zeros(rows)
         offset, step = -first.padding[0], first.stride[0]
         valid = windows(center.new_ones(1, 1, first.in_shape[1]), offset, step, a.shape[-1], steps)[0, 0]
         a = a * valid[position][:, None, :]
         end -= 1
     else:
-        a = center.new_zeros(2 * n, channels, 1)
-        a[torch.arange(2 * n, device=center.device), channel, 0] = sign
-        bias = center.new_zeros(2 * n)
+        a = center.new_zeros(rows, channels, 1)
+        a[torch.arange(rows, device=center.device), channel, 0] = sign
+        bias = center.new_zeros(rows)
         offset, step = 0, 1
     for i in range(end, -1, -1):
         op = net.ops[i]
@@ -146,4 +154,4 @@ def patch_bounds(
     value = (a * x0).sum((1, 2))
     dual = a.abs().sum((1, 2)) if domain.norm == "linf" else a.square().sum((1, 2)).sqrt()
     lower = bias + value - domain.eps[rows_sample] * dual
-    return lower[:n], -lower[n:]
+    return (lower[:n], -lower[n:]) if both else lower
