@@ -148,6 +148,9 @@ def test_parse_robustness_spec():
     assert spec.eps == (0.003, 0.01) and spec.sigma == 0.1 and spec.radii == (0.0, 0.05)
     assert spec.n == 200 and spec.pgd_steps == 5
     assert parse_robustness_spec("sigma=0.2").smoothing_radii() == (0.0, 0.05, 0.1, 0.2)
+    assert parse_robustness_spec("eps=0.1,lipschitz=1").lipschitz
+    with pytest.raises(CropError, match="not 0 or 1"):
+        parse_robustness_spec("lipschitz=maybe")
     for bad, msg in [
         ("eps=x", "not a number"),
         ("foo=1", "unknown --certify key"),
@@ -165,7 +168,7 @@ def test_robustness_measures_are_ordered_and_consistent():
     split = stratified_split(make_data(), seed=0)
     train(model, split.train, split.val, TrainConfig(epochs=5, lr=1e-2, batch_size=16))
     data = split.test
-    spec = RobustnessSpec(eps=(0.0, 0.05, 0.5), sigma=0.5, n0=20, n=200, pgd_steps=10)
+    spec = RobustnessSpec(eps=(0.0, 0.05, 0.5), sigma=0.5, n0=20, n=200, pgd_steps=10, lipschitz=True)
     out = {m["metric"]: m["value"] for m in robustness_measures(model, data.X, data.y, spec, seed=0)}
     clean = float((model.eval()(torch.as_tensor(data.X)).argmax(1).numpy() == data.y).mean())
     assert out["pgd@linf:0"] == pytest.approx(clean)
@@ -174,6 +177,10 @@ def test_robustness_measures_are_ordered_and_consistent():
         assert both >= max(out[f"verified_ibp@linf:{eps}"], out[f"verified_crown@linf:{eps}"]) - 1e-12
         assert both <= out[f"pgd@linf:{eps}"] + 1e-12  # sound: no attack breaks a verified window
     assert out["verified@linf:0.5"] <= out["verified@linf:0.05"] <= out["verified@linf:0"]
+    assert out["lipschitz@linf:0"] == pytest.approx(clean)
+    assert out["lipschitz@linf:0.5"] <= out["lipschitz@linf:0.05"] <= out["lipschitz@linf:0"]
+    for eps in ("0.05", "0.5"):
+        assert out[f"lipschitz@linf:{eps}"] <= out[f"pgd@linf:{eps}"] + 1e-12  # sound as well
     smoothed = [out[f"smoothed@l2:{r}"] for r in ("0", "0.125", "0.25", "0.5")]
     assert smoothed == sorted(smoothed, reverse=True)
     again = {m["metric"]: m["value"] for m in robustness_measures(model, data.X, data.y, spec, seed=0)}

@@ -6,6 +6,9 @@ For each evaluated context (the available-context test split and every unseen co
 * ``verified_ibp@linf:0.01``, ``verified_crown@linf:0.01``, ``verified@linf:0.01`` -- the
   fraction of windows verified at that radius by IBP, by CROWN, and by the element-wise best of
   the two bounds (the reported certificate);
+* ``lipschitz@linf:0.01`` (with ``lipschitz=1``) -- the fraction certified by the margin /
+  Lipschitz bound: certified L2 radius ``margin / (sqrt(2) L)`` with ``L`` the product of the
+  layers' spectral norms (power iteration), compared with ``eps * sqrt(d)`` for L-inf;
 * ``pgd@linf:0.01`` -- the fraction PGD does not break (an upper bound of the true robust
   accuracy, so ``verified <= pgd`` always);
 * ``smoothed@l2:0.05`` -- randomized-smoothing certified accuracy at that L2 radius for the
@@ -29,6 +32,7 @@ import torch
 from torch import nn
 
 from crop.certify.attacks import pgd_attack
+from crop.certify.lipschitz import lipschitz_bound, lipschitz_radius
 from crop.certify.margin import verify
 from crop.certify.smoothing import certified_accuracy, certify
 from crop.errors import CropError
@@ -46,6 +50,7 @@ class RobustnessSpec:
             ``0, sigma/4, sigma/2, sigma``).
         n0, n, alpha: Cohen's CERTIFY selection samples, estimation samples and failure rate.
         pgd_steps, pgd_restarts: PGD budget (0 steps: no attack).
+        lipschitz: also report the margin / Lipschitz certificate at each ``eps``.
         batch_size: windows per bound-propagation batch.
     """
 
@@ -58,6 +63,7 @@ class RobustnessSpec:
     alpha: float = 0.001
     pgd_steps: int = 20
     pgd_restarts: int = 1
+    lipschitz: bool = False
     batch_size: int = 256
 
     def smoothing_radii(self) -> tuple[float, ...]:
@@ -80,7 +86,7 @@ def parse_robustness_spec(text: str) -> RobustnessSpec:
 
     Items are ``key=value``; a bare value extends the list of the key before it (``eps`` and
     ``radii`` take lists). Keys: eps, norm, sigma, radii (radius), n0, n, alpha, pgd_steps
-    (steps), pgd_restarts (restarts), batch_size.
+    (steps), pgd_restarts (restarts), lipschitz (0 or 1), batch_size.
     """
     fields = {f for f in RobustnessSpec.__dataclass_fields__}
     values: dict[str, Any] = {}
@@ -104,12 +110,17 @@ def parse_robustness_spec(text: str) -> RobustnessSpec:
         try:
             if key == "norm":
                 value: Any = raw
+            elif key == "lipschitz":
+                if raw.lower() not in ("0", "1", "true", "false", "yes", "no"):
+                    raise ValueError(raw)
+                value = raw.lower() in ("1", "true", "yes")
             elif key in ("n0", "n", "pgd_steps", "pgd_restarts", "batch_size"):
                 value = int(raw)
             else:
                 value = float(raw)
         except ValueError:
-            raise CropError(f"--certify {key}: {raw!r} is not a number") from None
+            what = "not 0 or 1" if key == "lipschitz" else "not a number"
+            raise CropError(f"--certify {key}: {raw!r} is {what}") from None
         if key in _LIST_KEYS:
             values[key].append(value)
         else:
@@ -167,6 +178,16 @@ def robustness_measures(
                     )
                 kept += int((~broken).sum())
             out.append({"metric": f"pgd@{tag}", "value": kept / len(Xt), "norm": spec.norm, "radius": eps})
+    if spec.lipschitz and spec.eps:
+        bound = lipschitz_bound(model, tuple(Xt.shape[1:]), "power").value
+        radius_l2 = lipschitz_radius(model, Xt, yt, bound)
+        dim = int(np.prod(Xt.shape[1:]))
+        for eps in spec.eps:
+            needed = eps * math.sqrt(dim) if spec.norm == "linf" else eps
+            certified = float(np.mean((radius_l2 > needed) | ((radius_l2 > 0) & (eps == 0))))
+            out.append(
+                {"metric": f"lipschitz@{spec.norm}:{_fmt(eps)}", "value": certified, "norm": spec.norm, "radius": eps}
+            )
     radii = spec.smoothing_radii()
     if radii:
         assert spec.sigma is not None
@@ -201,7 +222,9 @@ def robustness_metrics(records: Sequence[dict[str, Any]]) -> list[str]:
 
     def key(name: str) -> tuple[int, float]:
         kind, _, tag = name.partition("@")
-        order = {"verified_ibp": 1, "verified_crown": 2, "verified": 3, "pgd": 4, "smoothed": 5}.get(kind, 9)
+        order = {"verified_ibp": 1, "verified_crown": 2, "verified": 3, "lipschitz": 4, "pgd": 5, "smoothed": 6}.get(
+            kind, 9
+        )
         return (order, float(tag.rpartition(":")[2] or 0))
 
     return sorted(names, key=key)
