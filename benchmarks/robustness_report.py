@@ -80,6 +80,7 @@ def main() -> None:
                 "verified accuracy (%): IBP / CROWN / reported (the better bound per window), L-inf radius",
                 ("verified",),
             ),
+            ("certified by the margin / Lipschitz bound (%), L-inf radius", ("lipschitz@",)),
             (
                 "empirical robust accuracy under PGD (%), L-inf radius (an upper bound of the true robust accuracy)",
                 ("pgd@",),
