@@ -11,6 +11,10 @@ Record fields: ``dataset, scenario, user, seed, method, context`` (``available``
 ``unseen``), ``context_name`` (the unseen context's name, or the available session), ``metric``,
 ``value``, ``status`` (``ok`` / ``failed``) and, for pruning methods, ``prune_amount``.
 Timings go to ``timings.jsonl`` so that ``results.jsonl`` is identical across runs.
+
+With ``certify`` (``crop bench --certify``) every (unit, context) also gets one record per
+robustness measure (``metric`` such as ``verified@linf:0.01``, plus ``norm``, ``radius`` and,
+for smoothing, ``sigma``); see :mod:`crop.certify.robustness`.
 """
 
 from __future__ import annotations
