@@ -1,7 +1,8 @@
-"""The ``crop`` command: demo, personalize, bench, train-generic, methods, report.
+"""crop: trustworthy static personalization of human-sensing models (CRoP).
 
-Every problem with the input ends in one line on stderr (``crop: error: ...``) and exit code 2;
-no command leaves a half-written output file behind.
+Personalize (personalize, tune), compare (bench, report, demo), explain (analyze), certify (certify).
+
+Bad input ends in one line on stderr ("crop: error: ...") and exit code 2, with no half-written output.
 """
 
 from __future__ import annotations
@@ -422,8 +423,9 @@ def tune(
     ] = None,
     metric: str = "balanced_accuracy",
 ) -> None:
-    """Grid-search a method's config for one person on the available-context validation split
-    (Appendix A.3); unseen-context data is only used to report the chosen model afterwards."""
+    """Grid-search a method's config for one person on the available-context validation split.
+
+    As the paper's Appendix A.3; unseen-context data is only used to report the chosen model."""
     from rich.progress import Progress
 
     from crop.analysis import tune as run_tune
