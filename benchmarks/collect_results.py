@@ -29,9 +29,15 @@ def command_of(out: Path, records: list[dict]) -> str:
         if settings.get("tune")
         else ""
     )
+    certify = ""
+    if settings.get("certify"):
+        from crop.certify.robustness import RobustnessSpec
+
+        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in settings["certify"].items()}
+        certify = f" --certify {RobustnessSpec(**fields).to_option()}"
     return (
         f"crop bench --dataset hapt --scenario {','.join(families)} --seeds {seeds} "
-        f"--methods {methods}{tune} --out out/{out.name}"
+        f"--methods {methods}{tune}{certify} --out out/{out.name}"
     )
 
 

@@ -371,6 +371,7 @@ def personalize(
         summary["mixed_model_selected"] = result.info["mixed_selected"]
         summary["timings"] = result.info.get("timings")
     save_model(result.model, out / "model.safetensors", {"method": method, "seed": seed})
+    (out / "model.sparse.safetensors").unlink(missing_ok=True)  # never leave one from an earlier run
     if "density" in result.info and "masks" in result.info:  # a sparse method: also write the compressed file
         from crop.certify.sparse import save_sparse
 

@@ -152,3 +152,45 @@ def test_tuned_bench_records_the_chosen_values(tmp_path):
         set(r["tuned"]) <= {"initial.lr+final.lr", "alpha", "tau"} and r["tuned"] for r in crop_records
     )
     assert all("tuned" not in r for r in records if r["method"] == "generic")
+
+
+def test_settings_guard_treats_options_an_old_directory_lacks_as_their_defaults(tmp_path):
+    from crop.bench.runner import _record_settings
+    from crop.certify.robustness import parse_robustness_spec
+    from crop.errors import CropError
+
+    def old_directory(certify=None):
+        (tmp_path / "bench.json").unlink(missing_ok=True)
+        base = BenchSpec(parse_scenarios("hapt-session:1"), [2], [0], ["finetune"], tmp_path, certify=certify)
+        _record_settings(base)
+        settings = json.loads((tmp_path / "bench.json").read_text())
+        del settings["configs"]["finetune"]["train"]["noise_sigma"]  # written before the option existed
+        if certify is not None:
+            del settings["certify"]["lipschitz"]
+        (tmp_path / "bench.json").write_text(json.dumps(settings))
+
+    old_directory()
+    _record_settings(BenchSpec(parse_scenarios("hapt-session:1"), [2], [0], ["finetune"], tmp_path))  # default: resumes
+    old_directory()
+    noisy = FinetuneConfig(TrainConfig(noise_sigma=0.1))
+    with pytest.raises(CropError, match="another config"):
+        _record_settings(
+            BenchSpec(parse_scenarios("hapt-session:1"), [2], [0], ["finetune"], tmp_path, configs={"finetune": noisy})
+        )
+    old_directory(parse_robustness_spec("eps=0.01"))
+    same = BenchSpec(
+        parse_scenarios("hapt-session:1"), [2], [0], ["finetune"], tmp_path, certify=parse_robustness_spec("eps=0.01")
+    )
+    _record_settings(same)
+    old_directory(parse_robustness_spec("eps=0.01"))
+    with pytest.raises(CropError, match="another certify"):
+        _record_settings(
+            BenchSpec(
+                parse_scenarios("hapt-session:1"),
+                [2],
+                [0],
+                ["finetune"],
+                tmp_path,
+                certify=parse_robustness_spec("eps=0.01,lipschitz=1"),
+            )
+        )

@@ -149,13 +149,23 @@ def test_parse_robustness_spec():
     assert spec.n == 200 and spec.pgd_steps == 5
     assert parse_robustness_spec("sigma=0.2").smoothing_radii() == (0.0, 0.05, 0.1, 0.2)
     assert parse_robustness_spec("eps=0.1,lipschitz=1").lipschitz
-    with pytest.raises(CropError, match="not 0 or 1"):
-        parse_robustness_spec("lipschitz=maybe")
+    assert parse_robustness_spec("eps=0.1,lipschitz=fft").lipschitz == "fft"
+    for text in ("eps=0.003,0.01,sigma=0.05,radius=0,0.1,n=200,lipschitz=fft", "eps=0.01,steps=0", "eps=0.2,norm=l2"):
+        assert parse_robustness_spec(parse_robustness_spec(text).to_option()) == parse_robustness_spec(text)
+    for bad, msg in [
+        ("lipschitz=maybe", "not power, fft"),
+        ("sigma=inf", "finite"),
+        ("sigma=0.1,radius=nan", "finite"),
+        ("eps=0.1,radius=0.1", "give sigma too"),
+        ("eps=0.1,n=100", "give sigma too"),
+    ]:
+        with pytest.raises(CropError, match=msg):
+            parse_robustness_spec(bad)
     for bad, msg in [
         ("eps=x", "not a number"),
         ("foo=1", "unknown --certify key"),
         ("0.1", "no key"),
-        ("sigma=0", "sigma must be > 0"),
+        ("sigma=0", "sigma must be finite and > 0"),
         ("norm=l3", "norm"),
         ("eps=0.1,eps=0.2", "twice"),
     ]:
@@ -168,7 +178,7 @@ def test_robustness_measures_are_ordered_and_consistent():
     split = stratified_split(make_data(), seed=0)
     train(model, split.train, split.val, TrainConfig(epochs=5, lr=1e-2, batch_size=16))
     data = split.test
-    spec = RobustnessSpec(eps=(0.0, 0.05, 0.5), sigma=0.5, n0=20, n=200, pgd_steps=10, lipschitz=True)
+    spec = RobustnessSpec(eps=(0.0, 0.05, 0.5), sigma=0.5, n0=20, n=200, pgd_steps=10, lipschitz="power")
     out = {m["metric"]: m["value"] for m in robustness_measures(model, data.X, data.y, spec, seed=0)}
     clean = float((model.eval()(torch.as_tensor(data.X)).argmax(1).numpy() == data.y).mean())
     assert out["pgd@linf:0"] == pytest.approx(clean)
@@ -185,6 +195,11 @@ def test_robustness_measures_are_ordered_and_consistent():
     assert smoothed == sorted(smoothed, reverse=True)
     again = {m["metric"]: m["value"] for m in robustness_measures(model, data.X, data.y, spec, seed=0)}
     assert again == out
+    fft = RobustnessSpec(eps=(0.05,), pgd_steps=0, lipschitz="fft")
+    guaranteed = {m["metric"]: m["value"] for m in robustness_measures(model, data.X, data.y, fft)}
+    assert guaranteed["lipschitz@linf:0.05"] <= out["lipschitz@linf:0.05"] + 1e-12  # a larger L certifies less
+    with pytest.raises(CropError, match="labels must lie in 0..2"):
+        robustness_measures(model, data.X, data.y + 5, fft)
 
 
 def test_noise_augmentation_is_seeded_and_changes_training():

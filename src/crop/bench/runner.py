@@ -86,16 +86,26 @@ def _settings(spec: BenchSpec) -> dict[str, Any]:
     }
 
 
-def _same_config(old: Any, new: Any) -> bool:
-    """Equal, ignoring options that ``old`` lacks (added to crop after that directory was
-    written, so it ran with what is now their default)."""
+def _same_config(old: Any, new: Any, default: Any) -> bool:
+    """``old`` (from ``bench.json``) describes the same run as ``new``. An option ``old`` lacks
+    was added to crop after that directory was written, so it ran with that option's default:
+    it matches only when ``new`` uses the default too."""
     if isinstance(old, dict) and isinstance(new, dict):
-        return old.keys() <= new.keys() and all(_same_config(v, new[k]) for k, v in old.items())
+        default = default if isinstance(default, dict) else {}
+        for key, value in new.items():
+            if key in old:
+                if not _same_config(old[key], value, default.get(key)):
+                    return False
+            elif key not in default or value != default[key]:
+                return False
+        return old.keys() <= new.keys()
     return old == new
 
 
 def _record_settings(spec: BenchSpec) -> None:
     """Write ``bench.json``; refuse to resume a directory produced with other settings."""
+    from crop.certify.robustness import RobustnessSpec
+
     path = spec.out / "bench.json"
     settings = json.loads(json.dumps(_settings(spec), default=str))
     if path.is_file():
@@ -105,11 +115,17 @@ def _record_settings(spec: BenchSpec) -> None:
             old = None
         if old is not None:
             defaults = {"tune": False, "tune_budget": None, "certify": None}  # written before these existed
-            for key in ("metric", "dataset", "tune", "tune_budget", "certify"):
+            for key in ("metric", "dataset", "tune", "tune_budget"):
                 if old.get(key, defaults.get(key)) != settings[key]:
                     raise CropError(f"{spec.out} holds results made with another {key}; use a new --out")
+            old_certify, certify = old.get("certify"), settings["certify"]
+            if (old_certify is None) != (certify is None) or (
+                certify is not None and not _same_config(old_certify, certify, RobustnessSpec().to_dict())
+            ):
+                raise CropError(f"{spec.out} holds results made with another certify; use a new --out")
             for method, config in settings["configs"].items():
-                if method in old.get("configs", {}) and not _same_config(old["configs"][method], config):
+                default = json.loads(json.dumps(config_to_dict(get_method(method).config_class()), default=str))
+                if method in old.get("configs", {}) and not _same_config(old["configs"][method], config, default):
                     raise CropError(f"{spec.out} holds {method} results made with another config; use a new --out")
             settings["configs"] = {**old.get("configs", {}), **settings["configs"]}
     write_text_atomic(path, json.dumps(settings, indent=2, sort_keys=True))

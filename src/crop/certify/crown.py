@@ -153,7 +153,9 @@ def relaxed_bounds(
     """Bounds of every layer and the ReLU relaxations built from them.
 
     With ``intermediate="crown"`` the input bounds of each ReLU are tightened by CROWN (see the
-    module docstring); with ``"ibp"`` they are the IBP bounds.
+    module docstring); with ``"ibp"`` they are the IBP bounds. A neuron that CROWN proves
+    inactive (upper bound <= 0) keeps its IBP lower bound: its relaxation is zero either way, so
+    only that (sound, looser) pre-activation lower bound differs from two-sided CROWN.
     """
     bounds = interval_bounds(net, domain)
     relaxations: dict[int, ReLURelaxation] = {}

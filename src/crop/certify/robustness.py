@@ -6,9 +6,11 @@ For each evaluated context (the available-context test split and every unseen co
 * ``verified_ibp@linf:0.01``, ``verified_crown@linf:0.01``, ``verified@linf:0.01`` -- the
   fraction of windows verified at that radius by IBP, by CROWN, and by the element-wise best of
   the two bounds (the reported certificate);
-* ``lipschitz@linf:0.01`` (with ``lipschitz=1``) -- the fraction certified by the margin /
-  Lipschitz bound: certified L2 radius ``margin / (sqrt(2) L)`` with ``L`` the product of the
-  layers' spectral norms (power iteration), compared with ``eps * sqrt(d)`` for L-inf;
+* ``lipschitz@linf:0.01`` (with ``lipschitz=power`` or ``1``, or ``lipschitz=fft``) -- the
+  fraction certified by the margin / Lipschitz bound: certified L2 radius
+  ``margin / (sqrt(2) L)`` with ``L`` the product of the layers' spectral norms, compared with
+  ``eps * sqrt(d)`` for L-inf. ``power`` estimates each norm by power iteration (+1 % slack):
+  tight, but an estimate, not a proof; ``fft`` uses guaranteed per-layer bounds (looser);
 * ``pgd@linf:0.01`` -- the fraction PGD does not break (an upper bound of the true robust
   accuracy, so ``verified <= pgd`` always);
 * ``smoothed@l2:0.05`` -- randomized-smoothing certified accuracy at that L2 radius for the
@@ -50,7 +52,9 @@ class RobustnessSpec:
             ``0, sigma/4, sigma/2, sigma``).
         n0, n, alpha: Cohen's CERTIFY selection samples, estimation samples and failure rate.
         pgd_steps, pgd_restarts: PGD budget (0 steps: no attack).
-        lipschitz: also report the margin / Lipschitz certificate at each ``eps``.
+        lipschitz: also report the margin / Lipschitz certificate at each ``eps``, with the
+            Lipschitz bound of :func:`~crop.certify.lipschitz.lipschitz_bound` method ``"power"``
+            (estimate) or ``"fft"`` (guaranteed); ``None``: not reported.
         batch_size: windows per bound-propagation batch.
     """
 
@@ -63,7 +67,7 @@ class RobustnessSpec:
     alpha: float = 0.001
     pgd_steps: int = 20
     pgd_restarts: int = 1
-    lipschitz: bool = False
+    lipschitz: str | None = None
     batch_size: int = 256
 
     def smoothing_radii(self) -> tuple[float, ...]:
@@ -76,6 +80,21 @@ class RobustnessSpec:
     def to_dict(self) -> dict[str, Any]:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
 
+    def to_option(self) -> str:
+        """The ``--certify`` text that :func:`parse_robustness_spec` turns back into this spec."""
+        default = RobustnessSpec()
+        parts = []
+        for key, value in asdict(self).items():
+            if key != "eps" and value == getattr(default, key):
+                continue
+            if value is None:
+                value = 0 if key == "lipschitz" else value
+            if isinstance(value, tuple):
+                parts.append(f"{key}=" + ",".join(_fmt(v) for v in value))
+            else:
+                parts.append(f"{key}={_fmt(value) if isinstance(value, float) else value}")
+        return ",".join(parts)
+
 
 _LIST_KEYS = {"eps", "radii"}
 _ALIASES = {"radius": "radii", "r": "radii", "steps": "pgd_steps", "restarts": "pgd_restarts"}
@@ -86,7 +105,7 @@ def parse_robustness_spec(text: str) -> RobustnessSpec:
 
     Items are ``key=value``; a bare value extends the list of the key before it (``eps`` and
     ``radii`` take lists). Keys: eps, norm, sigma, radii (radius), n0, n, alpha, pgd_steps
-    (steps), pgd_restarts (restarts), lipschitz (0 or 1), batch_size.
+    (steps), pgd_restarts (restarts), lipschitz (power, fft, 1 = power, 0 = off), batch_size.
     """
     fields = {f for f in RobustnessSpec.__dataclass_fields__}
     values: dict[str, Any] = {}
@@ -111,15 +130,16 @@ def parse_robustness_spec(text: str) -> RobustnessSpec:
             if key == "norm":
                 value: Any = raw
             elif key == "lipschitz":
-                if raw.lower() not in ("0", "1", "true", "false", "yes", "no"):
+                choices = {"1": "power", "true": "power", "power": "power", "fft": "fft", "0": None, "false": None}
+                if raw.lower() not in choices:
                     raise ValueError(raw)
-                value = raw.lower() in ("1", "true", "yes")
+                value = choices[raw.lower()]
             elif key in ("n0", "n", "pgd_steps", "pgd_restarts", "batch_size"):
                 value = int(raw)
             else:
                 value = float(raw)
         except ValueError:
-            what = "not 0 or 1" if key == "lipschitz" else "not a number"
+            what = "not power, fft, 1 or 0" if key == "lipschitz" else "not a number"
             raise CropError(f"--certify {key}: {raw!r} is {what}") from None
         if key in _LIST_KEYS:
             values[key].append(value)
@@ -127,6 +147,9 @@ def parse_robustness_spec(text: str) -> RobustnessSpec:
             values[key] = value
     for k in _LIST_KEYS & values.keys():
         values[k] = tuple(values[k])
+    smoothing_only = sorted({"radii", "n0", "n", "alpha"} & values.keys())
+    if smoothing_only and "sigma" not in values:
+        raise CropError(f"--certify {', '.join(smoothing_only)} apply to randomized smoothing: give sigma too")
     spec = RobustnessSpec(**values)
     check_spec(spec)
     return spec
@@ -137,10 +160,12 @@ def check_spec(spec: RobustnessSpec) -> None:
         raise CropError(f"--certify norm must be linf or l2, got {spec.norm!r}")
     if any(e < 0 or not math.isfinite(e) for e in spec.eps):
         raise CropError("--certify eps values must be finite and >= 0")
-    if spec.sigma is not None and not spec.sigma > 0:
-        raise CropError(f"--certify sigma must be > 0, got {spec.sigma}")
-    if any(r < 0 for r in spec.smoothing_radii()):
-        raise CropError("--certify radii must be >= 0")
+    if spec.sigma is not None and not (spec.sigma > 0 and math.isfinite(spec.sigma)):
+        raise CropError(f"--certify sigma must be finite and > 0, got {spec.sigma}")
+    if any(not (r >= 0 and math.isfinite(r)) for r in spec.smoothing_radii()):
+        raise CropError("--certify radii must be finite and >= 0")
+    if spec.lipschitz not in (None, "power", "fft"):
+        raise CropError(f"--certify lipschitz must be power or fft, got {spec.lipschitz!r}")
     if not 0 < spec.alpha < 1:
         raise CropError(f"--certify alpha must lie in (0, 1), got {spec.alpha}")
     if spec.n0 < 1 or spec.n < 1 or spec.pgd_steps < 0 or spec.pgd_restarts < 1 or spec.batch_size < 1:
@@ -161,6 +186,10 @@ def robustness_measures(
     out: list[dict[str, Any]] = []
     if len(Xt) == 0:
         raise CropError("no windows to certify")
+    with torch.no_grad():
+        n_classes = int(model(Xt[:1]).shape[-1])
+    if int(yt.min()) < 0 or int(yt.max()) >= n_classes:
+        raise CropError(f"labels must lie in 0..{n_classes - 1} for this model, got {int(yt.min())}..{int(yt.max())}")
     for eps in spec.eps:
         v = verify(model, Xt, yt, eps, spec.norm, "both", batch_size=spec.batch_size)
         tag = f"{spec.norm}:{_fmt(eps)}"
@@ -179,7 +208,7 @@ def robustness_measures(
                 kept += int((~broken).sum())
             out.append({"metric": f"pgd@{tag}", "value": kept / len(Xt), "norm": spec.norm, "radius": eps})
     if spec.lipschitz and spec.eps:
-        bound = lipschitz_bound(model, tuple(Xt.shape[1:]), "power").value
+        bound = lipschitz_bound(model, tuple(Xt.shape[1:]), spec.lipschitz).value
         radius_l2 = lipschitz_radius(model, Xt, yt, bound)
         dim = int(np.prod(Xt.shape[1:]))
         for eps in spec.eps:

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from crop.errors import CropError
-from crop.models.io import ARCHITECTURES, model_metadata, read_file, write_tensors
+from crop.models.io import load_model, load_state, model_metadata, read_file, write_tensors
 
 
 def _csr(matrix: torch.Tensor) -> torch.Tensor:
@@ -88,7 +88,9 @@ def load_sparse_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[s
     try:
         sparse = json.loads(meta.get("crop_sparse", "{}"))
     except json.JSONDecodeError:
-        raise CropError(f"{path}: not a readable sparse model file (bad crop_sparse metadata)") from None
+        sparse = None
+    if not isinstance(sparse, dict):
+        raise CropError(f"{path}: not a readable sparse model file (bad crop_sparse metadata)")
     state = {k: v for k, v in raw.items() if "::" not in k}
     for name, shape in sparse.items():
         try:
@@ -100,17 +102,9 @@ def load_sparse_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[s
 
 def load_sparse_model(path: str | Path, model: nn.Module | None = None) -> nn.Module:
     """Load a sparse file into ``model`` or, if ``None``, into the built-in architecture it records."""
-    state, meta = load_sparse_state(path)
     if model is None:
-        arch = meta.get("crop_arch")
-        if arch not in ARCHITECTURES:
-            raise CropError(f"{path}: no built-in architecture recorded; pass the module to load into")
-        model = ARCHITECTURES[arch](**json.loads(meta.get("crop_config", "{}")))
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise CropError(f"{path}: weights do not fit the model ({str(exc).splitlines()[0]})") from None
-    return model.eval()
+        return load_model(path)
+    return load_state(model, path).eval()
 
 
 class SparseLinear(nn.Module):

@@ -77,9 +77,20 @@ def read_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]
     return tensors, meta
 
 
+def read_dense(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Like :func:`read_file`, with the CSR tensors of a sparse file expanded to dense ones."""
+    tensors, meta = read_file(path)
+    if "crop_sparse" in meta:
+        from crop.certify.sparse import load_sparse_state
+
+        tensors, meta = load_sparse_state(path)
+    return tensors, meta
+
+
 def load_state(model: nn.Module, path: str | Path) -> nn.Module:
-    """Load the weights in ``path`` into ``model`` (strict), with a one-line error on mismatch."""
-    tensors, _ = read_file(path)
+    """Load the weights in ``path`` (dense or sparse file) into ``model`` (strict), with a
+    one-line error on mismatch."""
+    tensors, _ = read_dense(path)
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as exc:
@@ -93,11 +104,7 @@ def load_state(model: nn.Module, path: str | Path) -> nn.Module:
 def load_model(path: str | Path) -> nn.Module:
     """Rebuild a built-in architecture from a file written by :func:`save_model` (or by
     :func:`crop.certify.sparse.save_sparse`: sparse tensors are expanded to dense ones)."""
-    tensors, meta = read_file(path)
-    if "crop_sparse" in meta:
-        from crop.certify.sparse import load_sparse_model
-
-        return load_sparse_model(path)
+    tensors, meta = read_dense(path)
     arch = meta.get("crop_arch")
     if arch not in ARCHITECTURES:
         raise CropError(

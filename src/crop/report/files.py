@@ -1,29 +1,51 @@
-"""Atomic file writes: a reader never sees a half-written output."""
+"""Atomic file writes: a reader never sees a half-written output, and a failed write leaves
+nothing behind."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+from crop.errors import CropError
 
 
 def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    """The process umask, read without changing it (``os.umask`` would, for a moment, for every
+    thread)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
 
 
 def publish(tmp: str | Path, path: str | Path) -> Path:
     """Move a finished temporary file into place with the usual permissions (safetensors writes
-    its files owner-only)."""
-    os.chmod(tmp, 0o666 & ~_umask())
-    os.replace(tmp, path)
+    its files owner-only). On failure the temporary file is removed and a :class:`CropError`
+    names the target."""
+    try:
+        if Path(path).is_dir():
+            raise IsADirectoryError(f"{path} is a directory")
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise CropError(f"cannot write {path}: {exc.strerror or exc}") from None
     return Path(path)
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CropError(f"cannot write {path}: {exc.strerror or exc}") from None
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise CropError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return publish(tmp, path)
