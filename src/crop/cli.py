@@ -494,6 +494,8 @@ def certify(
     from crop.report.files import write_text_atomic
 
     robustness = parse_robustness_spec(spec)
+    if out is not None and out.is_dir():
+        raise CropError(f"--out {out} is a directory; give a .json file path")
     if (user is None) == (data is None):
         raise CropError("give either --data (a .npz file) or --user (a HAPT user)")
     net = load_model(model)
