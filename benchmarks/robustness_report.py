@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from crop.bench.runner import load_results
+from crop.report.plots import robustness_curves
 from crop.report.table import Table
 from crop.report.tables import robustness_table
 
@@ -63,12 +64,47 @@ def density_table(runs: dict[float, list[dict]], eps_list: list[str]) -> str:
     return "\n".join(lines)
 
 
+def density_figure(runs: dict[float, list[dict]], eps_list: list[str], path: Path) -> Path:
+    """Clean and verified accuracy against density (log scale), one panel per context."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    densities = sorted(runs)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharey=True)
+    for ax, context in zip(axes, ("available", "unseen"), strict=True):
+        for metric, label in [("accuracy", "clean")] + [
+            (f"verified@{e}", f"verified, eps {e.rpartition(':')[2]}") for e in eps_list
+        ]:
+            means, sds = [], []
+            for d in densities:
+                vals = _per_seed_mean([r for r in runs[d] if r.get("method") == "crop-certified"], metric, context)
+                means.append(float(np.mean(vals)) if vals else np.nan)
+                sds.append(float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0)
+            ax.errorbar(densities, means, yerr=sds, fmt="-o", ms=3, capsize=2, label=label)
+        ax.set_xscale("log")
+        ax.set_xlabel("density of the prunable weights (log scale)")
+        ax.set_title(f"{context} context")
+        ax.grid(alpha=0.3)
+        ax.set_ylim(-2, 102)
+    axes[0].set_ylabel("accuracy (%)")
+    axes[0].legend(fontsize=8, loc="lower right")
+    fig.suptitle("crop-certified: clean and verified (L-inf) accuracy against density, mean ± sd over seeds")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--main", type=Path, required=True)
     parser.add_argument("--density", action="append", default=[], help="D=DIR")
     parser.add_argument("--scenario", default="hapt-session:1")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--figures", type=Path, default=None, help="directory for robustness and density figures (PNG)")
     args = parser.parse_args()
 
     parts = []
@@ -112,6 +148,11 @@ def main() -> None:
         )
         parts += ["### crop-certified: verified accuracy (%) by density, mean ± sd over seeds", ""]
         parts += [density_table(runs, eps_list), ""]
+    if args.figures is not None:
+        name = args.scenario.replace(":", "-")
+        robustness_curves(main_records, args.scenario, args.figures / f"robustness-{name}.png")
+        if runs:
+            density_figure(runs, eps_list, args.figures / f"robustness-density-{name}.png")
     text = "\n".join(parts)
     if args.out:
         args.out.write_text(text)

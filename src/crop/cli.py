@@ -98,13 +98,15 @@ def _rich_table(table: Any) -> RichTable:
 def _write_tables(out: Path, metric: str) -> list[Any]:
     from crop.bench.runner import load_results
     from crop.report.files import write_text_atomic
-    from crop.report.plots import delta_bars
+    from crop.report.plots import delta_bars, robustness_curves
     from crop.report.tables import all_tables, performance, render_markdown
 
     records = load_results(out)
     perf = performance(records, metric)
     if {k[1] for k in perf} - {"generic"}:
         delta_bars(perf, out / "deltas.png", f"Δ_P and Δ_G ({metric}), mean ± sd over seeds")
+    for scenario in sorted({r["scenario"] for r in records if "radius" in r}):
+        robustness_curves(records, scenario, out / f"robustness-{scenario.replace(':', '-')}.png")
     write_text_atomic(out / "table.md", render_markdown(records, metric))
     tables = all_tables(records, metric)
     (out / "tables").mkdir(exist_ok=True)

@@ -248,6 +248,7 @@ def test_bench_certify_adds_records_and_table(tmp_path):
     certified = [r for r in records if r["method"] == "crop-certified" and r["metric"] == "verified@linf:0.01"]
     assert {r["context"] for r in certified} == {"available", "unseen"}
     assert "robustness" in (out / "table.md").read_text()
+    assert (out / "robustness-hapt-session-1.png").stat().st_size > 10_000  # the verified/PGD figure
     other = CliRunner().invoke(app, args[:-5] + ["--certify", "eps=0.02", "--out", str(out), "--quiet"])
     assert other.exit_code == 2 and "another certify" in other.output
     assert np.isfinite([r["value"] for r in records]).all()

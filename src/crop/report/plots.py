@@ -41,6 +41,10 @@ def delta_bars(perf: Perf, path: str | Path, title: str = "") -> Path:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
+    return _save(fig, path)
+
+
+def _save(fig: plt.Figure, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
@@ -48,3 +52,54 @@ def delta_bars(perf: Perf, path: str | Path, title: str = "") -> Path:
     plt.close(fig)
     os.replace(tmp, path)
     return path
+
+
+def _curve(records: list[dict], method: str, context: str, kind: str) -> tuple[list[float], list[float], list[float]]:
+    """Radii, mean and sd over seeds (of the per-seed mean over users) of ``kind@...`` records."""
+    by: dict[float, dict[int, list[float]]] = {}
+    for r in records:
+        if r.get("method") == method and r.get("context") == context and r.get("metric", "").startswith(f"{kind}@"):
+            by.setdefault(float(r["radius"]), {}).setdefault(r["seed"], []).append(r["value"])
+    radii = sorted(by)
+    per_seed = [[100 * float(np.mean(v)) for v in by[x].values()] for x in radii]
+    return (
+        radii,
+        [float(np.mean(v)) for v in per_seed],
+        [float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for v in per_seed],
+    )
+
+
+def robustness_curves(records: list[dict], scenario: str, path: str | Path, title: str = "") -> Path | None:
+    """Verified accuracy (solid) and PGD accuracy (dashed) against the radius, one panel per
+    context, one colour per method; ``None`` if the records hold no robustness measures."""
+    rows = [r for r in records if r.get("status") == "ok" and r.get("scenario") == scenario and "radius" in r]
+    kinds = [k for k in ("verified", "pgd") if any(r["metric"].startswith(f"{k}@") for r in rows)]
+    if "verified" not in kinds:
+        return None
+    methods = _ordered({r["method"] for r in rows}, METHOD_ORDER)
+    norm = next(r["norm"] for r in rows if r["metric"].startswith("verified@"))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharey=True)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, context in zip(axes, ("available", "unseen"), strict=True):
+        for i, method in enumerate(methods):
+            for kind, style in (("verified", "-"), ("pgd", "--")):
+                if kind not in kinds:
+                    continue
+                x, mean, sd = _curve(rows, method, context, kind)
+                if not x:
+                    continue
+                label = method if kind == "verified" else None
+                ax.errorbar(
+                    x, mean, yerr=sd, fmt=style + "o", ms=3, capsize=2, color=colors[i % len(colors)], label=label
+                )
+        ax.set_title(f"{context} context")
+        ax.set_xlabel(f"{'L-inf' if norm == 'linf' else 'L2'} radius (input units)")
+        ax.grid(alpha=0.3)
+        ax.set_ylim(-2, 102)
+    axes[0].set_ylabel("accuracy (%)")
+    axes[0].legend(
+        fontsize=8, loc="lower left", title="solid: verified, dashed: PGD" if "pgd" in kinds else None, title_fontsize=8
+    )
+    fig.suptitle(title or f"{scenario}: verified (and PGD) accuracy against the radius, mean ± sd over seeds")
+    fig.tight_layout()
+    return _save(fig, path)
