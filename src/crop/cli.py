@@ -104,7 +104,7 @@ def _write_tables(out: Path, metric: str) -> list[Any]:
     records = load_results(out)
     perf = performance(records, metric)
     if {k[1] for k in perf} - {"generic"}:
-        delta_bars(perf, out / "deltas.png", f"Δ_P and Δ_G ({metric}), mean ± sd over seeds")
+        delta_bars(perf, out / "deltas.png", f"Δ_P and Δ_G ({metric}), mean over users, 95 % bootstrap interval")
     for scenario in sorted({r["scenario"] for r in records if "radius" in r}):
         robustness_curves(records, scenario, out / f"robustness-{scenario.replace(':', '-')}.png")
     write_text_atomic(out / "table.md", render_markdown(records, metric))
@@ -146,7 +146,11 @@ def bench(
     out: Annotated[Path, typer.Option(help="output directory (results.jsonl, table.md); re-running resumes")],
     dataset: Annotated[str, typer.Option(help="dataset (hapt is built in)")] = "hapt",
     users: Annotated[
-        str | None, typer.Option(help="comma-separated user ids (default: the documented personalization users)")
+        str | None,
+        typer.Option(
+            help="comma-separated user ids, or 'all' (all 30 HAPT users, each served by a generic model of its "
+            "leave-users-out fold); default: the documented personalization users"
+        ),
     ] = None,
     seeds: Annotated[str, typer.Option(help="comma-separated seeds")] = "0",
     methods: Annotated[
@@ -166,6 +170,14 @@ def bench(
             "PGD accuracy at each eps, smoothed certified accuracy at radii (keys: eps norm sigma radii n0 n alpha steps)"
         ),
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="worker processes (default: one per CPU core for large runs, 1 for small ones); "
+            "results are identical for any number",
+            min=1,
+        ),
+    ] = None,
 ) -> None:
     """Run methods over users x scenarios x seeds; write results.jsonl and table.md."""
     from crop.bench.runner import BenchSpec, run_bench
@@ -178,8 +190,12 @@ def bench(
     method_list = [m.strip() for m in methods.split(",") if m.strip()]
     for m in method_list:
         get_method(m)
-    user_list = _ints(users, "users") if users else list(PERSONALIZATION_USERS)
     from crop.data.hapt import USERS
+
+    if users is not None and users.strip() == "all":
+        user_list = list(USERS)
+    else:
+        user_list = _ints(users, "users") if users else list(PERSONALIZATION_USERS)
 
     unknown = [u for u in user_list if u not in USERS]
     if unknown:
@@ -196,6 +212,7 @@ def bench(
         tune=tune,
         tune_budget=tune_budget,
         certify=parse_robustness_spec(certify) if certify else None,
+        workers=workers,
     )
     run_bench(spec, progress=not quiet)
     tables = _write_tables(out, metric)
@@ -285,7 +302,7 @@ def _person(
         raise CropError("give either --user (a HAPT user) or --data with --model")
     if user is not None:
         from crop.data.scenarios import build_user_scenario, parse_scenarios
-        from crop.generic import generic_for
+        from crop.generic import generic_for_user
 
         scenarios = parse_scenarios(scenario)
         if len(scenarios) != 1:
@@ -295,7 +312,7 @@ def _person(
         if user not in USERS:
             raise CropError(f"unknown HAPT user {user}: users are 1-30")
         generic, generic_info = (
-            (load_model(model), {"source": str(model)}) if model else generic_for(scenarios[0].generic, [user])
+            (load_model(model), {"source": str(model)}) if model else generic_for_user(scenarios[0].generic, user)
         )
         us = build_user_scenario(user, scenarios[0], seed)
         split, unseen = us.available, us.unseen

@@ -194,3 +194,33 @@ def test_settings_guard_treats_options_an_old_directory_lacks_as_their_defaults(
                 certify=parse_robustness_spec("eps=0.01,lipschitz=1"),
             )
         )
+
+
+def test_scenarios_that_share_a_personalization_give_the_records_of_separate_runs(tmp_path):
+    """hapt-session:1 and hapt-faults:1 share generic model, user, available context and seed:
+    personalized once, evaluated twice, with the records two separate runs give."""
+    from crop.bench.runner import group_units, plan_units
+
+    both = BenchSpec(
+        parse_scenarios("hapt-session:1,hapt-faults:1"), [2], [0], ["finetune"], tmp_path / "both", configs=FAST
+    )
+    groups = group_units(plan_units(both))
+    assert len(groups) == 1 and [s.name for s in groups[0].scenarios] == ["hapt-session:1", "hapt-faults:1"]
+    run_bench(both, progress=False)
+    for name in ("hapt-session:1", "hapt-faults:1"):
+        alone = BenchSpec(parse_scenarios(name), [2], [0], ["finetune"], tmp_path / name, configs=FAST)
+        run_bench(alone, progress=False)
+        mine = [r for r in ResultStore(tmp_path / "both" / "results.jsonl").load() if r["scenario"] == name]
+        assert mine == ResultStore(tmp_path / name / "results.jsonl").load()
+    timing = [json.loads(line) for line in (tmp_path / "both" / "timings.jsonl").read_text().splitlines()]
+    assert len(timing) == 1 and timing[0]["scenarios"] == ["hapt-session:1", "hapt-faults:1"]
+
+
+def test_worker_processes_write_the_same_results_file(tmp_path):
+    one = spec(tmp_path / "one", methods=("generic", "finetune"))
+    run_bench(one, progress=False)
+    two = spec(tmp_path / "two", methods=("generic", "finetune"))
+    two.seeds = [0]
+    two.workers = 2
+    run_bench(two, progress=False)
+    assert (tmp_path / "one" / "results.jsonl").read_bytes() == (tmp_path / "two" / "results.jsonl").read_bytes()

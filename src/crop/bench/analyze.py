@@ -53,7 +53,7 @@ def analyze_bench(
 ) -> Path:
     """Write ``out/analysis/`` for a bench directory; returns the index page."""
     from crop.analysis import analyze_result
-    from crop.generic import generic_for
+    from crop.generic import generic_for_user
     from crop.report.plots import delta_bars
     from crop.report.tables import performance, summary_table
 
@@ -63,7 +63,6 @@ def analyze_bench(
     settings = json.loads(settings_path.read_text())
     metric = settings.get("metric", "balanced_accuracy")
     records = [r for r in load_results(out) if r.get("status") == "ok"]
-    bench_users = sorted({r["user"] for r in records})
     pruning = sorted({r["method"] for r in records if r.get("prune_amount") is not None})
     methods = methods or pruning
     if not methods:
@@ -91,14 +90,12 @@ def analyze_bench(
 
     from rich.progress import Progress
 
-    generics: dict[str, Any] = {}
     with Progress(disable=not progress) as bar:
         task = bar.add_task("analysing", total=len(units))
         for scenario_name, user, seed, method in units:
             bar.update(task, description=f"{scenario_name} user {user} seed {seed} {method}")
             scenario = parse_scenarios(scenario_name)[0]
-            if scenario.generic not in generics:
-                generics[scenario.generic] = generic_for(scenario.generic, bench_users)[0]
+            generic = generic_for_user(scenario.generic, user)[0]
             unit = [
                 r
                 for r in records
@@ -108,7 +105,7 @@ def analyze_bench(
             recorded = {("available" if r["context"] == "available" else r["context_name"]): r["value"] for r in unit}
             config = _config(method, settings.get("configs", {}).get(method), unit[0].get("tuned"))
             us = build_user_scenario(user, scenario, seed)
-            result = get_method(method).fit(generics[scenario.generic], us.available, config, seed=seed, metric=metric)
+            result = get_method(method).fit(generic, us.available, config, seed=seed, metric=metric)
             same = _reproduced(result.model, us, recorded, metric)
             target = analysis / scenario_name.replace(":", "-") / f"user{user}-seed{seed}-{method}"
             analyze_result(
@@ -134,7 +131,7 @@ def analyze_bench(
 def analyze_personalization(out: Path, *, figures: bool = True) -> Path:
     """Write ``out/analysis/`` for a ``crop personalize --user`` output directory."""
     from crop.analysis import analyze_result
-    from crop.generic import generic_for
+    from crop.generic import generic_for_user
     from crop.models.io import load_model
 
     summary = json.loads((out / "summary.json").read_text())
@@ -148,7 +145,7 @@ def analyze_personalization(out: Path, *, figures: bool = True) -> Path:
     generic = (
         load_model(source["source"])
         if source.get("source") not in ("shipped", "cached", "trained")
-        else (generic_for(scenario.generic, [summary["user"]])[0])
+        else (generic_for_user(scenario.generic, summary["user"])[0])
     )
     config = _config(method, summary.get("config"), None)
     us = build_user_scenario(summary["user"], scenario, seed)

@@ -10,7 +10,9 @@ recorded with their reason, never dropped.
 Record fields: ``dataset, scenario, user, seed, method, context`` (``available`` or
 ``unseen``), ``context_name`` (the unseen context's name, or the available session), ``metric``,
 ``value``, ``status`` (``ok`` / ``failed``) and, for pruning methods, ``prune_amount``.
-Timings go to ``timings.jsonl`` so that ``results.jsonl`` is identical across runs.
+Timings go to ``timings.jsonl`` (one line per personalization, with the scenarios it served)
+so that ``results.jsonl`` is identical across runs; generic models trained for this run are
+listed, with their training time, in ``generics.jsonl``.
 
 With ``certify`` (``crop bench --certify``) every (unit, context) also gets one record per
 robustness measure (``metric`` such as ``verified@linf:0.01``, plus ``norm``, ``radius`` and,
@@ -56,6 +58,7 @@ class BenchSpec:
     tune_budget: int | None = None
     unit_hook: Callable[[dict, nn.Module, UserScenario], list[dict]] | None = None
     certify: Any = None  # a crop.certify.robustness.RobustnessSpec: robustness records per unit
+    workers: int | None = None  # worker processes; None: one per core for large runs (default_workers)
 
 
 def evaluate_unit(
@@ -135,9 +138,143 @@ def plan_units(spec: BenchSpec) -> list[tuple[Scenario, int, int, str]]:
     return [(sc, u, s, m) for sc in spec.scenarios for u in spec.users for s in spec.seeds for m in spec.methods]
 
 
+Unit = tuple[Scenario, int, int, str]
+
+
+@dataclass
+class UnitGroup:
+    """Units that share one personalization: the same generic model, user, available context,
+    seed and method (e.g. ``hapt-session:1`` and ``hapt-faults:1``). Personalization is a pure
+    function of those, so it runs once and the model is evaluated in each scenario."""
+
+    generic_kind: str
+    user: int
+    seed: int
+    method: str
+    scenarios: list[Scenario]
+
+
+def group_units(units: Sequence[Unit]) -> list[UnitGroup]:
+    """Group ``units`` by shared personalization, in the order of their first unit."""
+    groups: dict[tuple, UnitGroup] = {}
+    for scenario, user, seed, method in units:
+        key = (scenario.generic, user, scenario.available_session, seed, method)
+        if key not in groups:
+            groups[key] = UnitGroup(scenario.generic, user, seed, method, [])
+        groups[key].scenarios.append(scenario)
+    return list(groups.values())
+
+
+@dataclass
+class _Task:
+    """What a worker needs for one group (picklable)."""
+
+    group: UnitGroup
+    generic_path: str
+    generic_source: str | None
+    dataset: str
+    metric: str
+    config: Any
+    tune: bool
+    tune_budget: int | None
+    certify: Any
+
+
+_GENERICS: dict[str, nn.Module] = {}
+
+
+def _load_generic(path: str) -> nn.Module:
+    from crop.models.io import load_model
+
+    if path not in _GENERICS:
+        _GENERICS.clear()
+        _GENERICS[path] = load_model(path)
+    return _GENERICS[path]
+
+
+def _run_group(
+    task: _Task, hooks: Sequence[Callable[[dict, nn.Module, UserScenario], list[dict]]] = ()
+) -> tuple[list[list[dict[str, Any]]], float, str | None]:
+    """Personalize once, evaluate in every scenario of the group.
+
+    Returns one list of records per scenario (in the group's order), the seconds spent and the
+    traceback of a failure (``None`` when it succeeded)."""
+    group = task.group
+    t0 = time.perf_counter()
+    generic = _load_generic(task.generic_path)
+    cases = [build_user_scenario(group.user, sc, group.seed) for sc in group.scenarios]
+    bases = [
+        {"dataset": task.dataset, "scenario": sc.name, "user": group.user, "seed": group.seed, "method": group.method}
+        for sc in group.scenarios
+    ]
+    hooks = list(hooks)
+    if task.certify is not None:
+        from crop.certify.robustness import robustness_hook
+
+        hooks.append(robustness_hook(task.certify))
+    error = None
+    try:
+        extra: dict[str, Any] = {"status": "ok"}
+        available = cases[0].available
+        if task.tune and group.method != "generic":
+            from crop.analysis import tune
+
+            searched = tune(
+                generic,
+                available,
+                group.method,
+                seed=group.seed,
+                budget=task.tune_budget,
+                metric=task.metric,
+                base_config=task.config,
+            )
+            result = searched.best_result
+            extra["tuned"] = {k: searched.chosen[k] for k in sorted(searched.chosen)}
+        else:
+            result = get_method(group.method).fit(generic, available, task.config, seed=group.seed, metric=task.metric)
+        if result.prune_amount is not None:
+            extra["prune_amount"] = round(float(result.prune_amount), 10)
+        blocks = []
+        for base, us in zip(bases, cases, strict=True):
+            records = evaluate_unit(result.model, us, {**base, **extra})
+            for hook in hooks:
+                records += hook({**base, **extra}, result.model, us)
+            blocks.append(records)
+    except Exception as exc:  # noqa: BLE001 - a failed method is a result, not a crash
+        reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        blocks = [
+            [{**base, "status": "failed", "error": reason, "context": None, "metric": None, "value": None}]
+            for base in bases
+        ]
+        error = traceback.format_exc()
+    return blocks, time.perf_counter() - t0, error
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def default_workers(n_groups: int) -> int:
+    """Worker processes for ``n_groups`` personalizations: one per CPU core (at most 8), but a
+    single in-process worker for small runs, where starting processes costs more than it saves."""
+    import os
+
+    if n_groups < 24:
+        return 1
+    return max(1, min(8, os.cpu_count() or 1, n_groups))
+
+
 def run_bench(spec: BenchSpec, progress: bool = True) -> Path:
-    """Run (or resume) the grid in ``spec``; returns the path of ``results.jsonl``."""
-    from crop.generic import generic_for
+    """Run (or resume) the grid in ``spec``; returns the path of ``results.jsonl``.
+
+    Every user is served by their fold's generic model (:func:`crop.generic.generic_for_user`),
+    which never saw them. Units that share a personalization run it once (:func:`group_units`).
+    With ``spec.workers > 1`` groups run in worker processes; records are still appended by this
+    process alone, in plan order, so ``results.jsonl`` is the same whatever the number of workers.
+    """
+    from crop.generic import fold_of, generic_for_fold
 
     get_metric(spec.metric)
     for method in spec.methods:
@@ -149,13 +286,10 @@ def run_bench(spec: BenchSpec, progress: bool = True) -> Path:
     done = store.done_units()
     units = plan_units(spec)
     todo = [u for u in units if (spec.dataset, u[0].name, u[1], u[2], u[3]) not in done]
-    generics: dict[str, tuple[nn.Module, dict]] = {}
-    hooks = [h for h in (spec.unit_hook,) if h is not None]
-    if spec.certify is not None:
-        from crop.certify.robustness import robustness_hook
-
-        hooks.append(robustness_hook(spec.certify))
-    scenario_cache: dict[tuple[str, int, int], UserScenario] = {}
+    groups = group_units(todo)
+    workers = spec.workers if spec.workers is not None else default_workers(len(groups))
+    if workers > 1 and spec.unit_hook is not None:
+        raise CropError("a unit_hook runs in this process only: use workers=1")
 
     from rich.progress import (
         BarColumn,
@@ -175,59 +309,101 @@ def run_bench(spec: BenchSpec, progress: bool = True) -> Path:
         TimeRemainingColumn(),
     ]
     with Progress(*columns, disable=not progress, transient=False) as bar:
+        # Generic models first, in this process: a fold's model is trained once and cached.
+        generics: dict[tuple[str, int], dict] = {}
+        needed = sorted({(g.generic_kind, fold_of(g.user)) for g in groups})
+        prep = bar.add_task("generic models", total=len(needed)) if needed else None
+        for kind, fold in needed:
+            bar.update(prep, description=f"generic model {kind}, fold {fold}")
+            _, info = generic_for_fold(kind, fold)
+            generics[(kind, fold)] = info
+            if info.get("source") == "trained":
+                _append_json(spec.out / "generics.jsonl", {"kind": kind, **info})
+            bar.advance(prep)
         task = bar.add_task("bench", total=len(units), completed=len(units) - len(todo))
-        for scenario, user, seed, method in todo:
-            bar.update(task, description=f"{scenario.name} user {user} seed {seed} {method}")
-            if scenario.generic not in generics:
-                bar.update(task, description=f"{scenario.name}: preparing generic model")
-                generics[scenario.generic] = generic_for(scenario.generic, spec.users)
-            generic, generic_info = generics[scenario.generic]
-            key = (scenario.name, user, seed)
-            if key not in scenario_cache:
-                scenario_cache.clear()
-                scenario_cache[key] = build_user_scenario(user, scenario, seed)
-            us = scenario_cache[key]
-            base = {"dataset": spec.dataset, "scenario": scenario.name, "user": user, "seed": seed, "method": method}
-            t0 = time.perf_counter()
-            mspec = get_method(method)
-            config = spec.configs.get(method) or mspec.config_class()
-            try:
-                extra: dict[str, Any] = {"status": "ok"}
-                if spec.tune and method != "generic":
-                    from crop.analysis import tune
-
-                    searched = tune(
-                        generic,
-                        us.available,
-                        method,
-                        seed=seed,
-                        budget=spec.tune_budget,
-                        metric=spec.metric,
-                        base_config=config,
-                    )
-                    result = searched.best_result
-                    extra["tuned"] = {k: searched.chosen[k] for k in sorted(searched.chosen)}
-                else:
-                    result = mspec.fit(generic, us.available, config, seed=seed, metric=spec.metric)
-                if result.prune_amount is not None:
-                    extra["prune_amount"] = round(float(result.prune_amount), 10)
-                records = evaluate_unit(result.model, us, {**base, **extra})
-                for hook in hooks:
-                    records += hook({**base, **extra}, result.model, us)
-            except Exception as exc:  # noqa: BLE001 - a failed method is a result, not a crash
-                reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
-                records = [
-                    {**base, "status": "failed", "error": reason, "context": None, "metric": None, "value": None}
-                ]
-                (spec.out / "errors.log").open("a").write(f"{base}\n{traceback.format_exc()}\n")
-            store.append(records)
-            elapsed = time.perf_counter() - t0
-            with (spec.out / "timings.jsonl").open("a") as f:
-                f.write(
-                    json.dumps({**base, "seconds": round(elapsed, 3), "generic": generic_info.get("source")}) + "\n"
+        tasks = []
+        for g in groups:
+            info = generics[(g.generic_kind, fold_of(g.user))]
+            config = spec.configs.get(g.method) or get_method(g.method).config_class()
+            tasks.append(
+                _Task(
+                    g,
+                    info["path"],
+                    info.get("source"),
+                    spec.dataset,
+                    spec.metric,
+                    config,
+                    spec.tune,
+                    spec.tune_budget,
+                    spec.certify,
                 )
-            bar.advance(task)
+            )
+
+        def finish(t: _Task, blocks: list[list[dict]], seconds: float, error: str | None) -> None:
+            g = t.group
+            for records in blocks:
+                store.append(records)
+                bar.advance(task)
+            if error is not None:
+                with (spec.out / "errors.log").open("a") as f:
+                    f.write(f"{[sc.name for sc in g.scenarios]} user {g.user} seed {g.seed} {g.method}\n{error}\n")
+            _append_json(
+                spec.out / "timings.jsonl",
+                {
+                    "dataset": spec.dataset,
+                    "scenarios": [sc.name for sc in g.scenarios],
+                    "user": g.user,
+                    "seed": g.seed,
+                    "method": g.method,
+                    "seconds": round(seconds, 3),
+                    "generic": t.generic_source,
+                },
+            )
+
+        if workers <= 1:
+            hooks = [spec.unit_hook] if spec.unit_hook is not None else []
+            for t in tasks:
+                g = t.group
+                bar.update(task, description=f"{g.scenarios[0].name} user {g.user} seed {g.seed} {g.method}")
+                finish(t, *_run_group(t, hooks))
+        else:
+            _run_parallel(tasks, workers, finish, bar, task)
     return store.path
+
+
+def _run_parallel(tasks: list[_Task], workers: int, finish: Callable, bar: Any, task: Any) -> None:
+    """Run ``tasks`` in ``workers`` processes; hand results to ``finish`` in task order."""
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    bar.update(task, description=f"bench ({workers} workers)")
+    context = multiprocessing.get_context("spawn")  # no inherited locks or thread pools
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(1,)) as pool:
+        pending = {}
+        next_submit = 0
+        ready: dict[int, tuple] = {}
+        next_finish = 0
+        window = 4 * workers  # bounded look-ahead keeps memory flat and the write order exact
+        try:
+            while next_finish < len(tasks):
+                while next_submit < len(tasks) and next_submit < next_finish + window:
+                    pending[pool.submit(_run_group, tasks[next_submit])] = next_submit
+                    next_submit += 1
+                finished, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    ready[pending.pop(fut)] = fut.result()
+                while next_finish in ready:
+                    finish(tasks[next_finish], *ready.pop(next_finish))
+                    next_finish += 1
+        except BaseException:
+            for fut in pending:
+                fut.cancel()
+            raise
+
+
+def _append_json(path: Path, record: dict[str, Any]) -> None:
+    with path.open("a") as f:
+        f.write(json.dumps(record) + "\n")
 
 
 def load_results(out: Path) -> list[dict[str, Any]]:

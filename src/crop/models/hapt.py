@@ -27,20 +27,40 @@ class Standardize(nn.Module):
 
 
 class HAPTNet(nn.Sequential):
-    """Input ``(batch, channels, time)``; output logits ``(batch, n_classes)``."""
+    """Input ``(batch, channels, time)``; output logits ``(batch, n_classes)``.
 
-    def __init__(self, channels: int = 6, n_classes: int = 6, length: int = 128, width: int = 32, dropout: float = 0.2):
+    ``norm="batch"`` (default) puts a BatchNorm1d after each convolution; ``norm="none"``
+    puts an identity there instead (same layer indices), the kind of network the paper's four
+    architectures are, whose weights carry everything (no running statistics to go stale after
+    pruning or mixing).
+    """
+
+    def __init__(
+        self,
+        channels: int = 6,
+        n_classes: int = 6,
+        length: int = 128,
+        width: int = 32,
+        dropout: float = 0.2,
+        norm: str = "batch",
+    ):
+        if norm not in ("batch", "none"):
+            raise ValueError(f"norm must be 'batch' or 'none', got {norm!r}")
         pooled = length // 8 // 4
+
+        def normalize(features: int) -> nn.Module:
+            return nn.BatchNorm1d(features) if norm == "batch" else nn.Identity()
+
         super().__init__(
             Standardize(channels),
             nn.Conv1d(channels, width // 2, kernel_size=7, stride=2, padding=3),
-            nn.BatchNorm1d(width // 2),
+            normalize(width // 2),
             nn.ReLU(),
             nn.Conv1d(width // 2, width, kernel_size=5, stride=2, padding=2),
-            nn.BatchNorm1d(width),
+            normalize(width),
             nn.ReLU(),
             nn.Conv1d(width, width, kernel_size=5, stride=2, padding=2),
-            nn.BatchNorm1d(width),
+            normalize(width),
             nn.ReLU(),
             nn.AvgPool1d(4),
             nn.Flatten(),
@@ -56,6 +76,8 @@ class HAPTNet(nn.Sequential):
             "width": width,
             "dropout": dropout,
         }
+        if norm != "batch":  # files of the default network keep their exact metadata
+            self.config["norm"] = norm
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """The penultimate representation (input of the classification layer)."""

@@ -22,6 +22,7 @@ from crop.errors import CropError
 from crop.models.utils import clone_model, state_copy
 from crop.personalize.loop import TrainConfig, train
 from crop.personalize.mix import mix
+from crop.personalize.norm import recalibrate_batchnorm
 from crop.personalize.prune import FreezePruned, PruneCriterion, prunable_names, prune_scores, tolerated_prune
 from crop.personalize.registry import PersonalizationResult, check_available, register_method
 from crop.personalize.regularize import AlphaParam, PenaltyKind, WeightPenalty
@@ -59,6 +60,9 @@ class CRoPConfig:
             positions at their mixed-in generic values (``"partial"``, Section 8.3 ablation).
         final_alpha: step 4 restarts alpha at ``alpha`` (``"reset"``) or continues from the
             value step 1 ended with (``"continue"``).
+        recalibrate_bn: after mixing, re-estimate BatchNorm running statistics on the
+            available-context training windows (no labels; :mod:`crop.personalize.norm`).
+            Mixing sets most weights outside training, which leaves the statistics stale.
         initial, final: the two finetuning phases. ``initial.select`` is set from ``prune_from``;
             ``final`` keeps the best validation checkpoint with the mixed model as a candidate.
     """
@@ -76,6 +80,7 @@ class CRoPConfig:
     prune_criterion: PruneCriterion = "magnitude"
     final_finetune: Literal["full", "partial"] = "full"
     final_alpha: Literal["reset", "continue"] = "reset"
+    recalibrate_bn: bool = False
     initial: TrainConfig = field(default_factory=_initial_phase)
     final: TrainConfig = field(default_factory=_final_phase)
 
@@ -130,6 +135,9 @@ def fit_crop(
     t0 = time.perf_counter()
     mixed_state = mix(pruned.state, generic_state, pruned.masks)
     model.load_state_dict(mixed_state)
+    if config.recalibrate_bn:
+        recalibrate_batchnorm(model, available.train.X)
+        mixed_state = state_copy(model)
     timings["mix"] = time.perf_counter() - t0
 
     # Line 5: final finetuning, same objective, best validation checkpoint (mixed model included).

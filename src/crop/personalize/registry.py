@@ -88,6 +88,7 @@ def _load_builtin_methods() -> None:
     import crop.personalize.baselines  # noqa: F401
     import crop.personalize.crop  # noqa: F401
     import crop.personalize.finetune  # noqa: F401
+    import crop.personalize.peers  # noqa: F401
 
 
 def config_from_dict(cls: type, values: dict[str, Any], where: str = "config") -> Any:

@@ -11,35 +11,46 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from crop.report.tables import METHOD_ORDER, Perf, _ordered, delta_values  # noqa: E402
+from crop.report.tables import METHOD_ORDER, Perf, _ordered  # noqa: E402
 
 
 def delta_bars(perf: Perf, path: str | Path, title: str = "") -> Path:
-    """Bar chart of Δ_P and Δ_G per method (one panel per scenario), error bars = sd over seeds."""
+    """Bar chart of Δ_P and Δ_G per method (one panel per scenario): mean over users, error bars
+    = 95 % paired bootstrap interval over users."""
+    from crop.report.stats import summarize_gain
+
     scenarios = sorted({k[0] for k in perf})
     methods = _ordered({k[1] for k in perf} - {"generic"}, METHOD_ORDER)
-    fig, axes = plt.subplots(
-        1, len(scenarios), figsize=(max(4.5, 1.0 + 0.9 * len(methods)) * len(scenarios), 4.2), squeeze=False
-    )
+    cols = min(len(scenarios), 2 if len(methods) > 6 else 3)
+    rows = -(-len(scenarios) // cols)
+    width = max(4.5, 1.0 + 0.55 * len(methods))
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, 4.2 * rows), squeeze=False)
     x = np.arange(len(methods))
-    for ax, scenario in zip(axes[0], scenarios, strict=True):
+    for ax, scenario in zip(axes.flat, scenarios, strict=False):
         for offset, (ref, label, color) in enumerate(
             [("generic", "Δ_P (vs generic)", "#3b75af"), ("finetune", "Δ_G (vs finetuning)", "#ef8636")]
         ):
-            means, sds = [], []
+            means, lows, highs = [], [], []
             for m in methods:
-                vals = delta_values(perf, scenario, m, ref) if m != ref else [0.0]
-                means.append(float(np.mean(vals)) if vals else np.nan)
-                sds.append(float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0)
-            ax.bar(x + (offset - 0.5) * 0.38, means, 0.38, yerr=sds, capsize=3, label=label, color=color)
+                if m == ref:
+                    means.append(0.0)
+                    lows.append(0.0)
+                    highs.append(0.0)
+                    continue
+                g = summarize_gain(perf, scenario, m, ref)
+                means.append(g.mean if g.n_users else np.nan)
+                lows.append(g.mean - g.low if g.n_users else 0.0)
+                highs.append(g.high - g.mean if g.n_users else 0.0)
+            ax.bar(x + (offset - 0.5) * 0.38, means, 0.38, yerr=[lows, highs], capsize=3, label=label, color=color)
         ax.axhline(0, color="black", linewidth=0.8)
-        ax.set_xticks(x, methods, rotation=30, ha="right")
+        ax.set_xticks(x, methods, rotation=35, ha="right")
         ax.set_ylabel("percentage points")
         ax.set_title(scenario)
         ax.grid(axis="y", alpha=0.3)
+    for ax in list(axes.flat)[len(scenarios) :]:
+        ax.axis("off")
     axes[0][0].legend(loc="best", fontsize=8)
-    if title:
-        fig.suptitle(title)
+    fig.suptitle(title or "Δ_P and Δ_G, mean over users, 95 % bootstrap interval")
     fig.tight_layout()
     return _save(fig, path)
 

@@ -1,9 +1,12 @@
-"""Tables from benchmark records: the Table-3-style summary and the per-user tables.
+"""Tables from benchmark records: the Table-3-style summary, the statistics over people, and
+the per-user tables.
 
 All accuracies are shown in percent; Delta_P / Delta_G in percentage points, as Section 6.2
-defines them (a sum over the two contexts, averaged over users), then mean and standard
-deviation over seeds. A scenario with several unseen contexts uses, as ``A(M, Cu)``, the mean
-over those contexts; the per-context values are in ``per_context``.
+defines them (a sum over the two contexts, averaged over users). Seeds are averaged per user
+first; the intervals are 95 % paired bootstrap intervals over users (:mod:`crop.report.stats`).
+The spread over seeds is kept in :func:`seed_table`. A scenario with several unseen contexts
+uses, as ``A(M, Cu)``, the mean over those contexts; the per-context values are in
+``per_context``.
 """
 
 from __future__ import annotations
@@ -67,8 +70,71 @@ def delta_values(perf: Perf, scenario: str, method: str, reference: str) -> list
     return values
 
 
+def _interval(perf: Perf, scenario: str, method: str, reference: str) -> str:
+    from crop.report.stats import summarize_gain
+
+    g = summarize_gain(perf, scenario, method, reference)
+    if g.n_users == 0:
+        return "-"
+    return f"{g.mean:+.2f}" if g.n_users == 1 else g.interval()
+
+
 def summary_table(perf: Perf, dataset: str = "hapt") -> Table:
-    """Table 3: Delta_P and Delta_G per method (rows) and scenario (column pairs), mean ± sd over seeds."""
+    """Table 3: Delta_P and Delta_G per method (rows) and scenario (column pairs), mean over
+    users with a 95 % paired bootstrap interval over users."""
+    scenarios = sorted({k[0] for k in perf})
+    methods = _ordered({k[1] for k in perf} - {"generic"}, METHOD_ORDER)
+    header = ["method"] + [f"{s} {d}" for s in scenarios for d in ("Δ_P", "Δ_G")]
+    rows = []
+    for m in methods:
+        row = [m]
+        for s in scenarios:
+            row.append(_interval(perf, s, m, "generic"))
+            row.append(_interval(perf, s, m, "finetune") if m != "finetune" else "0")
+        rows.append(row)
+    return Table(
+        f"{dataset}: Δ_P (vs generic) and Δ_G (vs conventional finetuning), pp, mean over users [95 % bootstrap interval]",
+        header,
+        rows,
+    )
+
+
+def gain_table(perf: Perf, scenario: str) -> Table:
+    """Statistics over people for one scenario: mean accuracies, Δ_P and Δ_G with intervals,
+    the Wilcoxon signed-rank p-value and win/tie/loss counts of the per-user Δ_G, and the harm
+    rate (share of users whose unseen-context accuracy falls more than 2 pp below generic)."""
+    from crop.report.stats import HARM_MARGIN, TIE, format_p, harm_rate, per_user_means, summarize_gain
+
+    methods = _ordered({k[1] for k in perf if k[0] == scenario}, METHOD_ORDER)
+    header = ["method", "users", "Ca", "Cu", "Δ_P [95 % CI]", "Δ_G [95 % CI]", "p (Δ_G)", "W/T/L vs finetune", "harm"]
+    rows = []
+    for m in methods:
+        means = per_user_means(perf, scenario, m)
+        ca = [v["available"] for v in means.values() if "available" in v]
+        cu = [v["unseen"] for v in means.values() if "unseen" in v]
+        row = [m, str(len(means)), f"{np.mean(ca):.2f}" if ca else "-", f"{np.mean(cu):.2f}" if cu else "-"]
+        p = summarize_gain(perf, scenario, m, "generic") if m != "generic" else None
+        row.append(p.interval() if p is not None and p.n_users else "-")
+        if m in ("finetune", "generic"):
+            row += ["0" if m == "finetune" else "-", "-", "-"]
+        else:
+            g = summarize_gain(perf, scenario, m, "finetune")
+            row += [g.interval(), format_p(g.p_value), f"{g.wins}/{g.ties}/{g.losses}" if g.n_users else "-"]
+        harm = harm_rate(perf, scenario, m)
+        row.append("-" if not np.isfinite(harm) else f"{100 * harm:.0f} %")
+        rows.append(row)
+    note = (
+        f"Ca / Cu: mean accuracy (%) over users (seeds averaged per user). Intervals: 95 % paired bootstrap over "
+        f"users. p: two-sided Wilcoxon signed-rank test of the per-user Δ_G. W/T/L: users whose Δ_G is above "
+        f"+{TIE}, within ±{TIE}, below -{TIE} pp. harm: share of users whose Cu is more than {HARM_MARGIN:g} pp "
+        f"below the generic model's."
+    )
+    return Table(f"{scenario}: gains over people", header, rows, note=note)
+
+
+def seed_table(perf: Perf, dataset: str = "hapt") -> Table:
+    """Delta_P / Delta_G per method and scenario as mean ± sd over seeds (each seed's value is
+    the Section 6.2 mean over users): the variability that comes from the seed alone."""
     scenarios = sorted({k[0] for k in perf})
     methods = _ordered({k[1] for k in perf} - {"generic"}, METHOD_ORDER)
     header = ["method"] + [f"{s} {d}" for s in scenarios for d in ("Δ_P", "Δ_G")]
@@ -79,9 +145,7 @@ def summary_table(perf: Perf, dataset: str = "hapt") -> Table:
             row.append(_pm(delta_values(perf, s, m, "generic")))
             row.append(_pm(delta_values(perf, s, m, "finetune")) if m != "finetune" else "0")
         rows.append(row)
-    return Table(
-        f"{dataset}: Δ_P (vs generic) and Δ_G (vs conventional finetuning), pp, mean ± sd over seeds", header, rows
-    )
+    return Table(f"{dataset}: Δ_P and Δ_G, pp, mean ± sd over seeds", header, rows)
 
 
 def per_user_table(perf: Perf, scenario: str, std: bool = False) -> Table:
@@ -163,7 +227,10 @@ def robustness_table(records: list[dict[str, Any]], scenario: str) -> Table | No
 def all_tables(records: list[dict[str, Any]], metric: str = "balanced_accuracy", dataset: str = "hapt") -> list[Table]:
     perf = performance(records, metric)
     tables = [summary_table(perf, dataset)]
-    for scenario in sorted({k[0] for k in perf}):
+    scenarios = sorted({k[0] for k in perf})
+    tables += [gain_table(perf, scenario) for scenario in scenarios]
+    tables.append(seed_table(perf, dataset))
+    for scenario in scenarios:
         tables.append(per_user_table(perf, scenario))
         tables.append(per_user_table(perf, scenario, std=True))
         tables.append(per_context_table(records, scenario, metric))

@@ -1,0 +1,152 @@
+"""Statistics over people: intervals, tests and harm rates for personalization gains.
+
+The unit of evidence is the person. For every user, a method's gain is the Section 6.2 sum over
+the available and unseen context, ``(A(M_P, Ca) - A(M_ref, Ca)) + (A(M_P, Cu) - A(M_ref, Cu))``,
+averaged over that user's seeds first; Δ_P / Δ_G are the mean of those per-user gains (exactly
+the paper's definition, with seeds averaged before users). On top of it:
+
+* a 95 % paired bootstrap interval over users (the gains are paired differences, so resampling
+  users resamples both methods together): ``scipy.stats.bootstrap``, percentile method,
+  10,000 resamples, fixed random state, so a table is reproducible;
+* the two-sided Wilcoxon signed-rank p-value of the per-user gains against zero
+  (``scipy.stats.wilcoxon``; NaN when every gain is zero or fewer than two users);
+* win / tie / loss counts: users whose gain is above ``+tie``, within ``±tie``, below ``-tie``
+  (``tie`` = 0.5 pp by default: a HAPT user's unseen context has 137-191 windows, so half a
+  point is about one window);
+* the harm rate: the share of users whose unseen-context accuracy, averaged over seeds, falls
+  more than ``harm_margin`` (2 pp) below the generic model's.
+
+With five users an interval is wide by construction: that is the point of reporting it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+
+Perf = dict[tuple[str, str, int, int], dict[str, float]]  # (scenario, method, user, seed) -> {context: acc %}
+
+N_RESAMPLES = 10_000
+TIE = 0.5
+HARM_MARGIN = 2.0
+
+
+def per_user_means(perf: Perf, scenario: str, method: str) -> dict[int, dict[str, float]]:
+    """``{user: {context: accuracy}}`` of ``method`` in ``scenario``, averaged over seeds."""
+    acc: dict[int, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for (s, m, user, _seed), contexts in perf.items():
+        if s == scenario and m == method:
+            for context, value in contexts.items():
+                acc[user][context].append(value)
+    return {u: {c: float(np.mean(v)) for c, v in ctx.items()} for u, ctx in acc.items()}
+
+
+def per_user_gains(
+    perf: Perf, scenario: str, method: str, reference: str, contexts: tuple[str, ...] = ("available", "unseen")
+) -> dict[int, float]:
+    """Per-user gain of ``method`` over ``reference`` (sum over ``contexts``), over the users and
+    seeds both have. Seeds are matched: a user's gain is the mean over the seeds both ran."""
+    seeds: dict[tuple[int, str], set[int]] = defaultdict(set)
+    for s, m, user, seed in perf:
+        if s == scenario and m in (method, reference):
+            seeds[(user, m)].add(seed)
+    gains = {}
+    for user in sorted({u for u, _ in seeds}):
+        common = sorted(seeds.get((user, method), set()) & seeds.get((user, reference), set()))
+        values = []
+        for seed in common:
+            p, r = perf[(scenario, method, user, seed)], perf[(scenario, reference, user, seed)]
+            if all(c in p and c in r for c in contexts):
+                values.append(sum(p[c] - r[c] for c in contexts))
+        if values:
+            gains[user] = float(np.mean(values))
+    return gains
+
+
+def bootstrap_interval(
+    values: np.ndarray | list[float], level: float = 0.95, n_resamples: int = N_RESAMPLES, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of ``values`` (one value per person)."""
+    from scipy import stats
+
+    values = np.asarray(values, dtype=float)
+    if values.size == 0:
+        return (float("nan"), float("nan"))
+    if values.size == 1 or np.all(values == values[0]):
+        return (float(values[0]), float(values[0]))
+    res = stats.bootstrap(
+        (values,),
+        np.mean,
+        confidence_level=level,
+        n_resamples=n_resamples,
+        method="percentile",
+        random_state=np.random.default_rng(seed),
+        vectorized=True,
+    )
+    return (float(res.confidence_interval.low), float(res.confidence_interval.high))
+
+
+def wilcoxon_p(values: np.ndarray | list[float]) -> float:
+    """Two-sided Wilcoxon signed-rank p-value of ``values`` against 0 (NaN if undefined)."""
+    from scipy import stats
+
+    values = np.asarray(values, dtype=float)
+    if values.size < 2 or np.all(values == 0):
+        return float("nan")
+    return float(stats.wilcoxon(values, zero_method="wilcox", alternative="two-sided").pvalue)
+
+
+def win_tie_loss(values: np.ndarray | list[float], tie: float = TIE) -> tuple[int, int, int]:
+    values = np.asarray(values, dtype=float)
+    return int((values > tie).sum()), int((np.abs(values) <= tie).sum()), int((values < -tie).sum())
+
+
+def harm_rate(perf: Perf, scenario: str, method: str, margin: float = HARM_MARGIN) -> float:
+    """Share of users whose unseen-context accuracy (mean over seeds) is more than ``margin``
+    points below the generic model's (NaN without generic results)."""
+    own = per_user_means(perf, scenario, method)
+    generic = per_user_means(perf, scenario, "generic")
+    users = [u for u in own if u in generic and "unseen" in own[u] and "unseen" in generic[u]]
+    if not users:
+        return float("nan")
+    return float(np.mean([own[u]["unseen"] < generic[u]["unseen"] - margin for u in users]))
+
+
+@dataclass(frozen=True)
+class GainSummary:
+    """A method's gain over a reference in one scenario, over people."""
+
+    mean: float
+    low: float
+    high: float
+    p_value: float
+    wins: int
+    ties: int
+    losses: int
+    n_users: int
+
+    def interval(self) -> str:
+        if self.n_users == 0:
+            return "-"
+        return f"{self.mean:+.2f} [{self.low:+.2f}, {self.high:+.2f}]"
+
+
+def summarize_gain(
+    perf: Perf, scenario: str, method: str, reference: str, *, tie: float = TIE, seed: int = 0
+) -> GainSummary:
+    gains = per_user_gains(perf, scenario, method, reference)
+    values = np.asarray([gains[u] for u in sorted(gains)], dtype=float)
+    if values.size == 0:
+        nan = float("nan")
+        return GainSummary(nan, nan, nan, nan, 0, 0, 0, 0)
+    low, high = bootstrap_interval(values, seed=seed)
+    w, t, lo = win_tie_loss(values, tie)
+    return GainSummary(float(values.mean()), low, high, wilcoxon_p(values), w, t, lo, int(values.size))
+
+
+def format_p(p: float) -> str:
+    if not np.isfinite(p):
+        return "-"
+    return f"{p:.1e}" if p < 1e-3 else f"{p:.3f}"
