@@ -160,8 +160,19 @@ def bench(
     metric: Annotated[str, typer.Option(help="accuracy measure for selection and tables")] = "balanced_accuracy",
     quiet: Annotated[bool, typer.Option(help="no progress bar or tables on the terminal")] = False,
     tune: Annotated[
-        bool, typer.Option(help="grid-search each method's config per user on the available-context validation split")
+        bool,
+        typer.Option(
+            help="grid-search each method's config: per user on the available-context validation split, or with "
+            "--tune-on population on other people's real session change"
+        ),
     ] = False,
+    tune_on: Annotated[
+        str,
+        typer.Option(
+            help="with --tune: 'available' (each person's validation split) or 'population' (the generic model's "
+            "validation users, personalized on one session and scored on the other)"
+        ),
+    ] = "available",
     tune_budget: Annotated[int | None, typer.Option(help="with --tune: at most this many grid points")] = None,
     certify: Annotated[
         str | None,
@@ -187,6 +198,8 @@ def bench(
 
     if dataset != "hapt":
         raise CropError(f"unknown dataset {dataset!r}: the built-in dataset is hapt")
+    if tune_on not in ("available", "population"):
+        raise CropError(f"--tune-on must be 'available' or 'population', got {tune_on!r}")
     method_list = [m.strip() for m in methods.split(",") if m.strip()]
     for m in method_list:
         get_method(m)
@@ -211,6 +224,7 @@ def bench(
         configs=_load_configs(config, method_list),
         tune=tune,
         tune_budget=tune_budget,
+        tune_on=tune_on,
         certify=parse_robustness_spec(certify) if certify else None,
         workers=workers,
     )
@@ -437,6 +451,13 @@ def tune(
         typer.Option(help="e.g. 'initial.lr+final.lr=1e-3,3e-3;alpha=1e-3,1e-2' (default: the method's small grid)"),
     ] = None,
     budget: Annotated[int | None, typer.Option(help="at most this many grid points (subsampled with the seed)")] = None,
+    population: Annotated[
+        bool,
+        typer.Option(
+            help="with --user: choose the config on other people instead (the validation users of the user's "
+            "generic model, personalized on one real session, scored on the other)"
+        ),
+    ] = False,
     seed: int = 0,
     config: Annotated[
         Path | None, typer.Option(help="TOML file with a [method] table: the config the grid modifies")
@@ -456,6 +477,9 @@ def tune(
 
     get_method(method)
     configs = _load_configs(config, [method])
+    if population:
+        _population_tune_cmd(out, user, scenario, data, method, grid, budget, seed, configs.get(method), metric)
+        return
     generic, _, split, unseen, subject = _person(user, scenario, data, model, available, seed)
     chosen_grid = parse_grid_option(grid) if grid else default_grid(method, configs.get(method))
     points = len(expand_grid(chosen_grid))
@@ -484,6 +508,69 @@ def tune(
     for name, value in scores.items():
         console.print(f"chosen model, {name}: {100 * value[metric]:.2f} % {metric}")
     console.print(f"wrote {paths['table']}, {paths['chosen']} and {out / 'model.safetensors'} ({subject})")
+
+
+def _population_tune_cmd(
+    out: Path,
+    user: int | None,
+    scenario: str,
+    data: Path | None,
+    method: str,
+    grid: str | None,
+    budget: int | None,
+    seed: int,
+    base_config: Any,
+    metric: str,
+) -> None:
+    """``crop tune --population``: the search of :func:`crop.analysis.population_tune` for the
+    fold that serves ``user``, then that user's model with the chosen config."""
+    from rich.progress import Progress
+
+    from crop.analysis import population_tune
+    from crop.analysis._tune import default_grid, expand_grid, parse_grid_option
+    from crop.api import evaluate
+    from crop.models.io import save_model
+    from crop.report.files import write_text_atomic
+
+    if user is None or data is not None:
+        raise CropError("--population needs --user (a HAPT user): other people's sessions come from HAPT")
+    if budget is not None:
+        raise CropError("--budget applies to available-context tuning; population tuning runs the whole grid")
+    generic, _, split, unseen, subject = _person(user, scenario, None, None, None, seed)
+    from crop.data.scenarios import parse_scenarios
+    from crop.generic import fold_of
+
+    kind = parse_scenarios(scenario)[0].generic
+    chosen_grid = parse_grid_option(grid) if grid else default_grid(method, base_config)
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task(f"population tuning {method}", total=len(expand_grid(chosen_grid)))
+        result = population_tune(
+            method,
+            kind,
+            fold_of(user),
+            chosen_grid,
+            seeds=[seed],
+            metric=metric,
+            base_config=base_config,
+            on_trial=lambda _: bar.advance(task),
+        )
+    md, _ = result.table().write(out, "tune")
+    write_text_atomic(out / "chosen.json", json.dumps(result.to_dict(), indent=1, default=str))
+    fitted = get_method_fit(method)(generic, split, result.best_config, seed=seed, metric=metric)
+    save_model(fitted.model, out / "model.safetensors", {"method": method, "seed": seed, "tuned": result.chosen})
+    console.print(_rich_table(result.table()))
+    console.print(f"chosen on users {result.users} (never user {user}): {result.chosen}")
+    scores = {"available (test split)": evaluate(fitted.model, split.test)} if len(split.test) else {}
+    scores.update({f"unseen: {k}": evaluate(fitted.model, v) for k, v in unseen.items()})
+    for name, value in scores.items():
+        console.print(f"user {user} with the chosen config, {name}: {100 * value[metric]:.2f} % {metric}")
+    console.print(f"wrote {md}, {out / 'chosen.json'} and {out / 'model.safetensors'} ({subject})")
+
+
+def get_method_fit(method: str) -> Callable[..., Any]:
+    from crop.personalize.registry import get_method
+
+    return get_method(method).fit
 
 
 @app.command()

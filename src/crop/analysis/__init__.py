@@ -14,7 +14,9 @@ Entry points (the ``crop analyze`` / ``crop tune`` commands call these):
 
 * :func:`analyze_result` writes every table (Markdown + CSV) and figure (PNG) of one
   personalization result into a directory, with an ``index.md`` showing them together;
-* :func:`tune` grid-searches any registered method's config on the available context only.
+* :func:`tune` grid-searches any registered method's config on the available context only;
+* :func:`population_tune` chooses it by personalizing other people (the generic model's own
+  validation users) on one real session and scoring on their other session.
 """
 
 from crop.analysis._distances import distance_matrix, euclidean_distance, layer_distances
@@ -29,6 +31,7 @@ from crop.analysis._plots import (
     plot_user_means,
     plot_weight_heatmaps,
 )
+from crop.analysis._population import PopulationTrial, PopulationTuneResult, population_tune, population_users
 from crop.analysis._report import AnalysisReport, analyze_result, available_data
 from crop.analysis._states import state_accuracies, step_effects
 from crop.analysis._tune import (
@@ -47,6 +50,8 @@ __all__ = [
     "TABLE10_RANGES",
     "Alignment",
     "AnalysisReport",
+    "PopulationTrial",
+    "PopulationTuneResult",
     "Table",
     "Trial",
     "TuneResult",
@@ -65,6 +70,8 @@ __all__ = [
     "layer_distances",
     "parse_grid_option",
     "plot_gip",
+    "population_tune",
+    "population_users",
     "plot_prune_curve",
     "plot_state_deltas",
     "plot_tsne",

@@ -56,6 +56,7 @@ class BenchSpec:
     configs: dict[str, Any] = field(default_factory=dict)
     tune: bool = False
     tune_budget: int | None = None
+    tune_on: str = "available"  # "available": per person on its validation split; "population": other people
     unit_hook: Callable[[dict, nn.Module, UserScenario], list[dict]] | None = None
     certify: Any = None  # a crop.certify.robustness.RobustnessSpec: robustness records per unit
     workers: int | None = None  # worker processes; None: one per core for large runs (default_workers)
@@ -85,6 +86,7 @@ def _settings(spec: BenchSpec) -> dict[str, Any]:
         "configs": configs,
         "tune": spec.tune,
         "tune_budget": spec.tune_budget,
+        "tune_on": spec.tune_on if spec.tune else None,
         "certify": spec.certify.to_dict() if spec.certify is not None else None,
     }
 
@@ -118,7 +120,8 @@ def _record_settings(spec: BenchSpec) -> None:
             old = None
         if old is not None:
             defaults = {"tune": False, "tune_budget": None, "certify": None}  # written before these existed
-            for key in ("metric", "dataset", "tune", "tune_budget"):
+            defaults["tune_on"] = "available" if old.get("tune") else None
+            for key in ("metric", "dataset", "tune", "tune_budget", "tune_on"):
                 if old.get(key, defaults.get(key)) != settings[key]:
                     raise CropError(f"{spec.out} holds results made with another {key}; use a new --out")
             old_certify, certify = old.get("certify"), settings["certify"]
@@ -178,6 +181,7 @@ class _Task:
     tune: bool
     tune_budget: int | None
     certify: Any
+    tuned: dict[str, Any] | None = None  # settings chosen beforehand (population tuning)
 
 
 _GENERICS: dict[str, nn.Module] = {}
@@ -215,6 +219,9 @@ def _run_group(
     error = None
     try:
         extra: dict[str, Any] = {"status": "ok"}
+        if task.tuned is not None:
+            extra["tuned"] = {k: task.tuned[k] for k in sorted(task.tuned)}
+            extra["tuned_on"] = "population"
         available = cases[0].available
         if task.tune and group.method != "generic":
             from crop.analysis import tune
@@ -321,10 +328,16 @@ def run_bench(spec: BenchSpec, progress: bool = True) -> Path:
                 _append_json(spec.out / "generics.jsonl", {"kind": kind, **info})
             bar.advance(prep)
         task = bar.add_task("bench", total=len(units), completed=len(units) - len(todo))
+        population: dict[tuple[str, int, str], Any] = {}
+        if spec.tune and spec.tune_on == "population":
+            population = _population_settings(spec, groups, bar)
         tasks = []
         for g in groups:
             info = generics[(g.generic_kind, fold_of(g.user))]
             config = spec.configs.get(g.method) or get_method(g.method).config_class()
+            tuned = None
+            if (g.generic_kind, fold_of(g.user), g.method) in population:
+                config, tuned = population[(g.generic_kind, fold_of(g.user), g.method)]
             tasks.append(
                 _Task(
                     g,
@@ -333,9 +346,10 @@ def run_bench(spec: BenchSpec, progress: bool = True) -> Path:
                     spec.dataset,
                     spec.metric,
                     config,
-                    spec.tune,
+                    spec.tune and spec.tune_on == "available",
                     spec.tune_budget,
                     spec.certify,
+                    tuned,
                 )
             )
 
@@ -369,6 +383,36 @@ def run_bench(spec: BenchSpec, progress: bool = True) -> Path:
         else:
             _run_parallel(tasks, workers, finish, bar, task)
     return store.path
+
+
+def _population_settings(spec: BenchSpec, groups: list[UnitGroup], bar: Any) -> dict[tuple[str, int, str], Any]:
+    """Population tuning (:func:`crop.analysis.population_tune`) for every (generic kind, fold,
+    method) the run needs, before any unit: ``{key: (config, chosen values)}``. Searches are
+    cached, so a resumed run does not repeat them."""
+    from crop.analysis import population_tune
+    from crop.analysis._tune import default_grid, expand_grid
+    from crop.generic import fold_of
+
+    needed = sorted({(g.generic_kind, fold_of(g.user), g.method) for g in groups if g.method != "generic"})
+    out: dict[tuple[str, int, str], Any] = {}
+    for kind, fold, method in needed:
+        base = spec.configs.get(method) or get_method(method).config_class()
+        grid = default_grid(method, base)
+        if spec.tune_budget is not None and spec.tune_budget < len(expand_grid(grid)):
+            raise CropError("--tune-budget applies to available-context tuning only")
+        job = bar.add_task(f"population tuning {method} ({kind}, fold {fold})", total=len(expand_grid(grid)))
+        result = population_tune(
+            method,
+            kind,
+            fold,
+            grid,
+            seeds=[0],
+            metric=spec.metric,
+            base_config=base,
+            on_trial=lambda _, job=job: bar.advance(job),
+        )
+        out[(kind, fold, method)] = (result.best_config, result.chosen)
+    return out
 
 
 def _run_parallel(tasks: list[_Task], workers: int, finish: Callable, bar: Any, task: Any) -> None:
