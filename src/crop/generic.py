@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from crop.data import hapt
+from crop.data.augment import rotate_triads, uniform_rotations
 from crop.data.scenarios import GENERIC_VAL_USERS, PERSONALIZATION_USERS
 from crop.errors import CropError
 from crop.models.hapt import HAPTNet
@@ -74,15 +75,6 @@ class GenericTrainConfig:
     norm: str = "batch"
 
 
-def random_rotation_matrices(n: int, gen: torch.Generator) -> torch.Tensor:
-    """``n`` rotation matrices uniform on SO(3) (QR of Gaussian matrices, sign-corrected)."""
-    q, r = torch.linalg.qr(torch.randn(n, 3, 3, generator=gen))
-    q = q * torch.sign(torch.diagonal(r, dim1=1, dim2=2)).unsqueeze(1)
-    det = torch.linalg.det(q)
-    q[:, :, 0] = q[:, :, 0] * det.unsqueeze(1)
-    return q
-
-
 class RotationAugmentation:
     """Cross-entropy on windows seen through a random sensor rotation each step."""
 
@@ -90,11 +82,7 @@ class RotationAugmentation:
         self.gen = torch.Generator().manual_seed(seed + 7919)
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        R = random_rotation_matrices(len(x), self.gen)
-        x = torch.cat(
-            [torch.einsum("nij,njt->nit", R, x[:, 0:3]), torch.einsum("nij,njt->nit", R, x[:, 3:6]), x[:, 6:]], 1
-        )
-        return F.cross_entropy(model(x), y)
+        return F.cross_entropy(model(rotate_triads(x, uniform_rotations(len(x), self.gen))), y)
 
 
 def train_generic(

@@ -15,11 +15,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
 from torch import nn
 
-from crop.data.sensing import ContextSplit
+from crop.data.sensing import ContextSplit, SensingData
 from crop.errors import CropError
 from crop.models.utils import clone_model, state_copy
+from crop.personalize.contrastive import ContrastiveConfig, contrastive_objective
+from crop.personalize.invariance import InvarianceConfig, invariance_objective, training_windows
 from crop.personalize.loop import TrainConfig, train
 from crop.personalize.mix import mix
 from crop.personalize.norm import recalibrate_batchnorm
@@ -63,6 +66,14 @@ class CRoPConfig:
         recalibrate_bn: after mixing, re-estimate BatchNorm running statistics on the
             available-context training windows (no labels; :mod:`crop.personalize.norm`).
             Mixing sets most weights outside training, which leaves the statistics stale.
+        invariance: keep the generic model's invariances in both finetuning phases
+            (:mod:`crop.personalize.invariance`; off when its ``weight`` is 0).
+        contrastive: hold the embeddings to the generic model's class prototypes in both
+            phases (:mod:`crop.personalize.contrastive`; off when its ``weight`` is 0).
+        prune_eval: what ToleratedPrune scores at each candidate amount: the ``"pruned"`` model
+            with the removed positions at zero (Algorithm 2 as written), or the ``"mixed"``
+            model with the generic weights there (and, with ``recalibrate_bn``, re-estimated
+            normalization statistics), i.e. the model CRoP goes on with.
         initial, final: the two finetuning phases. ``initial.select`` is set from ``prune_from``;
             ``final`` keeps the best validation checkpoint with the mixed model as a candidate.
     """
@@ -81,6 +92,9 @@ class CRoPConfig:
     final_finetune: Literal["full", "partial"] = "full"
     final_alpha: Literal["reset", "continue"] = "reset"
     recalibrate_bn: bool = False
+    prune_eval: Literal["pruned", "mixed"] = "pruned"
+    invariance: InvarianceConfig = field(default_factory=InvarianceConfig)
+    contrastive: ContrastiveConfig = field(default_factory=ContrastiveConfig)
     initial: TrainConfig = field(default_factory=_initial_phase)
     final: TrainConfig = field(default_factory=_final_phase)
 
@@ -99,6 +113,8 @@ def check_crop_config(config: CRoPConfig) -> None:
         )
     if config.final_finetune not in ("full", "partial"):
         raise CropError(f"unknown final_finetune {config.final_finetune!r}; choose full or partial")
+    if config.prune_eval not in ("pruned", "mixed"):
+        raise CropError(f"unknown prune_eval {config.prune_eval!r}; choose pruned or mixed")
 
 
 @register_method("crop", CRoPConfig, "CRoP: penalized finetuning, ToleratedPrune, mixing, final finetuning")
@@ -112,13 +128,25 @@ def fit_crop(
     check_crop_config(config)
     timings: dict[str, float] = {}
     generic_state = state_copy(generic)
+    objective, invariance_info = invariance_objective(generic, available.train.X, config.invariance, seed)
+    objective = contrastive_objective(generic, available.train.X, available.train.y, config.contrastive, objective)
+    recal_windows = training_windows(available.train.X, objective, seed) if config.recalibrate_bn else None
 
     # Line 2: finetune with the trainable-alpha penalty.
     t0 = time.perf_counter()
     model = clone_model(generic)
     penalty = _penalty(config, config.alpha)
     initial_cfg = TrainConfig(**{**config.initial.__dict__, "select": config.prune_from})
-    step1 = train(model, available.train, available.val, initial_cfg, seed=seed, metric=metric, hooks=[penalty])
+    step1 = train(
+        model,
+        available.train,
+        available.val,
+        initial_cfg,
+        seed=seed,
+        metric=metric,
+        hooks=[penalty],
+        objective=objective,
+    )
     initial_state = state_copy(model)
     timings["initial_finetune"] = time.perf_counter() - t0
 
@@ -128,6 +156,11 @@ def fit_crop(
     prune_data = available.train if config.prune_data == "train" else available.val
     scores, prune_lowest = prune_scores(model, names, config.prune_criterion, prune_data)
     tolerance = dict(metric=metric, names=names, scores=scores, prune_lowest=prune_lowest)
+    if config.prune_eval == "mixed":
+        tolerance["fill"] = {n: generic_state[n] for n in names}
+        tolerance["recalibrate"] = (
+            SensingData(recal_windows, np.zeros(len(recal_windows))) if config.recalibrate_bn else None
+        )
     pruned = tolerated_prune(model, prune_data, config.tau, config.k, config.k_step, **tolerance)
     timings["tolerated_prune"] = time.perf_counter() - t0
 
@@ -136,7 +169,7 @@ def fit_crop(
     mixed_state = mix(pruned.state, generic_state, pruned.masks)
     model.load_state_dict(mixed_state)
     if config.recalibrate_bn:
-        recalibrate_batchnorm(model, available.train.X)
+        recalibrate_batchnorm(model, recal_windows)
         mixed_state = state_copy(model)
     timings["mix"] = time.perf_counter() - t0
 
@@ -145,7 +178,16 @@ def fit_crop(
     final_alpha = penalty.alpha if config.final_alpha == "continue" else config.alpha
     penalty2 = _penalty(config, final_alpha)
     hooks2 = [penalty2] + ([FreezePruned(model, pruned.masks)] if config.final_finetune == "partial" else [])
-    step2 = train(model, available.train, available.val, config.final, seed=seed + 1, metric=metric, hooks=hooks2)
+    step2 = train(
+        model,
+        available.train,
+        available.val,
+        config.final,
+        seed=seed + 1,
+        metric=metric,
+        hooks=hooks2,
+        objective=objective,
+    )
     timings["final_finetune"] = time.perf_counter() - t0
 
     return PersonalizationResult(
@@ -168,6 +210,7 @@ def fit_crop(
             "initial_epoch": step1.best_epoch,
             "final_epoch": step2.best_epoch,
             "mixed_selected": step2.best_epoch == 0,
+            **invariance_info,
             "history_initial": step1.history,
             "history_final": step2.history,
             "timings": {

@@ -9,15 +9,25 @@ from torch import nn
 
 from crop.data.sensing import ContextSplit
 from crop.models.utils import clone_model, state_copy
+from crop.personalize.contrastive import ContrastiveConfig, contrastive_objective
+from crop.personalize.invariance import InvarianceConfig, invariance_objective
 from crop.personalize.loop import TrainConfig, train
 from crop.personalize.registry import PersonalizationResult, check_available, register_method
 
 
 @dataclass
 class FinetuneConfig:
-    """Conventional finetuning: one phase of the shared loop, best validation epoch kept."""
+    """Conventional finetuning: one phase of the shared loop, best validation epoch kept.
+
+    ``invariance`` and ``contrastive`` (off by default) add the generic model's invariances
+    (:mod:`crop.personalize.invariance`) or its class structure
+    (:mod:`crop.personalize.contrastive`) to the objective, so their effect can be measured
+    without CRoP's steps.
+    """
 
     train: TrainConfig = field(default_factory=TrainConfig)
+    invariance: InvarianceConfig = field(default_factory=InvarianceConfig)
+    contrastive: ContrastiveConfig = field(default_factory=ContrastiveConfig)
 
 
 @register_method("finetune", FinetuneConfig, "conventional finetuning (M^C)")
@@ -32,12 +42,14 @@ def fit_finetune(
     """Finetune all parameters on the available context with cross-entropy."""
     check_available(generic, available)
     model = clone_model(generic)
-    out = train(model, available.train, available.val, config.train, seed=seed, metric=metric)
+    objective, invariance_info = invariance_objective(generic, available.train.X, config.invariance, seed)
+    objective = contrastive_objective(generic, available.train.X, available.train.y, config.contrastive, objective)
+    out = train(model, available.train, available.val, config.train, seed=seed, metric=metric, objective=objective)
     return PersonalizationResult(
         "finetune",
         out.model,
         states={"generic": state_copy(generic), "final": state_copy(out.model)},
-        info={"best_epoch": out.best_epoch, "history": out.history},
+        info={"best_epoch": out.best_epoch, "history": out.history, **invariance_info},
     )
 
 

@@ -217,6 +217,8 @@ def tolerated_prune(
     scores: dict[str, torch.Tensor] | None = None,
     prune_lowest: bool = True,
     max_amount: float = 1.0,
+    fill: dict[str, torch.Tensor] | None = None,
+    recalibrate: SensingData | None = None,
 ) -> PruneResult:
     """Algorithm 2: raise the pruning amount from ``k`` by ``k_step`` until the accuracy on
     ``data`` drops below ``A_o - tau``; return the state before that step.
@@ -224,6 +226,12 @@ def tolerated_prune(
     ``tau`` is in accuracy units (0.05 = five percentage points). The tested amounts are
     ``k, k + k_step, ...`` up to ``max_amount``; if none breaks the tolerance the largest one
     tested is returned. ``model`` is not modified.
+
+    Algorithm 2 scores each candidate with the removed positions at zero. ``fill`` gives other
+    values for them (CRoP's mixing puts the generic weights there, so ``fill=generic`` scores
+    the model that will actually be used), and ``recalibrate`` re-estimates BatchNorm statistics
+    on those windows before each candidate is scored. The returned ``state`` always has the
+    removed positions at zero (the pruned model), with the model's own normalization statistics.
     """
     if not (0 < k < 1 and 0 < k_step < 1):
         raise CropError(f"k and k' must lie in (0, 1), got k={k}, k'={k_step}")
@@ -236,31 +244,45 @@ def tolerated_prune(
     order = _order(scores, prune_lowest)  # sorted once; each amount is a prefix of it
     params = dict(model.named_parameters())
     originals = {n: params[n].detach().clone() for n in scores}
+    snapshot = state_copy(model) if recalibrate is not None else None
     reference = score(model, data, metric)
     best_amount = 0.0
     best_masks: Masks = {n: torch.ones_like(s, dtype=torch.bool) for n, s in scores.items()}
     history: list[tuple[float, float]] = []
     i = 0
+
+    def candidate(masks: Masks) -> None:
+        with torch.no_grad():
+            for n, keep in masks.items():
+                removed = torch.zeros_like(originals[n]) if fill is None else fill[n]
+                params[n].copy_(torch.where(keep, originals[n], removed))
+        if recalibrate is not None:
+            from crop.personalize.norm import recalibrate_batchnorm
+
+            recalibrate_batchnorm(model, recalibrate.X)
+
     try:
         while True:
             amount = round(k + i * k_step, 10)
             if amount > max_amount + 1e-12:
                 break
             masks = _masks_from_order(scores, order, amount)
-            with torch.no_grad():
-                for n, keep in masks.items():
-                    params[n].copy_(originals[n] * keep)
+            candidate(masks)
             acc = score(model, data, metric)
             history.append((amount, acc))
             if acc < reference - tau:
                 break
             best_amount, best_masks = amount, masks
             i += 1
+        if snapshot is not None:
+            model.load_state_dict(snapshot)
         with torch.no_grad():
             for n, keep in best_masks.items():
                 params[n].copy_(originals[n] * keep)
         best_state = state_copy(model)
     finally:
+        if snapshot is not None:
+            model.load_state_dict(snapshot)
         with torch.no_grad():
             for n, value in originals.items():
                 params[n].copy_(value)

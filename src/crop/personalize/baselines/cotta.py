@@ -32,12 +32,12 @@ few epochs by the shared loop; the unseen contexts are never adapted to. Adaptat
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
+from crop.data.augment import augment_windows
 from crop.data.sensing import ContextSplit
 from crop.errors import CropError
 from crop.models.utils import clone_model, state_copy
@@ -72,59 +72,6 @@ class CoTTAConfig:
     rotation_deg: float = 15.0
     max_shift: float = 0.1
     train: TrainConfig = field(default_factory=TrainConfig)
-
-
-def random_rotations(n: int, max_deg: float, gen: torch.Generator) -> torch.Tensor:
-    """``n`` rotation matrices ``(n, 3, 3)`` about uniform random axes by angles uniform in
-    ``[-max_deg, max_deg]`` degrees (Rodrigues' formula)."""
-    axis = torch.nn.functional.normalize(torch.randn(n, 3, generator=gen), dim=1)
-    angle = (torch.rand(n, generator=gen) * 2 - 1) * math.radians(max_deg)
-    K = torch.zeros(n, 3, 3)
-    K[:, 0, 1], K[:, 0, 2] = -axis[:, 2], axis[:, 1]
-    K[:, 1, 0], K[:, 1, 2] = axis[:, 2], -axis[:, 0]
-    K[:, 2, 0], K[:, 2, 1] = -axis[:, 1], axis[:, 0]
-    s, c = angle.sin()[:, None, None], angle.cos()[:, None, None]
-    return torch.eye(3).expand(n, 3, 3) + s * K + (1 - c) * (K @ K)
-
-
-def augment_windows(
-    x: torch.Tensor,
-    gen: torch.Generator,
-    *,
-    jitter: float = 0.05,
-    scaling: float = 0.1,
-    rotation_deg: float = 15.0,
-    max_shift: float = 0.1,
-) -> torch.Tensor:
-    """A randomly augmented copy of sensor windows ``x``.
-
-    For ``(batch, channels, time)`` windows: rotation of each channel triad (when
-    ``channels % 3 == 0``), circular time shift (``torch.roll`` semantics, per window), then
-    amplitude scaling and jitter. Other shapes ``(batch, ...)`` get scaling and jitter only
-    (per feature). Deterministic for a given generator state.
-    """
-    b = x.shape[0]
-    out = x
-    if x.ndim == 3:
-        C, T = x.shape[1], x.shape[2]
-        if rotation_deg > 0 and C % 3 == 0:
-            R = random_rotations(b, rotation_deg, gen)
-            out = torch.einsum("bij,bgjt->bgit", R, out.reshape(b, C // 3, 3, T)).reshape(b, C, T)
-        steps = int(max_shift * T)
-        if steps > 0:
-            shift = torch.randint(-steps, steps + 1, (b, 1, 1), generator=gen)
-            index = (torch.arange(T).view(1, 1, T) - shift) % T  # out[..., t] = in[..., t - shift]
-            out = out.gather(2, index.expand(b, C, T))
-        spread = x.std(dim=2, keepdim=True) if T > 1 else torch.ones_like(x[..., :1])
-        factor_shape: tuple[int, ...] = (b, C, 1)
-    else:
-        spread = torch.ones_like(x)
-        factor_shape = tuple(x.shape)
-    if scaling > 0:
-        out = out * (1 + scaling * torch.randn(factor_shape, generator=gen))
-    if jitter > 0:
-        out = out + jitter * spread * torch.randn(out.shape, generator=gen)
-    return out
 
 
 class TeacherStudent(nn.Module):
