@@ -181,6 +181,13 @@ def bench(
             "PGD accuracy at each eps, smoothed certified accuracy at radii (keys: eps norm sigma radii n0 n alpha steps)"
         ),
     ] = None,
+    norm: Annotated[
+        str,
+        typer.Option(
+            help="'batch' (the HAPT network with BatchNorm) or 'none' (the same network without normalization "
+            "layers, like the paper's architectures; its generic models are trained on first use)"
+        ),
+    ] = "batch",
     workers: Annotated[
         int | None,
         typer.Option(
@@ -227,6 +234,7 @@ def bench(
         tune_on=tune_on,
         certify=parse_robustness_spec(certify) if certify else None,
         workers=workers,
+        norm=norm,
     )
     run_bench(spec, progress=not quiet)
     tables = _write_tables(out, metric)

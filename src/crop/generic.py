@@ -12,8 +12,10 @@ validation); the other folds are trained on first use (about 20 s each on one CP
 cached under the cache directory, keyed by kind, fold and training configuration.
 
 ``hapt-rot`` adds a uniformly random 3-D rotation of each training window (accelerometer and
-gyroscope together), so it knows every phone orientation. ``hapt-nobn`` is the same network
-without BatchNorm (the kind of network the paper's architectures are), trained the same way.
+gyroscope together), so it knows every phone orientation. The suffix ``-nobn``
+(``hapt-nobn``, ``hapt-rot-nobn``) gives the same network without BatchNorm (the kind of
+network the paper's four architectures are), trained the same way; it has no shipped weights,
+so every fold is trained on first use.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from crop.models.hapt import HAPTNet
 from crop.models.io import load_model, metadata_of, save_model
 from crop.personalize.loop import TrainConfig, train
 
-GENERIC_KINDS = ("hapt", "hapt-rot", "hapt-nobn")
+GENERIC_KINDS = ("hapt", "hapt-rot", "hapt-nobn", "hapt-rot-nobn")
 N_FOLDS = 6
 SHIPPED_FOLD = 2  # the documented personalization users; served by the shipped models
 
@@ -100,18 +102,19 @@ def train_generic(
     train_data = hapt.load_users(train_users)
     val_data = hapt.load_users(val_users)
     torch.manual_seed(config.seed)
-    norm = "none" if kind == "hapt-nobn" else config.norm
+    norm = "none" if kind.endswith("-nobn") else config.norm
+    rotated = kind.startswith("hapt-rot")
     model = HAPTNet(width=config.width, dropout=config.dropout, norm=norm)
     stats = train_data.X.transpose(1, 0, 2).reshape(6, -1)
     mean, std = stats.mean(axis=1), stats.std(axis=1)
-    if kind == "hapt-rot":  # rotation mixes axes: one statistic per sensor triad
+    if rotated:  # rotation mixes axes: one statistic per sensor triad
         mean = np.zeros(6)
         std = np.concatenate(
             [np.repeat(np.sqrt((std[:3] ** 2).mean()), 3), np.repeat(np.sqrt((std[3:] ** 2).mean()), 3)]
         )
     model[0].mean.copy_(torch.as_tensor(mean, dtype=torch.float32).reshape(6, 1))
     model[0].std.copy_(torch.as_tensor(std, dtype=torch.float32).reshape(6, 1))
-    objective = RotationAugmentation(config.seed) if kind == "hapt-rot" else None
+    objective = RotationAugmentation(config.seed) if rotated else None
     if objective is not None:  # validate on rotated windows too
         rng = np.random.default_rng(config.seed)
         from crop.data.sensing import SensingData

@@ -60,6 +60,7 @@ class BenchSpec:
     unit_hook: Callable[[dict, nn.Module, UserScenario], list[dict]] | None = None
     certify: Any = None  # a crop.certify.robustness.RobustnessSpec: robustness records per unit
     workers: int | None = None  # worker processes; None: one per core for large runs (default_workers)
+    norm: str = "batch"  # "none": generic models (and so every personalized one) without BatchNorm
 
 
 def evaluate_unit(
@@ -87,6 +88,7 @@ def _settings(spec: BenchSpec) -> dict[str, Any]:
         "tune": spec.tune,
         "tune_budget": spec.tune_budget,
         "tune_on": spec.tune_on if spec.tune else None,
+        "norm": spec.norm,
         "certify": spec.certify.to_dict() if spec.certify is not None else None,
     }
 
@@ -121,7 +123,8 @@ def _record_settings(spec: BenchSpec) -> None:
         if old is not None:
             defaults = {"tune": False, "tune_budget": None, "certify": None}  # written before these existed
             defaults["tune_on"] = "available" if old.get("tune") else None
-            for key in ("metric", "dataset", "tune", "tune_budget", "tune_on"):
+            defaults["norm"] = "batch"
+            for key in ("metric", "dataset", "tune", "tune_budget", "tune_on", "norm"):
                 if old.get(key, defaults.get(key)) != settings[key]:
                     raise CropError(f"{spec.out} holds results made with another {key}; use a new --out")
             old_certify, certify = old.get("certify"), settings["certify"]
@@ -157,13 +160,21 @@ class UnitGroup:
     scenarios: list[Scenario]
 
 
-def group_units(units: Sequence[Unit]) -> list[UnitGroup]:
+def generic_kind(scenario: Scenario, norm: str = "batch") -> str:
+    """The generic model kind a scenario uses (``-nobn`` variant with ``norm="none"``)."""
+    if norm not in ("batch", "none"):
+        raise CropError(f"norm must be 'batch' or 'none', got {norm!r}")
+    return scenario.generic + ("-nobn" if norm == "none" else "")
+
+
+def group_units(units: Sequence[Unit], norm: str = "batch") -> list[UnitGroup]:
     """Group ``units`` by shared personalization, in the order of their first unit."""
     groups: dict[tuple, UnitGroup] = {}
     for scenario, user, seed, method in units:
-        key = (scenario.generic, user, scenario.available_session, seed, method)
+        kind = generic_kind(scenario, norm)
+        key = (kind, user, scenario.available_session, seed, method)
         if key not in groups:
-            groups[key] = UnitGroup(scenario.generic, user, seed, method, [])
+            groups[key] = UnitGroup(kind, user, seed, method, [])
         groups[key].scenarios.append(scenario)
     return list(groups.values())
 
@@ -293,7 +304,7 @@ def run_bench(spec: BenchSpec, progress: bool = True) -> Path:
     done = store.done_units()
     units = plan_units(spec)
     todo = [u for u in units if (spec.dataset, u[0].name, u[1], u[2], u[3]) not in done]
-    groups = group_units(todo)
+    groups = group_units(todo, spec.norm)
     workers = spec.workers if spec.workers is not None else default_workers(len(groups))
     if workers > 1 and spec.unit_hook is not None:
         raise CropError("a unit_hook runs in this process only: use workers=1")
