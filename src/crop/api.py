@@ -11,7 +11,8 @@ from crop.data.sensing import ContextSplit, SensingData, stratified_split
 from crop.errors import CropError
 from crop.metrics import get_metric
 from crop.models.utils import predict
-from crop.personalize.registry import PersonalizationResult, config_from_dict, get_method
+from crop.personalize.registry import PersonalizationResult, check_config, config_from_dict, get_method
+from crop.validate import check_seed
 
 
 def personalize(
@@ -56,6 +57,8 @@ def personalize(
         config = config_from_dict(spec.config_class, dict(config), f"{method} config")
     elif not isinstance(config, spec.config_class):
         raise CropError(f"config for {method!r} must be a {spec.config_class.__name__} or a dict")
+    check_config(config, f"{method} config")
+    check_seed(seed, "seed")
     get_metric(metric)
     if isinstance(available, SensingData):
         available.validate()

@@ -10,8 +10,10 @@ from __future__ import annotations
 import functools
 import json
 import os
+import sys
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,21 +23,43 @@ from rich.console import Console
 from rich.table import Table as RichTable
 
 from crop.errors import CropError
+from crop.outputs import check_input_dir, check_out_dir, check_out_file
+from crop.validate import (
+    MAX_EPOCHS,
+    MAX_GRID_POINTS,
+    MAX_SEED,
+    MAX_SEEDS,
+    MAX_THREADS,
+    MAX_WORKERS,
+    int_list,
+    split_list,
+)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help=__doc__)
 console = Console()
 err_console = Console(stderr=True)
 
 
+def _say(prefix: str, message: Any) -> None:
+    """One line on stderr (newlines in ``message`` become spaces)."""
+    text = " ".join(str(message).split())
+    err_console.print(f"{prefix}{text}", highlight=False, markup=False, soft_wrap=True)
+
+
 def _guard(func: Callable[..., None]) -> Callable[..., None]:
-    """Turn :class:`CropError` into one line on stderr and exit code 2 (no traceback)."""
+    """Turn :class:`CropError` (and an unusable file or directory, :class:`OSError`) into one
+    line on stderr and exit code 2; anything else is an internal error (exit 1). No traceback."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> None:
         try:
             func(*args, **kwargs)
         except CropError as exc:
-            err_console.print(f"crop: error: {exc}", highlight=False, markup=False, soft_wrap=True)
+            _say("crop: error: ", exc)
+            raise typer.Exit(2) from None
+        except OSError as exc:
+            where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+            _say("crop: error: ", f"{exc.strerror or exc}{where}")
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err_console.print("crop: interrupted", highlight=False, markup=False)
@@ -55,14 +79,33 @@ def _guard(func: Callable[..., None]) -> Callable[..., None]:
     return wrapper
 
 
-def _ints(text: str, what: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise CropError(f"{what} must be comma-separated integers, got {text!r}") from None
-    if not values:
-        raise CropError(f"no {what} given")
+def _users(text: str | None, what: str = "--users") -> list[int]:
+    """``all`` (the 30 HAPT users) or comma-separated HAPT user ids, none repeated."""
+    from crop.data.hapt import USERS
+
+    if text is not None and text.strip() == "all":
+        return list(USERS)
+    values = int_list(text, what)
+    unknown = [u for u in values if u not in USERS]
+    if unknown:
+        raise CropError(f"unknown HAPT user(s) {unknown}: users are 1-30")
     return values
+
+
+def _methods(text: str | None, what: str = "--methods") -> list[str]:
+    from crop.personalize.registry import get_method
+
+    names = split_list(text, what)
+    for name in names:
+        get_method(name)
+    return names
+
+
+def _metric(name: str) -> str:
+    from crop.metrics import get_metric
+
+    get_metric(name)
+    return name
 
 
 def _load_configs(path: Path | None, methods: list[str]) -> dict[str, Any]:
@@ -95,14 +138,31 @@ def _rich_table(table: Any) -> RichTable:
     return rt
 
 
+def _check_report_targets(out: Path) -> None:
+    """The files a report writes into ``out`` are regular files or absent (checked before the
+    first one is written, and before a bench runs)."""
+    from crop.outputs import check_write_target
+
+    check_out_dir(out / "tables", "the tables directory")
+    if out.is_dir():
+        for path in [out / "table.md", out / "deltas.png", *out.glob("robustness-*.png"), *out.glob("tables/*.csv")]:
+            check_write_target(path)
+
+
 def _write_tables(out: Path, metric: str) -> list[Any]:
     from crop.bench.runner import load_results
     from crop.report.files import write_text_atomic
     from crop.report.plots import delta_bars, robustness_curves
     from crop.report.tables import all_tables, performance, render_markdown
 
+    _metric(metric)
+    _check_report_targets(out)
     records = load_results(out)
     perf = performance(records, metric)
+    if len({k[2] for k in perf}) >= 5 and "finetune" in {k[1] for k in perf} and len({k[1] for k in perf}) > 2:
+        from crop.report.plots import gain_strips
+
+        gain_strips(perf, out / "gains.png")
     if {k[1] for k in perf} - {"generic"}:
         delta_bars(perf, out / "deltas.png", f"Δ_P and Δ_G ({metric}), mean over users, 95 % bootstrap interval")
     for scenario in sorted({r["scenario"] for r in records if "radius" in r}):
@@ -116,15 +176,24 @@ def _write_tables(out: Path, metric: str) -> list[Any]:
 
 
 @app.callback()
+@_guard
 def _setup(
     threads: Annotated[
-        int, typer.Option(help="CPU threads for torch; 1 is fastest for the small sensing models", min=1)
-    ] = int(os.environ.get("CROP_THREADS", "1")),
+        int | None,
+        typer.Option(
+            help="CPU threads for torch (default: $CROP_THREADS, else 1; 1 is fastest for the small sensing models)",
+            min=1,
+            max=MAX_THREADS,
+        ),
+    ] = None,
 ) -> None:
     """crop: trustworthy static personalization of human-sensing models (CRoP)."""
+    from crop.env import check_all
+
+    from_env = check_all()  # CROP_THREADS, CROP_CACHE_DIR, CROP_HAPT_FILE: refused like bad options
     import torch
 
-    torch.set_num_threads(threads)
+    torch.set_num_threads(threads or from_env)
 
 
 @app.command()
@@ -143,7 +212,7 @@ def bench(
     scenario: Annotated[
         str, typer.Option(help="e.g. hapt-session (both scenarios) or hapt-session:1; comma-separated")
     ],
-    out: Annotated[Path, typer.Option(help="output directory (results.jsonl, table.md); re-running resumes")],
+    out: Annotated[str, typer.Option(help="output directory (results.jsonl, table.md); re-running resumes")],
     dataset: Annotated[str, typer.Option(help="dataset (hapt is built in)")] = "hapt",
     users: Annotated[
         str | None,
@@ -152,7 +221,7 @@ def bench(
             "leave-users-out fold); default: the documented personalization users"
         ),
     ] = None,
-    seeds: Annotated[str, typer.Option(help="comma-separated seeds")] = "0",
+    seeds: Annotated[str, typer.Option(help=f"comma-separated seeds (0 to {MAX_SEED}, at most {MAX_SEEDS})")] = "0",
     methods: Annotated[
         str, typer.Option(help="comma-separated method names (see `crop methods`)")
     ] = "generic,finetune,crop",
@@ -173,7 +242,9 @@ def bench(
             "validation users, personalized on one session and scored on the other)"
         ),
     ] = "available",
-    tune_budget: Annotated[int | None, typer.Option(help="with --tune: at most this many grid points")] = None,
+    tune_budget: Annotated[
+        int | None, typer.Option(help="with --tune: at most this many grid points", min=1, max=MAX_GRID_POINTS)
+    ] = None,
     certify: Annotated[
         str | None,
         typer.Option(
@@ -188,69 +259,78 @@ def bench(
             "layers, like the paper's architectures; its generic models are trained on first use)"
         ),
     ] = "batch",
+    protocol: Annotated[
+        str,
+        typer.Option(
+            help="'test' (each user served by a generic model that never saw them) or 'development' (by the model "
+            "that used them for validation: the pairs population tuning sees; for choosing settings)"
+        ),
+    ] = "test",
+    generic: Annotated[
+        str | None,
+        typer.Option(help="generic model kind for every scenario: hapt or hapt-rot (default: each scenario's own)"),
+    ] = None,
     workers: Annotated[
         int | None,
         typer.Option(
             help="worker processes (default: one per CPU core for large runs, 1 for small ones); "
             "results are identical for any number",
             min=1,
+            max=MAX_WORKERS,
         ),
     ] = None,
 ) -> None:
     """Run methods over users x scenarios x seeds; write results.jsonl and table.md."""
+    from crop.bench.checks import BENCH_FILES
     from crop.bench.runner import BenchSpec, run_bench
     from crop.certify.robustness import parse_robustness_spec
     from crop.data.scenarios import PERSONALIZATION_USERS, parse_scenarios
-    from crop.personalize.registry import get_method
 
+    # Everything is checked here (and again by run_bench) before anything is written.
+    out_dir = check_out_dir(out, "--out", BENCH_FILES)
+    _check_report_targets(out_dir)
     if dataset != "hapt":
         raise CropError(f"unknown dataset {dataset!r}: the built-in dataset is hapt")
     if tune_on not in ("available", "population"):
         raise CropError(f"--tune-on must be 'available' or 'population', got {tune_on!r}")
-    method_list = [m.strip() for m in methods.split(",") if m.strip()]
-    for m in method_list:
-        get_method(m)
-    from crop.data.hapt import USERS
-
-    if users is not None and users.strip() == "all":
-        user_list = list(USERS)
-    else:
-        user_list = _ints(users, "users") if users else list(PERSONALIZATION_USERS)
-
-    unknown = [u for u in user_list if u not in USERS]
-    if unknown:
-        raise CropError(f"unknown HAPT user(s) {unknown}: users are 1-30")
+    if norm not in ("batch", "none"):
+        raise CropError(f"--norm must be 'batch' or 'none', got {norm!r}")
+    method_list = _methods(methods)
     spec = BenchSpec(
         scenarios=parse_scenarios(scenario),
-        users=user_list,
-        seeds=_ints(seeds, "seeds"),
+        users=_users(users) if users is not None else list(PERSONALIZATION_USERS),
+        seeds=int_list(seeds, "--seeds", 0, MAX_SEED, MAX_SEEDS),
         methods=method_list,
-        out=out,
+        out=out_dir,
         dataset=dataset,
-        metric=metric,
+        metric=_metric(metric),
         configs=_load_configs(config, method_list),
         tune=tune,
         tune_budget=tune_budget,
         tune_on=tune_on,
-        certify=parse_robustness_spec(certify) if certify else None,
+        certify=parse_robustness_spec(certify) if certify is not None else None,
         workers=workers,
         norm=norm,
+        protocol=protocol,
+        generic=generic,
     )
     run_bench(spec, progress=not quiet)
-    tables = _write_tables(out, metric)
+    tables = _write_tables(out_dir, metric)
     if not quiet:
-        for t in tables[:2]:
-            console.print(_rich_table(t))
-    console.print(f"wrote {out / 'results.jsonl'} and {out / 'table.md'}")
+        for t in tables:
+            if t.kind in ("summary", "gains"):
+                console.print(_rich_table(t))
+    console.print(f"wrote {out_dir / 'results.jsonl'} and {out_dir / 'table.md'}")
 
 
 @app.command()
 @_guard
 def report(
-    out: Annotated[Path, typer.Argument(help="a bench output directory")], metric: str = "balanced_accuracy"
+    out: Annotated[str, typer.Argument(help="a bench output directory")], metric: str = "balanced_accuracy"
 ) -> None:
     """Rewrite table.md (and tables/*.csv) from a bench directory's results.jsonl."""
-    tables = _write_tables(out, metric)
+    _metric(metric)
+    tables = _write_tables(check_input_dir(out, "DIR"), metric)
     for t in tables:
         console.print(_rich_table(t))
 
@@ -258,7 +338,7 @@ def report(
 @app.command()
 @_guard
 def analyze(
-    out: Annotated[Path, typer.Argument(help="a `crop bench` or `crop personalize --user` output directory")],
+    out: Annotated[str, typer.Argument(help="a `crop bench` or `crop personalize --user` output directory")],
     users: Annotated[str | None, typer.Option(help="bench: comma-separated users (default: all)")] = None,
     seeds: Annotated[str | None, typer.Option(help="bench: comma-separated seeds (default: the first)")] = None,
     methods: Annotated[str | None, typer.Option(help="bench: methods (default: those that prune)")] = None,
@@ -267,16 +347,19 @@ def analyze(
     """Section 7 analyses (GIP, distances, state accuracies, heat maps, t-SNE) into DIR/analysis/."""
     from crop.bench.analyze import analyze_bench, analyze_personalization
 
+    out = check_input_dir(out, "DIR")
+    check_out_dir(out / "analysis", "the analysis directory", ("index.md",))
+    user_list = _users(users) if users is not None else None
+    seed_list = int_list(seeds, "--seeds", 0, MAX_SEED) if seeds is not None else None
+    method_list = _methods(methods) if methods is not None else None
     if (out / "summary.json").is_file() and not (out / "results.jsonl").is_file():
+        if users is not None or seeds is not None or methods is not None:
+            raise CropError(
+                "--users, --seeds and --methods select units of a bench directory; this is a personalization"
+            )
         index = analyze_personalization(out, figures=not no_figures)
     elif (out / "results.jsonl").is_file():
-        index = analyze_bench(
-            out,
-            users=_ints(users, "users") if users else None,
-            seeds=_ints(seeds, "seeds") if seeds else None,
-            methods=[m.strip() for m in methods.split(",")] if methods else None,
-            figures=not no_figures,
-        )
+        index = analyze_bench(out, users=user_list, seeds=seed_list, methods=method_list, figures=not no_figures)
     else:
         raise CropError(f"{out} holds neither results.jsonl (crop bench) nor summary.json (crop personalize)")
     console.print(f"wrote {index}")
@@ -285,13 +368,16 @@ def analyze(
 @app.command()
 @_guard
 def demo(
-    out: Annotated[Path, typer.Option(help="output directory")] = Path("crop-out/demo"),
-    seed: int = 0,
+    out: Annotated[str, typer.Option(help="output directory")] = "crop-out/demo",
+    seed: Annotated[int, typer.Option(help="split and training seed", min=0, max=MAX_SEED)] = 0,
 ) -> None:
     """The main job on built-in data: HAPT hapt-session scenario 1, generic vs finetune vs CRoP."""
+    from crop.bench.checks import BENCH_FILES
     from crop.bench.runner import BenchSpec, run_bench
     from crop.data.scenarios import PERSONALIZATION_USERS, parse_scenarios
 
+    out = check_out_dir(out, "--out", BENCH_FILES)
+    _check_report_targets(out)
     console.print(
         f"[bold]crop demo[/bold]: personalizing HAPT users {list(PERSONALIZATION_USERS)} "
         "(available context: session 1; unseen: session 2) with conventional finetuning and CRoP"
@@ -305,8 +391,20 @@ def demo(
     )
     run_bench(spec)
     tables = _write_tables(out, spec.metric)
-    console.print(_rich_table(tables[1]))
-    console.print(_rich_table(tables[0]))
+    for kind in ("per_user", "summary"):
+        console.print(_rich_table(next(t for t in tables if t.kind == kind)))
+    from crop.bench.runner import load_results
+    from crop.report.stats import summarize_gain
+    from crop.report.tables import performance
+
+    perf = performance(load_results(out), spec.metric)
+    for method in ("finetune", "crop"):
+        g = summarize_gain(perf, "hapt-session:1", method, "generic")
+        line = f"{method}: Δ_P {g.interval()} pp"
+        if method != "finetune":
+            h = summarize_gain(perf, "hapt-session:1", method, "finetune")
+            line += f", Δ_G {h.interval()} pp (95 % bootstrap interval over the {h.n_users} users)"
+        console.print(line)
     console.print(f"Results: {out / 'results.jsonl'}, tables: {out / 'table.md'}")
 
 
@@ -367,7 +465,7 @@ def _person(
 @app.command()
 @_guard
 def personalize(
-    out: Annotated[Path, typer.Option(help="output directory: model.safetensors and summary.json")],
+    out: Annotated[str, typer.Option(help="output directory: model.safetensors and summary.json")],
     user: Annotated[int | None, typer.Option(help="a HAPT user id (1-30)")] = None,
     scenario: Annotated[str, typer.Option(help="HAPT scenario, e.g. hapt-session:1")] = "hapt-session:1",
     data: Annotated[
@@ -376,7 +474,7 @@ def personalize(
     model: Annotated[Path | None, typer.Option(help="generic model .safetensors (written by crop)")] = None,
     available: Annotated[str | None, typer.Option(help="with --data: the context value that is available")] = None,
     method: Annotated[str, typer.Option(help="registered method")] = "crop",
-    seed: int = 0,
+    seed: Annotated[int, typer.Option(help="split and training seed", min=0, max=MAX_SEED)] = 0,
     config: Annotated[Path | None, typer.Option(help="TOML file with a [method] table of options")] = None,
     metric: str = "balanced_accuracy",
 ) -> None:
@@ -388,6 +486,9 @@ def personalize(
     from crop.personalize.registry import config_to_dict, get_method
     from crop.report.files import write_text_atomic
 
+    out = check_out_dir(out, "--out", ("model.safetensors", "model.sparse.safetensors", "summary.json"))
+    get_method(method)
+    _metric(metric)
     configs = _load_configs(config, [method])
     t0 = time.perf_counter()
     generic, generic_info, split, unseen, subject = _person(user, scenario, data, model, available, seed)
@@ -447,7 +548,7 @@ def personalize(
 @app.command()
 @_guard
 def tune(
-    out: Annotated[Path, typer.Option(help="output directory: tune.md, tune.csv, chosen.json, model.safetensors")],
+    out: Annotated[str, typer.Option(help="output directory: tune.md, tune.csv, chosen.json, model.safetensors")],
     user: Annotated[int | None, typer.Option(help="a HAPT user id (1-30)")] = None,
     scenario: Annotated[str, typer.Option(help="HAPT scenario, e.g. hapt-session:1")] = "hapt-session:1",
     data: Annotated[Path | None, typer.Option(help="your own .npz with X, y, optional context")] = None,
@@ -458,7 +559,10 @@ def tune(
         str | None,
         typer.Option(help="e.g. 'initial.lr+final.lr=1e-3,3e-3;alpha=1e-3,1e-2' (default: the method's small grid)"),
     ] = None,
-    budget: Annotated[int | None, typer.Option(help="at most this many grid points (subsampled with the seed)")] = None,
+    budget: Annotated[
+        int | None,
+        typer.Option(help="at most this many grid points (subsampled with the seed)", min=1, max=MAX_GRID_POINTS),
+    ] = None,
     population: Annotated[
         bool,
         typer.Option(
@@ -466,7 +570,7 @@ def tune(
             "generic model, personalized on one real session, scored on the other)"
         ),
     ] = False,
-    seed: int = 0,
+    seed: Annotated[int, typer.Option(help="split and training seed", min=0, max=MAX_SEED)] = 0,
     config: Annotated[
         Path | None, typer.Option(help="TOML file with a [method] table: the config the grid modifies")
     ] = None,
@@ -478,18 +582,21 @@ def tune(
     from rich.progress import Progress
 
     from crop.analysis import tune as run_tune
-    from crop.analysis._tune import default_grid, expand_grid, parse_grid_option
+    from crop.analysis._tune import default_grid, expand_grid, grid_configs, parse_grid_option
     from crop.api import evaluate
     from crop.models.io import save_model
     from crop.personalize.registry import get_method
 
-    get_method(method)
+    out = check_out_dir(out, "--out", ("tune.md", "tune.csv", "chosen.json", "model.safetensors"))
+    spec = get_method(method)
+    _metric(metric)
     configs = _load_configs(config, [method])
+    chosen_grid = parse_grid_option(grid) if grid is not None else default_grid(method, configs.get(method))
+    grid_configs(configs.get(method) or spec.config_class(), expand_grid(chosen_grid), method)  # before any work
     if population:
         _population_tune_cmd(out, user, scenario, data, method, grid, budget, seed, configs.get(method), metric)
         return
     generic, _, split, unseen, subject = _person(user, scenario, data, model, available, seed)
-    chosen_grid = parse_grid_option(grid) if grid else default_grid(method, configs.get(method))
     points = len(expand_grid(chosen_grid))
     total = min(points, budget) if budget else points
     with Progress(console=console, transient=True) as bar:
@@ -549,7 +656,7 @@ def _population_tune_cmd(
     from crop.generic import fold_of
 
     kind = parse_scenarios(scenario)[0].generic
-    chosen_grid = parse_grid_option(grid) if grid else default_grid(method, base_config)
+    chosen_grid = parse_grid_option(grid) if grid is not None else default_grid(method, base_config)
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task(f"population tuning {method}", total=len(expand_grid(chosen_grid)))
         result = population_tune(
@@ -596,8 +703,8 @@ def certify(
         int | None, typer.Option(help="or a HAPT user: the available test split and unseen contexts")
     ] = None,
     scenario: Annotated[str, typer.Option(help="with --user: the HAPT scenario")] = "hapt-session:1",
-    seed: Annotated[int, typer.Option(help="split seed (with --user) and sampling seed")] = 0,
-    out: Annotated[Path | None, typer.Option(help="write the measures to this JSON file")] = None,
+    seed: Annotated[int, typer.Option(help="split seed (with --user) and sampling seed", min=0, max=MAX_SEED)] = 0,
+    out: Annotated[str | None, typer.Option(help="write the measures to this JSON file")] = None,
 ) -> None:
     """Certify a model: verified accuracy (IBP, CROWN), PGD accuracy, smoothed certified accuracy."""
     import numpy as np
@@ -605,13 +712,21 @@ def certify(
     from crop.certify.robustness import parse_robustness_spec, robustness_measures
     from crop.data.sensing import load_npz
     from crop.models.io import load_model
+    from crop.models.utils import n_classes_of
     from crop.report.files import write_text_atomic
 
     robustness = parse_robustness_spec(spec)
-    if out is not None and out.is_dir():
-        raise CropError(f"--out {out} is a directory; give a .json file path")
+    out_file = check_out_file(out, "--out") if out is not None else None
     if (user is None) == (data is None):
         raise CropError("give either --data (a .npz file) or --user (a HAPT user)")
+    if user is not None:
+        from crop.data.hapt import USERS
+        from crop.data.scenarios import parse_scenarios
+
+        if user not in USERS:
+            raise CropError(f"unknown HAPT user {user}: users are 1-30")
+        if len(parse_scenarios(scenario)) != 1:
+            raise CropError(f"--scenario must name one scenario such as {parse_scenarios(scenario)[0].name}")
     net = load_model(model)
     contexts: dict[str, Any] = {}
     if data is not None:
@@ -635,6 +750,10 @@ def certify(
         us = build_user_scenario(user, scenarios[0], seed)
         contexts[f"available: session {scenarios[0].available_session} (test split)"] = us.available.test
         contexts.update({f"unseen: {k}": v for k, v in us.unseen.items()})
+    for name, d in contexts.items():
+        d.validate()
+        n_classes = n_classes_of(net, d.X, f"{model}: context {name}")
+        d.validate(n_classes=n_classes)
     results: dict[str, dict[str, float]] = {}
     with console.status("certifying") as status:
         for name, d in contexts.items():
@@ -649,23 +768,25 @@ def certify(
     for metric in next(iter(results.values())):
         rt.add_row(metric, *(f"{100 * results[c][metric]:.1f}" for c in results))
     console.print(rt)
-    if out is not None:
+    if out_file is not None:
         payload = {
             "model": str(model),
             "spec": robustness.to_dict(),
             "windows": {k: len(v) for k, v in contexts.items()},
         }
-        write_text_atomic(out, json.dumps({**payload, "results": results}, indent=2))
-        console.print(f"wrote {out}")
+        write_text_atomic(out_file, json.dumps({**payload, "results": results}, indent=2))
+        console.print(f"wrote {out_file}")
 
 
 @app.command("train-generic")
 @_guard
 def train_generic_cmd(
-    out: Annotated[Path, typer.Option(help="output .safetensors file")],
-    kind: Annotated[str, typer.Option(help="hapt, or hapt-rot (rotation augmentation)")] = "hapt",
-    epochs: int = 30,
-    seed: int = 0,
+    out: Annotated[str, typer.Option(help="output .safetensors file")],
+    kind: Annotated[
+        str, typer.Option(help="hapt, hapt-rot (rotation augmentation), hapt-nobn, hapt-rot-nobn")
+    ] = "hapt",
+    epochs: Annotated[int, typer.Option(help="training epochs", min=1, max=MAX_EPOCHS)] = 30,
+    seed: Annotated[int, typer.Option(help="training seed", min=0, max=MAX_SEED)] = 0,
 ) -> None:
     """Train a HAPT generic model (deterministic) leaving the personalization users out.
 
@@ -673,21 +794,65 @@ def train_generic_cmd(
     ``crop train-generic --kind hapt --out src/crop/models/weights/hapt-generic.safetensors`` and
     ``crop train-generic --kind hapt-rot --out src/crop/models/weights/hapt-rot-generic.safetensors``.
     """
-    from crop.generic import GenericTrainConfig, train_generic
+    from crop.generic import GENERIC_KINDS, GenericTrainConfig, train_generic
     from crop.models.io import save_model
+    from crop.validate import check_config
 
+    target = check_out_file(out, "--out")
+    if kind not in GENERIC_KINDS:
+        raise CropError(f"unknown generic model kind {kind!r}; choose {', '.join(GENERIC_KINDS)}")
+    config = check_config(GenericTrainConfig(epochs=epochs, seed=seed), "train-generic")
     with console.status(f"training the {kind} generic model ({epochs} epochs)"):
-        model, info = train_generic(kind, config=GenericTrainConfig(epochs=epochs, seed=seed))
-    save_model(model, out, {k: v for k, v in info.items()})
+        model, info = train_generic(kind, config=config)
+    save_model(model, target, {k: v for k, v in info.items()})
     console.print(
         f"validation balanced accuracy (users {info['val_users']}): {100 * info['val_balanced_accuracy']:.2f} % "
-        f"at epoch {info['best_epoch']}; wrote {out}"
+        f"at epoch {info['best_epoch']}; wrote {target}"
     )
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Run ``crop`` with ``argv`` (default: ``sys.argv[1:]``) in this process; return the exit code.
+
+    A usage error (unknown option, ``--seed 1.5``, a missing value...) is one line
+    ``crop: error: ...`` on stderr with exit code 2, like every refused input; warnings are one
+    line ``crop: warning: ...`` each."""
+    from typer._click.exceptions import NoArgsIsHelpError
+
+    from crop.bench.store import ResultsWarning
+
+    shown: set[str] = set()
+
+    def show_warning(message: Any, *args: Any, **kwargs: Any) -> None:
+        if str(message) not in shown:  # each distinct warning once per command
+            shown.add(str(message))
+            _say("crop: warning: ", message)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", ResultsWarning)
+        warnings.showwarning = show_warning
+        try:
+            code = app(args=list(sys.argv[1:] if argv is None else argv), prog_name="crop", standalone_mode=False)
+        except NoArgsIsHelpError as exc:
+            console.print(exc.format_message(), highlight=False, markup=False)
+            return 0
+        except typer.TyperException as exc:  # click's UsageError, BadParameter, NoSuchOption...
+            ctx = getattr(exc, "ctx", None)
+            command = ctx.command_path.removeprefix("crop").strip() if ctx is not None else ""
+            _say("crop: error: ", f"{command + ': ' if command else ''}{exc.format_message()} (see --help)")
+            return 2
+        except typer.Abort:
+            _say("crop: ", "aborted")
+            return 1
+        except KeyboardInterrupt:
+            _say("crop: ", "interrupted")
+            return 130
+    return code if isinstance(code, int) else 0
 
 
 def main() -> None:
     """Entry point of the ``crop`` console script."""
-    app()
+    sys.exit(run())
 
 
 if __name__ == "__main__":

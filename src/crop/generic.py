@@ -96,7 +96,9 @@ def train_generic(
     """Train a HAPT generic model on all users but ``exclude`` and ``val_users``."""
     if kind not in GENERIC_KINDS:
         raise CropError(f"unknown generic model kind {kind!r}; choose {', '.join(GENERIC_KINDS)}")
-    config = config or GenericTrainConfig()
+    from crop.validate import check_config
+
+    config = check_config(config or GenericTrainConfig(), "generic training")
     train_users = tuple(u for u in hapt.USERS if u not in exclude and u not in val_users)
     val_users = tuple(u for u in val_users if u not in exclude)
     train_data = hapt.load_users(train_users)

@@ -74,18 +74,40 @@ def test_same_command_same_seed_identical_results(tmp_path):
 
 
 def test_failed_method_is_recorded_with_reason(tmp_path):
-    bad = BenchSpec(
-        parse_scenarios("hapt-session:1"),
-        [2],
-        [0],
-        ["crop"],
-        tmp_path,
-        configs={"crop": CRoPConfig(penalty="nope", initial=TrainConfig(epochs=1))},
-    )
-    run_bench(bad, progress=False)
+    def broken(base, model, us):
+        raise RuntimeError("the method broke: nope")
+
+    run_bench(spec(tmp_path, methods=("generic",), hook=broken), progress=False)
     (record,) = ResultStore(tmp_path / "results.jsonl").load()
     assert record["status"] == "failed" and "nope" in record["error"]
     assert "Failed runs" in render_markdown([record])
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"configs": {"crop": CRoPConfig(penalty="nope")}},
+        {"configs": {"finetune": FinetuneConfig(TrainConfig(epochs=0))}},
+        {"configs": {"finetune": FinetuneConfig(TrainConfig(lr=1e9))}},
+        {"seeds": [0, -3]},
+        {"users": [2, 2]},
+        {"users": []},
+        {"methods": ["generic", "generic"]},
+        {"scenarios": parse_scenarios("hapt-session:1") * 2},
+        {"workers": 0},
+        {"tune_budget": 3},
+        {"metric": "bogus"},
+    ],
+)
+def test_invalid_spec_is_refused_before_anything_is_written(tmp_path, change):
+    from crop.errors import CropError
+
+    bad = spec(tmp_path / "out", methods=("generic", "finetune"))
+    for key, value in change.items():
+        setattr(bad, key, value)
+    with pytest.raises(CropError):
+        run_bench(bad, progress=False)
+    assert not (tmp_path / "out").exists()
 
 
 def test_scenario_family_runs_both_scenarios_and_tables(tmp_path):
@@ -224,3 +246,16 @@ def test_worker_processes_write_the_same_results_file(tmp_path):
     two.workers = 2
     run_bench(two, progress=False)
     assert (tmp_path / "one" / "results.jsonl").read_bytes() == (tmp_path / "two" / "results.jsonl").read_bytes()
+
+
+def test_development_protocol_serves_each_user_with_the_model_that_validated_them():
+    from crop.bench.runner import serving_fold
+    from crop.errors import CropError
+    from crop.generic import fold_of, fold_users, validation_fold
+
+    for user in range(1, 31):
+        assert serving_fold(user) == fold_of(user)
+        dev = serving_fold(user, "development")
+        assert dev != fold_of(user) and user in fold_users(validation_fold(dev))
+    with pytest.raises(CropError, match="protocol"):
+        serving_fold(2, "holdout")

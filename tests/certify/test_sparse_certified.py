@@ -165,7 +165,7 @@ def test_parse_robustness_spec():
         ("eps=x", "not a number"),
         ("foo=1", "unknown --certify key"),
         ("0.1", "no key"),
-        ("sigma=0", "sigma must be finite and > 0"),
+        ("sigma=0", "sigma = 0.0 is not allowed"),
         ("norm=l3", "norm"),
         ("eps=0.1,eps=0.2", "twice"),
     ]:

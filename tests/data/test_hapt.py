@@ -29,6 +29,21 @@ def test_restricted_unpickler_refuses_builtin_eval():
         restricted_load(blob)
 
 
+def test_a_refused_pickle_is_a_one_line_error_with_exit_code_2(tmp_path, monkeypatch, capsys):
+    evil = tmp_path / "HAPT.pkl.gz"
+    evil.write_bytes(gzip.compress(pickle.dumps({1: [Evil()]}, protocol=2)))
+    with pytest.raises(CropError, match="refused, the pickle is not plain HAPT data"):
+        hapt.read_hapt_pickle(evil)
+    from crop.cli import run
+
+    monkeypatch.setenv("CROP_HAPT_FILE", str(evil))
+    monkeypatch.setenv("CROP_CACHE_DIR", str(tmp_path / "cache"))
+    assert run(["personalize", "--user", "2", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("crop: error:") and "posix.system" in err[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["HAPT.pkl.gz"]
+
+
 def test_restricted_unpickler_reads_plain_containers():
     assert restricted_load(pickle.dumps({1: [2, 3.5, "x"]}, protocol=2)) == {1: [2, 3.5, "x"]}
 

@@ -15,7 +15,8 @@ from crop.personalize.prune import FreezePruned, global_masks, prunable_names
 from crop.personalize.registry import config_from_dict, get_method
 from crop.personalize.regularize import WeightPenalty
 
-QUICK = {
+QUICK = {  # plain cross-entropy: the invariance term has its own tests (test_invariance_contrastive.py)
+    "invariance": {"weight": 0.0},
     "tau": 0.2,
     "initial": {"epochs": 3, "lr": 1e-2, "batch_size": 16},
     "final": {"epochs": 2, "lr": 1e-2, "batch_size": 16},
@@ -56,6 +57,10 @@ def test_every_variant_is_registered_and_differs_from_crop_in_its_documented_fie
         "crop-partial": {"final_finetune": "partial"},
         "crop-fixed-alpha": {"alpha_param": "fixed"},
         "crop-prune-best": {"prune_from": "best"},
+        "crop-stale-bn": {"recalibrate_bn": False},
+        "crop-no-invariance": {
+            "invariance": {"weight": 0.0, "families": ("orientation", "perturbation"), "threshold": 0.5, "draws": 4}
+        },
     }
     assert set(VARIANTS) == set(expected)
     base = dataclasses.asdict(CRoPConfig())
@@ -189,3 +194,22 @@ def test_unknown_step_options_fail_before_training(tiny_model, tiny_split):
         crop.personalize(tiny_model, tiny_split, {"prune_criterion": "random"})
     with pytest.raises(crop.CropError, match="cycles"):
         crop.personalize(tiny_model, tiny_split, {"cycles": 0}, method="crop-mpi")
+
+
+def test_crop_paper_is_algorithm_1_as_written_and_crop_differs_in_two_documented_fields():
+    paper = dataclasses.asdict(get_method("crop-paper").config_class())
+    assert paper["recalibrate_bn"] is False and paper["invariance"]["weight"] == 0.0
+    assert (paper["alpha"], paper["alpha_param"], paper["penalty"], paper["tau"]) == (1e-3, "log", "l1", 0.05)
+    assert (paper["k"], paper["k_step"], paper["prune_from"], paper["prune_eval"]) == (0.05, 0.05, "last", "pruned")
+    assert paper["contrastive"]["weight"] == 0.0 and paper["initial"]["select"] == "last"
+    assert paper["final"]["include_initial"] is True
+    default = dataclasses.asdict(CRoPConfig())
+    differs = {k for k in default if default[k] != paper[k]}
+    assert differs == {"recalibrate_bn", "invariance"}
+    assert default["invariance"] == {**paper["invariance"], "weight": 1.0}
+
+
+def test_crop_paper_runs_the_paper_configuration(tiny_model, tiny_split):
+    paper = run("crop-paper", tiny_model, tiny_split)
+    literal = run("crop", tiny_model, tiny_split, recalibrate_bn=False)  # QUICK already has no invariance
+    assert paper.method == "crop-paper" and same(paper.states["final"], literal.states["final"])

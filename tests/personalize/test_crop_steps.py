@@ -214,5 +214,5 @@ def test_bad_config_values_are_one_line_errors(tiny_model, tiny_split):
         crop.personalize(tiny_model, tiny_split, {"tua": 0.1})
     with pytest.raises(CropError, match="alpha"):
         crop.personalize(tiny_model, tiny_split, {"alpha": -1.0})
-    with pytest.raises(CropError, match="k and k'"):
+    with pytest.raises(CropError, match=r"k = 0.0 is not allowed: must be a number in \(0, 1\)"):
         crop.personalize(tiny_model, tiny_split, {"k": 0.0, "initial": {"epochs": 1}})

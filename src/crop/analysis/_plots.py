@@ -34,8 +34,9 @@ def _save(fig: plt.Figure, path: str | Path) -> Path:
     tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
     fig.savefig(tmp, dpi=130, bbox_inches="tight")
     plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    from crop.report.files import publish
+
+    return publish(tmp, path)  # a regular file or a new one, never a link or a device
 
 
 def as_matrix(weight: torch.Tensor | np.ndarray) -> np.ndarray:

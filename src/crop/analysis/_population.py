@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from crop.analysis._tune import Grid, apply_overrides, default_grid, expand_grid
+from crop.analysis._tune import Grid, default_grid, expand_grid, grid_configs
 from crop.data import hapt
 from crop.data.sensing import stratified_split
 from crop.errors import CropError
@@ -151,7 +151,7 @@ def population_tune(
         raise CropError(f"base_config for {method!r} must be a {spec.config_class.__name__}")
     grid = {k: list(v) for k, v in (grid if grid is not None else default_grid(method, base)).items()}
     points = expand_grid(grid) if grid else [{}]
-    configs = [apply_overrides(base, p) for p in points]
+    configs = grid_configs(base, points, method)
     pool = population_users(fold)
     people = list(users) if users is not None else pool
     outside = [u for u in people if u not in pool]

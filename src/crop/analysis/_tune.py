@@ -126,12 +126,37 @@ def default_grid(method: str, base_config: Any = None) -> dict[str, list[Any]]:
 
 
 def expand_grid(grid: Grid) -> list[dict[str, Any]]:
-    """Every combination, the last key varying fastest (itertools.product order)."""
+    """Every combination, the last key varying fastest (itertools.product order). At most
+    :data:`~crop.validate.MAX_GRID_POINTS` combinations and
+    :data:`~crop.validate.MAX_GRID_VALUES` distinct values per key."""
+    from crop.validate import MAX_GRID_POINTS, MAX_GRID_VALUES
+
     keys = list(grid)
+    size = 1
     for k in keys:
         if isinstance(grid[k], str | bytes) or not isinstance(grid[k], Sequence) or len(grid[k]) == 0:
             raise CropError(f"grid entry {k!r} must be a non-empty list of values")
+        if len(grid[k]) > MAX_GRID_VALUES:
+            raise CropError(f"grid entry {k!r} has {len(grid[k])} values; at most {MAX_GRID_VALUES}")
+        if len({repr(v) for v in grid[k]}) != len(grid[k]):
+            raise CropError(f"grid entry {k!r} repeats a value: {list(grid[k])}")
+        size *= len(grid[k])
+    if size > MAX_GRID_POINTS:
+        raise CropError(f"the grid has {size} points; at most {MAX_GRID_POINTS} (use fewer values)")
     return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*(grid[k] for k in keys))]
+
+
+def grid_configs(base: Any, points: Sequence[Mapping[str, Any]], method: str) -> list[Any]:
+    """``base`` with each grid point's overrides, every one validated (types, ranges, limits)
+    before any training: a bad value fails the whole search, not one trial."""
+    from crop.validate import check_config
+
+    configs = []
+    for p in points:
+        config = apply_overrides(base, p)
+        check_config(config, f"{method} grid point {', '.join(f'{k}={v}' for k, v in p.items()) or 'base'}")
+        configs.append(config)
+    return configs
 
 
 def _literal(text: str) -> Any:
@@ -153,7 +178,11 @@ def parse_grid_option(spec: str) -> dict[str, list[Any]]:
         key, sep, values = item.partition("=")
         if not sep or not key.strip() or not values.strip():
             raise CropError(f"grid item {item!r} must look like key=value1,value2")
-        grid[key.strip()] = [_literal(v) for v in values.split(",") if v.strip()]
+        if key.strip() in grid:
+            raise CropError(f"grid key {key.strip()!r} given twice in {spec!r}")
+        if any(not v.strip() for v in values.split(",")):
+            raise CropError(f"grid item {item!r} has an empty value")
+        grid[key.strip()] = [_literal(v) for v in values.split(",")]
     if not grid:
         raise CropError(f"empty grid {spec!r}")
     return grid
@@ -294,11 +323,12 @@ def tune(
         raise CropError(f"base_config for {method!r} must be a {spec.config_class.__name__}")
     grid = {k: list(v) for k, v in (grid if grid is not None else default_grid(method, base)).items()}
     points = expand_grid(grid) if grid else [{}]
-    configs = [apply_overrides(base, p) for p in points]  # validates every key before any training
+    configs = grid_configs(base, points, method)  # validates every key and value before any training
     order = list(range(len(points)))
     if budget is not None:
-        if budget < 1:
-            raise CropError(f"budget must be >= 1, got {budget}")
+        from crop.validate import MAX_GRID_POINTS, check_int
+
+        check_int(budget, "budget", 1, MAX_GRID_POINTS)
         if budget < len(points):
             order = sorted(np.random.default_rng(seed).choice(len(points), size=budget, replace=False).tolist())
 

@@ -9,7 +9,6 @@ re-run reproduced them.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +52,7 @@ def analyze_bench(
 ) -> Path:
     """Write ``out/analysis/`` for a bench directory; returns the index page."""
     from crop.analysis import analyze_result
+    from crop.bench.checks import read_settings
     from crop.generic import generic_for_user
     from crop.report.plots import delta_bars
     from crop.report.tables import performance, summary_table
@@ -60,8 +60,9 @@ def analyze_bench(
     settings_path = out / "bench.json"
     if not settings_path.is_file():
         raise CropError(f"{out} has no bench.json: is it a `crop bench` output directory?")
-    settings = json.loads(settings_path.read_text())
+    settings = read_settings(out)
     metric = settings.get("metric", "balanced_accuracy")
+    get_metric(metric)
     records = [r for r in load_results(out) if r.get("status") == "ok"]
     pruning = sorted({r["method"] for r in records if r.get("prune_amount") is not None})
     methods = methods or pruning
@@ -128,17 +129,55 @@ def analyze_bench(
     return write_text_atomic(analysis / "index.md", "\n".join(lines) + "\n")
 
 
+# What re-analysing a personalization needs from its summary.json, and the type of each.
+SUMMARY_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "user": int,
+    "scenario": str,
+    "method": str,
+    "seed": int,
+    "metric": str,
+    "scores": dict,
+    "generic_model": dict,
+    "config": (dict, type(None)),
+}
+
+
+def read_summary(path: Path) -> dict[str, Any]:
+    """``summary.json`` of ``crop personalize --user``, checked field by field (one-line errors)."""
+    from crop.bench.checks import read_json_object
+    from crop.data.hapt import USERS
+
+    summary = read_json_object(path, "the summary of a personalization")
+    if "user" not in summary and "data" in summary:
+        raise CropError(
+            f"{path.parent}: only `crop personalize --user` outputs can be re-analysed (own data files are not recorded)"
+        )
+    for key, kind in SUMMARY_FIELDS.items():
+        value = summary.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise CropError(f"{path} is corrupt: {key!r} is missing or not a {getattr(kind, '__name__', 'table')}")
+    if summary["user"] not in USERS or summary["seed"] < 0:
+        raise CropError(f"{path} is corrupt: user {summary['user']} / seed {summary['seed']} out of range")
+    if not isinstance(summary["generic_model"].get("source"), str):
+        raise CropError(f"{path} is corrupt: 'generic_model' must name its source")
+    get_metric(summary["metric"])
+    get_method(summary["method"])
+    parse_scenarios(summary["scenario"])
+    if any(
+        not isinstance(v, dict) or not isinstance(v.get(summary["metric"]), int | float)
+        for v in summary["scores"].values()
+    ):
+        raise CropError(f"{path} is corrupt: 'scores' must map contexts to numbers of {summary['metric']}")
+    return summary
+
+
 def analyze_personalization(out: Path, *, figures: bool = True) -> Path:
     """Write ``out/analysis/`` for a ``crop personalize --user`` output directory."""
     from crop.analysis import analyze_result
     from crop.generic import generic_for_user
     from crop.models.io import load_model
 
-    summary = json.loads((out / "summary.json").read_text())
-    if "user" not in summary:
-        raise CropError(
-            f"{out}: only `crop personalize --user` outputs can be re-analysed (own data files are not recorded)"
-        )
+    summary = read_summary(out / "summary.json")
     method, seed, metric = summary["method"], summary["seed"], summary["metric"]
     scenario = parse_scenarios(summary["scenario"])[0]
     source = summary["generic_model"]

@@ -31,6 +31,7 @@ from typing import Any
 
 from torch import nn
 
+from crop.bench.checks import guard_bench
 from crop.bench.store import ResultStore, unit_key
 from crop.data.scenarios import Scenario, UserScenario, build_user_scenario
 from crop.errors import CropError
@@ -61,6 +62,8 @@ class BenchSpec:
     certify: Any = None  # a crop.certify.robustness.RobustnessSpec: robustness records per unit
     workers: int | None = None  # worker processes; None: one per core for large runs (default_workers)
     norm: str = "batch"  # "none": generic models (and so every personalized one) without BatchNorm
+    protocol: str = "test"  # "development": each user served by the generic model they validated (see serving_fold)
+    generic: str | None = None  # generic model kind for every scenario (default: the scenario's own)
 
 
 def evaluate_unit(
@@ -89,6 +92,8 @@ def _settings(spec: BenchSpec) -> dict[str, Any]:
         "tune_budget": spec.tune_budget,
         "tune_on": spec.tune_on if spec.tune else None,
         "norm": spec.norm,
+        "protocol": spec.protocol,
+        "generic": spec.generic,
         "certify": spec.certify.to_dict() if spec.certify is not None else None,
     }
 
@@ -124,7 +129,9 @@ def _record_settings(spec: BenchSpec) -> None:
             defaults = {"tune": False, "tune_budget": None, "certify": None}  # written before these existed
             defaults["tune_on"] = "available" if old.get("tune") else None
             defaults["norm"] = "batch"
-            for key in ("metric", "dataset", "tune", "tune_budget", "tune_on", "norm"):
+            defaults["protocol"] = "test"
+            defaults["generic"] = None
+            for key in ("metric", "dataset", "tune", "tune_budget", "tune_on", "norm", "protocol", "generic"):
                 if old.get(key, defaults.get(key)) != settings[key]:
                     raise CropError(f"{spec.out} holds results made with another {key}; use a new --out")
             old_certify, certify = old.get("certify"), settings["certify"]
@@ -160,18 +167,45 @@ class UnitGroup:
     scenarios: list[Scenario]
 
 
-def generic_kind(scenario: Scenario, norm: str = "batch") -> str:
-    """The generic model kind a scenario uses (``-nobn`` variant with ``norm="none"``)."""
+PROTOCOLS = ("test", "development")
+
+
+def serving_fold(user: int, protocol: str = "test") -> int:
+    """The fold whose generic model personalizes ``user``.
+
+    ``"test"``: the user's own fold, whose model never saw them (every reported result).
+    ``"development"``: the fold whose model used ``user`` as a *validation* user (epoch
+    selection only, never training): the (model, person) pairs population tuning sees, so
+    settings can be chosen on them without ever touching a test pair.
+    """
+    from crop.generic import N_FOLDS, fold_of
+
+    if protocol not in PROTOCOLS:
+        raise CropError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+    fold = fold_of(user)
+    return fold if protocol == "test" else (fold + N_FOLDS // 2) % N_FOLDS
+
+
+def generic_kind(scenario: Scenario, norm: str = "batch", generic: str | None = None) -> str:
+    """The generic model kind a scenario uses: its own (``hapt`` or ``hapt-rot``) or ``generic``,
+    as the ``-nobn`` variant with ``norm="none"``."""
+    from crop.generic import GENERIC_KINDS
+
     if norm not in ("batch", "none"):
         raise CropError(f"norm must be 'batch' or 'none', got {norm!r}")
-    return scenario.generic + ("-nobn" if norm == "none" else "")
+    base = generic if generic is not None else scenario.generic
+    if base not in ("hapt", "hapt-rot"):
+        raise CropError(f"unknown generic model kind {base!r}; choose hapt or hapt-rot")
+    kind = base + ("-nobn" if norm == "none" else "")
+    assert kind in GENERIC_KINDS
+    return kind
 
 
-def group_units(units: Sequence[Unit], norm: str = "batch") -> list[UnitGroup]:
+def group_units(units: Sequence[Unit], norm: str = "batch", generic: str | None = None) -> list[UnitGroup]:
     """Group ``units`` by shared personalization, in the order of their first unit."""
     groups: dict[tuple, UnitGroup] = {}
     for scenario, user, seed, method in units:
-        kind = generic_kind(scenario, norm)
+        kind = generic_kind(scenario, norm, generic)
         key = (kind, user, scenario.available_session, seed, method)
         if key not in groups:
             groups[key] = UnitGroup(kind, user, seed, method, [])
@@ -284,6 +318,7 @@ def default_workers(n_groups: int) -> int:
     return max(1, min(8, os.cpu_count() or 1, n_groups))
 
 
+@guard_bench  # validates the whole spec before anything is written; one run per results directory
 def run_bench(spec: BenchSpec, progress: bool = True) -> Path:
     """Run (or resume) the grid in ``spec``; returns the path of ``results.jsonl``.
 
@@ -292,7 +327,16 @@ def run_bench(spec: BenchSpec, progress: bool = True) -> Path:
     With ``spec.workers > 1`` groups run in worker processes; records are still appended by this
     process alone, in plan order, so ``results.jsonl`` is the same whatever the number of workers.
     """
-    from crop.generic import fold_of, generic_for_fold
+    from crop.generic import generic_for_fold
+
+    def fold_of(user: int) -> int:
+        return serving_fold(user, spec.protocol)
+
+    if spec.protocol == "development" and spec.tune and spec.tune_on == "population":
+        raise CropError(
+            "population tuning uses the validation users of a generic model, who are the people the development "
+            "protocol evaluates: use --protocol test"
+        )
 
     get_metric(spec.metric)
     for method in spec.methods:
@@ -304,7 +348,7 @@ def run_bench(spec: BenchSpec, progress: bool = True) -> Path:
     done = store.done_units()
     units = plan_units(spec)
     todo = [u for u in units if (spec.dataset, u[0].name, u[1], u[2], u[3]) not in done]
-    groups = group_units(todo, spec.norm)
+    groups = group_units(todo, spec.norm, spec.generic)
     workers = spec.workers if spec.workers is not None else default_workers(len(groups))
     if workers > 1 and spec.unit_hook is not None:
         raise CropError("a unit_hook runs in this process only: use workers=1")
@@ -341,7 +385,7 @@ def run_bench(spec: BenchSpec, progress: bool = True) -> Path:
         task = bar.add_task("bench", total=len(units), completed=len(units) - len(todo))
         population: dict[tuple[str, int, str], Any] = {}
         if spec.tune and spec.tune_on == "population":
-            population = _population_settings(spec, groups, bar)
+            population = _population_settings(spec, groups, bar, fold_of)
         tasks = []
         for g in groups:
             info = generics[(g.generic_kind, fold_of(g.user))]
@@ -396,13 +440,14 @@ def run_bench(spec: BenchSpec, progress: bool = True) -> Path:
     return store.path
 
 
-def _population_settings(spec: BenchSpec, groups: list[UnitGroup], bar: Any) -> dict[tuple[str, int, str], Any]:
+def _population_settings(
+    spec: BenchSpec, groups: list[UnitGroup], bar: Any, fold_of: Callable[[int], int]
+) -> dict[tuple[str, int, str], Any]:
     """Population tuning (:func:`crop.analysis.population_tune`) for every (generic kind, fold,
     method) the run needs, before any unit: ``{key: (config, chosen values)}``. Searches are
     cached, so a resumed run does not repeat them."""
     from crop.analysis import population_tune
     from crop.analysis._tune import default_grid, expand_grid
-    from crop.generic import fold_of
 
     needed = sorted({(g.generic_kind, fold_of(g.user), g.method) for g in groups if g.method != "generic"})
     out: dict[tuple[str, int, str], Any] = {}
@@ -462,10 +507,7 @@ def _append_json(path: Path, record: dict[str, Any]) -> None:
 
 
 def load_results(out: Path) -> list[dict[str, Any]]:
-    records = ResultStore(Path(out) / "results.jsonl").load()
-    if not records:
-        raise CropError(f"no results in {out}/results.jsonl")
-    return records
+    return ResultStore(Path(out) / "results.jsonl").load_required()  # damaged lines: skipped with a warning
 
 
 __all__ = ["BenchSpec", "evaluate_unit", "load_results", "plan_units", "run_bench", "unit_key"]

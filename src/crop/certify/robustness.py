@@ -107,12 +107,14 @@ def parse_robustness_spec(text: str) -> RobustnessSpec:
     ``radii`` take lists). Keys: eps, norm, sigma, radii (radius), n0, n, alpha, pgd_steps
     (steps), pgd_restarts (restarts), lipschitz (power, fft, 1 = power, 0 = off), batch_size.
     """
+    if not isinstance(text, str) or not text.strip():
+        raise CropError("--certify: empty; give e.g. eps=0.003,0.01,sigma=0.05")
     fields = {f for f in RobustnessSpec.__dataclass_fields__}
     values: dict[str, Any] = {}
     key: str | None = None
     for item in (s.strip() for s in text.split(",")):
         if not item:
-            continue
+            raise CropError(f"--certify: empty item in {text!r}")
         if "=" in item:
             key, _, raw = item.partition("=")
             key = _ALIASES.get(key.strip(), key.strip())
@@ -140,6 +142,8 @@ def parse_robustness_spec(text: str) -> RobustnessSpec:
                 value = float(raw)
         except ValueError:
             what = "not power, fft, 1 or 0" if key == "lipschitz" else "not a number"
+            if key in ("n0", "n", "pgd_steps", "pgd_restarts", "batch_size"):
+                what = "not an integer"
             raise CropError(f"--certify {key}: {raw!r} is {what}") from None
         if key in _LIST_KEYS:
             values[key].append(value)
@@ -156,20 +160,11 @@ def parse_robustness_spec(text: str) -> RobustnessSpec:
 
 
 def check_spec(spec: RobustnessSpec) -> None:
-    if spec.norm not in ("linf", "l2"):
-        raise CropError(f"--certify norm must be linf or l2, got {spec.norm!r}")
-    if any(e < 0 or not math.isfinite(e) for e in spec.eps):
-        raise CropError("--certify eps values must be finite and >= 0")
-    if spec.sigma is not None and not (spec.sigma > 0 and math.isfinite(spec.sigma)):
-        raise CropError(f"--certify sigma must be finite and > 0, got {spec.sigma}")
-    if any(not (r >= 0 and math.isfinite(r)) for r in spec.smoothing_radii()):
-        raise CropError("--certify radii must be finite and >= 0")
-    if spec.lipschitz not in (None, "power", "fft"):
-        raise CropError(f"--certify lipschitz must be power or fft, got {spec.lipschitz!r}")
-    if not 0 < spec.alpha < 1:
-        raise CropError(f"--certify alpha must lie in (0, 1), got {spec.alpha}")
-    if spec.n0 < 1 or spec.n < 1 or spec.pgd_steps < 0 or spec.pgd_restarts < 1 or spec.batch_size < 1:
-        raise CropError("--certify n0, n, restarts and batch_size must be >= 1, steps >= 0")
+    """Types, ranges and documented upper limits of every field (:mod:`crop.validate`): e.g.
+    ``n <= 1000000``, ``pgd_steps <= 10000``, at most 32 radii."""
+    from crop.validate import check_config
+
+    check_config(spec, "--certify")
 
 
 def _fmt(x: float) -> str:
@@ -180,6 +175,7 @@ def robustness_measures(
     model: nn.Module, X: np.ndarray, y: np.ndarray, spec: RobustnessSpec, *, seed: int = 0
 ) -> list[dict[str, Any]]:
     """``[{"metric", "value", "norm", "radius", ("sigma")}]`` of ``model`` on ``(X, y)``."""
+    check_spec(spec)
     model = model.eval()
     Xt = torch.as_tensor(np.asarray(X), dtype=torch.float32)
     yt = torch.as_tensor(np.asarray(y), dtype=torch.long)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import warnings
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,9 @@ def save_sparse(
     return write_tensors(tensors, path, meta)
 
 
+MAX_DENSE_ELEMENTS = 2**27  # a sparse file never expands to more than this many values per tensor
+
+
 def load_sparse_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Dense state dict and metadata of a file written by :func:`save_sparse`."""
     raw, meta = read_file(path)
@@ -93,9 +97,15 @@ def load_sparse_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[s
         raise CropError(f"{path}: not a readable sparse model file (bad crop_sparse metadata)")
     state = {k: v for k, v in raw.items() if "::" not in k}
     for name, shape in sparse.items():
+        if not (
+            isinstance(shape, list) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
+        ):
+            raise CropError(f"{path}: sparse tensor {name!r} has no valid shape ({str(shape)[:40]})")
+        if math.prod(shape) > MAX_DENSE_ELEMENTS:
+            raise CropError(f"{path}: sparse tensor {name!r} would expand to {math.prod(shape)} values")
         try:
             state[name] = from_csr(raw[f"{name}::crow"], raw[f"{name}::col"], raw[f"{name}::val"], shape)
-        except (KeyError, RuntimeError, IndexError) as exc:
+        except (KeyError, RuntimeError, IndexError, ValueError, TypeError) as exc:
             raise CropError(f"{path}: sparse tensor {name!r} is corrupt ({exc})") from None
     return state, meta
 

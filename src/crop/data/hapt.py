@@ -23,13 +23,15 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import os
+import pickle
+import zlib
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
-from crop.data.sensing import SensingData
-from crop.data.unpickle import frame_to_columns, restricted_load
+from crop.data.sensing import MAX_ABS_VALUE, SensingData
+from crop.data.unpickle import UnsafePickleError, frame_to_columns, restricted_load
 from crop.errors import CropError
 
 ACTIVITIES = ("walking", "walking upstairs", "walking downstairs", "sitting", "standing", "lying")
@@ -44,9 +46,11 @@ _CACHE_NAME = "hapt-v1.npz"
 
 def cache_dir() -> Path:
     """Directory for cached arrays and models (``$CROP_CACHE_DIR`` or the user cache)."""
-    env = os.environ.get("CROP_CACHE_DIR")
-    if env:
-        return Path(env)
+    from crop.env import cache_dir_override
+
+    override = cache_dir_override()
+    if override is not None:
+        return override
     from platformdirs import user_cache_dir
 
     return Path(user_cache_dir("crop"))
@@ -54,12 +58,11 @@ def cache_dir() -> Path:
 
 def locate_hapt_file() -> Path:
     """Path of ``HAPT.pkl.gz`` (``$CROP_HAPT_FILE`` overrides), without importing its package."""
-    env = os.environ.get("CROP_HAPT_FILE")
-    if env:
-        path = Path(env)
-        if not path.is_file():
-            raise CropError(f"CROP_HAPT_FILE points to a missing file: {path}")
-        return path
+    from crop.env import hapt_file_override
+
+    override = hapt_file_override()
+    if override is not None:
+        return override
     spec = importlib.util.find_spec(_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise CropError(
@@ -75,24 +78,43 @@ def locate_hapt_file() -> Path:
 
 def read_hapt_pickle(path: Path) -> dict[str, np.ndarray]:
     """Rebuild the recordings as arrays ``u{user}_e{k}_signal`` (6, T) and ``_label`` (T,)."""
-    with gzip.open(path, "rb") as stream:
-        raw = restricted_load(stream)
-    if not isinstance(raw, dict):
-        raise CropError(f"{path}: expected a dict of users, got {type(raw).__name__}")
-    arrays: dict[str, np.ndarray] = {}
-    for user, frames in raw.items():
-        for k, frame in enumerate(frames, start=1):
-            cols = frame_to_columns(frame)
-            signal = np.stack([np.asarray(cols[c], dtype=np.float32) for c in CHANNELS])
-            arrays[f"u{int(user)}_e{k}_signal"] = signal
-            arrays[f"u{int(user)}_e{k}_label"] = np.asarray(cols["label"], dtype=np.int8)
+    try:
+        with gzip.open(path, "rb") as stream:
+            raw = restricted_load(stream)
+        if not isinstance(raw, dict):
+            raise CropError(f"{path}: expected a dict of users, got {type(raw).__name__}")
+        arrays: dict[str, np.ndarray] = {}
+        for user, frames in raw.items():
+            for k, frame in enumerate(frames, start=1):
+                cols = frame_to_columns(frame)
+                signal = np.stack([np.asarray(cols[c], dtype=np.float32) for c in CHANNELS])
+                if not np.isfinite(signal).all() or float(np.abs(signal).max(initial=0)) > MAX_ABS_VALUE:
+                    raise CropError(f"{path}: user {user} experiment {k} holds NaN, inf or absurdly large readings")
+                arrays[f"u{int(user)}_e{k}_signal"] = signal
+                arrays[f"u{int(user)}_e{k}_label"] = np.asarray(cols["label"], dtype=np.int8)
+    except UnsafePickleError as exc:
+        raise CropError(f"{path}: refused, the pickle is not plain HAPT data ({exc})") from None
+    except CropError:
+        raise
+    except (OSError, EOFError, pickle.UnpicklingError, gzip.BadGzipFile, zlib.error) as exc:
+        raise CropError(f"{path}: not a readable HAPT.pkl.gz ({type(exc).__name__}: {exc})") from None
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        raise CropError(f"{path}: not the HAPT recordings layout ({type(exc).__name__}: {exc})") from None
+    if not arrays:
+        raise CropError(f"{path}: no recordings in the file")
     return arrays
 
 
-@lru_cache(maxsize=1)
 def load_recordings() -> dict[str, np.ndarray]:
-    """All recordings as arrays, read from the cache (written atomically on first use)."""
-    cache = cache_dir() / _CACHE_NAME
+    """All recordings as arrays, read from the cache (written atomically on first use).
+
+    Kept in memory per (cache directory, ``CROP_HAPT_FILE``): changing either reads again."""
+    return _load_recordings(cache_dir(), os.environ.get("CROP_HAPT_FILE"))
+
+
+@lru_cache(maxsize=1)
+def _load_recordings(directory: Path, _source: str | None) -> dict[str, np.ndarray]:
+    cache = directory / _CACHE_NAME
     if cache.is_file():
         try:
             with np.load(cache, allow_pickle=False) as f:
@@ -100,10 +122,16 @@ def load_recordings() -> dict[str, np.ndarray]:
         except Exception:
             cache.unlink(missing_ok=True)  # corrupt cache: rebuild below
     arrays = read_hapt_pickle(locate_hapt_file())
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(f".tmp{os.getpid()}.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, cache)
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(f".tmp{os.getpid()}.npz")
+        tmp.unlink(missing_ok=True)
+        np.savez(tmp, **arrays)
+    except OSError as exc:
+        raise CropError(f"cannot write the cache {cache}: {exc.strerror or exc}") from None
+    from crop.report.files import publish
+
+    publish(tmp, cache)
     return arrays
 
 

@@ -9,6 +9,8 @@ import numpy as np
 
 from crop.errors import CropError
 
+MAX_ABS_VALUE = 1e6  # no sensor reading in physical units comes near this; larger values are corrupt data
+
 
 @dataclass(frozen=True)
 class SensingData:
@@ -49,6 +51,11 @@ class SensingData:
         if not np.isfinite(self.X).all():
             bad = int((~np.isfinite(self.X)).any(axis=tuple(range(1, self.X.ndim))).sum())
             raise CropError(f"{self.name}: {bad} window(s) contain NaN or inf values")
+        if self.X.size and float(np.abs(self.X).max()) > MAX_ABS_VALUE:
+            raise CropError(
+                f"{self.name}: values up to {float(np.abs(self.X).max()):.3g} exceed the sane magnitude "
+                f"{MAX_ABS_VALUE:g} (sensor readings in physical units are far smaller)"
+            )
         if self.y.min() < 0 or (n_classes is not None and self.y.max() >= n_classes):
             raise CropError(
                 f"{self.name}: labels must lie in 0..{(n_classes or 0) - 1}, got {self.y.min()}..{self.y.max()}"
@@ -127,6 +134,8 @@ def load_npz(path: str | Path, name: str | None = None) -> tuple[SensingData, np
             raise CropError(f"{path}: y must hold integer class labels, got dtype {y.dtype}")
     if context is not None and context.shape != y.shape:
         raise CropError(f"{path}: context must have shape {y.shape} to match y, got {context.shape}")
-    if not np.issubdtype(X.dtype, np.number):
-        raise CropError(f"{path}: X must be numeric, got dtype {X.dtype}")
+    if not np.issubdtype(X.dtype, np.number) or np.issubdtype(X.dtype, np.complexfloating):
+        raise CropError(f"{path}: X must hold real numbers, got dtype {X.dtype}")
+    if np.issubdtype(y.dtype, np.integer) and y.size and (y.min() < 0 or y.max() > np.iinfo(np.int64).max):
+        raise CropError(f"{path}: y must hold class labels 0, 1, 2, ..., got {y.min()}..{y.max()}")
     return SensingData(X, y, name or path.name), context

@@ -71,3 +71,42 @@ def saturate(
 def apply_fault(kind: str, X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     funcs = {"noise": add_noise, "bias-drift": bias_drift, "dead-gyro": dead_gyro, "saturation": saturate}
     return funcs[kind](X, rng)
+
+
+# Held-out context changes: never used to build a shipped scenario's training or to choose any
+# setting; ``hapt-heldout`` evaluates on them to check that results carry over to shifts nobody tuned for.
+HELDOUT_SHIFTS = ("tilt-30", "flip-180", "gain", "tempo")
+
+
+def tilt(X: np.ndarray, rng: np.random.Generator, degrees: float = 30.0) -> np.ndarray:
+    """The phone tilted by ``degrees`` about a random axis (both sensors together)."""
+    axis = rng.standard_normal(3)
+    R = Rotation.from_rotvec(np.radians(degrees) * axis / np.linalg.norm(axis)).as_matrix().astype(np.float32)
+    return rotate(X, R)
+
+
+def flip(X: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+    """The phone worn the other way round: a 180-degree turn about the device's z axis."""
+    return rotate(X, np.diag([-1.0, -1.0, 1.0]).astype(np.float32))
+
+
+def gain(X: np.ndarray, rng: np.random.Generator, spread: float = 0.15) -> np.ndarray:
+    """Per-channel calibration error: each channel scaled by a factor in ``1 +- spread``."""
+    factors = rng.uniform(1 - spread, 1 + spread, size=X.shape[1]).astype(np.float32)
+    return X * factors[None, :, None]
+
+
+def tempo(X: np.ndarray, rng: np.random.Generator | None = None, rate: float = 1.15) -> np.ndarray:
+    """Movements ``rate`` times faster: each window resampled (linear interpolation) so that it
+    covers ``rate`` times the time, keeping its length (the end reads the window's last sample)."""
+    T = X.shape[2]
+    source = np.clip(np.arange(T) * rate, 0, T - 1)
+    lo = np.floor(source).astype(int)
+    hi = np.minimum(lo + 1, T - 1)
+    w = (source - lo).astype(np.float32)
+    return (X[:, :, lo] * (1 - w) + X[:, :, hi] * w).astype(np.float32)
+
+
+def apply_heldout(kind: str, X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    funcs = {"tilt-30": tilt, "flip-180": flip, "gain": gain, "tempo": tempo}
+    return funcs[kind](X, rng)

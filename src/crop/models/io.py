@@ -22,6 +22,7 @@ from torch import nn
 from crop.errors import CropError
 from crop.models.hapt import HAPTNet
 from crop.models.paper import StressMLP
+from crop.outputs import check_write_target
 from crop.report.files import publish
 
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {"hapt_cnn": HAPTNet, "stress_mlp": StressMLP}
@@ -46,11 +47,37 @@ def model_metadata(model: nn.Module, metadata: dict[str, Any] | None = None) -> 
     return meta
 
 
+def check_tensors(
+    tensors: dict[str, torch.Tensor], where: str, expected: dict[str, torch.Tensor] | None = None
+) -> None:
+    """Refuse (one line) weights that cannot be a working model: a NaN or inf value, an integer
+    or complex tensor where the model holds floating-point numbers (``expected``: the model's
+    own state), a normalisation ``std`` that is not > 0 or a BatchNorm ``running_var`` below 0."""
+    for name, t in tensors.items():
+        want = expected.get(name) if expected is not None else None
+        if t.is_complex() or (want is not None and want.is_floating_point() and not t.is_floating_point()):
+            need = want.dtype if want is not None else "a real floating-point type"
+            raise CropError(f"{where}: tensor {name!r} has dtype {t.dtype}, expected {need}")
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise CropError(f"{where}: tensor {name!r} holds NaN or inf values")
+        leaf = name.rpartition(".")[2]
+        if leaf == "std" and t.numel() and not bool((t > 0).all()):
+            raise CropError(f"{where}: normalisation buffer {name!r} must be > 0 (found {float(t.min()):g})")
+        if leaf == "running_var" and t.numel() and not bool((t >= 0).all()):
+            raise CropError(f"{where}: BatchNorm buffer {name!r} must be >= 0 (found {float(t.min()):g})")
+
+
 def write_tensors(tensors: dict[str, torch.Tensor], path: str | Path, meta: dict[str, str]) -> Path:
-    """Write a safetensors file atomically (a reader never sees a half-written file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write a safetensors file atomically (a reader never sees a half-written file). Weights
+    with NaN or inf values are never written, and only a regular file is ever replaced."""
+    path = check_write_target(path)
+    check_tensors(tensors, f"refusing to write {path}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CropError(f"cannot write {path}: {exc.strerror or exc}") from None
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.unlink(missing_ok=True)
     save_file(tensors, str(tmp), metadata=meta)
     return publish(tmp, path)
 
@@ -91,6 +118,7 @@ def load_state(model: nn.Module, path: str | Path) -> nn.Module:
     """Load the weights in ``path`` (dense or sparse file) into ``model`` (strict), with a
     one-line error on mismatch."""
     tensors, _ = read_dense(path)
+    check_tensors(tensors, str(path), model.state_dict())
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as exc:
@@ -111,11 +139,29 @@ def load_model(path: str | Path) -> nn.Module:
             f"{path}: no built-in architecture recorded (found {arch!r}); load it into your own module with crop.load_state"
         )
     try:
-        model = ARCHITECTURES[arch](**json.loads(meta.get("crop_config", "{}")))
+        config = _architecture_config(meta.get("crop_config", "{}"))
+        with torch.device("meta"):  # shapes first: a recorded config never allocates more than the file holds
+            skeleton = ARCHITECTURES[arch](**config).state_dict()
+        wrong = sorted(k for k in skeleton.keys() & tensors.keys() if skeleton[k].shape != tensors[k].shape)
+        if skeleton.keys() != tensors.keys() or wrong:
+            missing = sorted(skeleton.keys() - tensors.keys()) or sorted(tensors.keys() - skeleton.keys()) or wrong
+            raise ValueError(f"tensor(s) {', '.join(missing[:3])} missing, unexpected or of another shape")
+        check_tensors(tensors, str(path), skeleton)
+        model = ARCHITECTURES[arch](**config)
         model.load_state_dict(tensors, strict=True)
     except (RuntimeError, TypeError, ValueError) as exc:
+        if isinstance(exc, CropError):
+            raise
         raise CropError(f"{path}: weights do not match architecture {arch} ({str(exc).splitlines()[0]})") from None
     return model.eval()
+
+
+def _architecture_config(text: str) -> dict[str, Any]:
+    """The constructor arguments recorded in a file: a JSON object of plain values."""
+    config = json.loads(text)
+    if not isinstance(config, dict) or any(not isinstance(v, int | float | str | bool) for v in config.values()):
+        raise ValueError(f"crop_config must be a JSON object of numbers and strings, got {text[:60]!r}")
+    return config
 
 
 def metadata_of(path: str | Path) -> dict[str, str]:

@@ -15,7 +15,14 @@ crop-partial        pruned positions frozen at their generic values    5 (final 
 crop-fixed-alpha    alpha a constant, not trained                      2 and 5 (penalty)
 crop-prune-best     prune the best-validation epoch of step 1,         2 (checkpoint kept)
                     not the last one (the DESIGN's pitfall list)
+crop-stale-bn       no BatchNorm re-estimation after mixing            4 (mixing)
+crop-no-invariance  plain cross-entropy, no invariance term            2 and 5 (objective)
+finetune-invariant  conventional finetuning *with* the invariance      (not CRoP: what the
+                    term (crop's objective without its steps)          invariance term alone buys)
 ==================  =================================================  ==========================
+
+``crop-stale-bn`` and ``crop-no-invariance`` remove one of the two departures of the default
+``crop`` from the paper; ``crop-paper`` removes both (:mod:`crop.personalize.crop`).
 
 Every variant but ``crop-mpi`` is CRoP (:func:`~crop.personalize.crop.fit_crop`) with a config
 whose defaults differ in one field, so all other options (and, with the same seed, every
@@ -34,7 +41,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -44,6 +51,8 @@ from crop.data.sensing import ContextSplit
 from crop.errors import CropError
 from crop.models.utils import clone_model, state_copy
 from crop.personalize.crop import CRoPConfig, _penalty, fit_crop
+from crop.personalize.finetune import FinetuneConfig, fit_finetune
+from crop.personalize.invariance import InvarianceConfig
 from crop.personalize.loop import Hook, TrainConfig, train
 from crop.personalize.mix import mix
 from crop.personalize.prune import FreezePruned, PruneCriterion, global_masks, prunable_names, prune_scores
@@ -107,6 +116,20 @@ class PruneBestConfig(CRoPConfig):
     prune_from: Literal["last", "best"] = "best"
 
 
+@dataclass
+class StaleBNConfig(CRoPConfig):
+    """CRoP keeping the initial model's BatchNorm statistics after mixing (as the paper does)."""
+
+    recalibrate_bn: bool = False
+
+
+@dataclass
+class NoInvarianceConfig(CRoPConfig):
+    """CRoP with plain cross-entropy in both phases (no invariance term, as the paper does)."""
+
+    invariance: InvarianceConfig = field(default_factory=InvarianceConfig)
+
+
 VARIANTS: dict[str, tuple[type, str]] = {
     "crop-gp": (GPConfig, "ablation: gradient-based pruning |w*grad| (GP) instead of magnitude"),
     "crop-mpt": (MPTConfig, "ablation: prune the top-magnitude weights (MP-T)"),
@@ -116,6 +139,8 @@ VARIANTS: dict[str, tuple[type, str]] = {
     "crop-partial": (PartialConfig, "ablation: final finetuning with the pruned positions frozen"),
     "crop-fixed-alpha": (FixedAlphaConfig, "ablation: alpha fixed instead of trainable"),
     "crop-prune-best": (PruneBestConfig, "ablation: prune the best-validation model of step 1, not the last"),
+    "crop-stale-bn": (StaleBNConfig, "ablation: no BatchNorm re-estimation after mixing"),
+    "crop-no-invariance": (NoInvarianceConfig, "ablation: plain cross-entropy, no invariance term"),
 }
 
 
@@ -139,6 +164,30 @@ def _register_variant(name: str, config_class: type, description: str) -> None:
 
 for _name, (_cls, _description) in VARIANTS.items():
     _register_variant(_name, _cls, _description)
+
+
+@dataclass
+class InvariantFinetuneConfig(FinetuneConfig):
+    """Conventional finetuning with CRoP's invariance term (weight 1)."""
+
+    invariance: InvarianceConfig = field(default_factory=lambda: InvarianceConfig(weight=1.0))
+
+
+@register_method(
+    "finetune-invariant", InvariantFinetuneConfig, "ablation: conventional finetuning with crop's invariance term"
+)
+def fit_finetune_invariant(
+    generic: nn.Module,
+    available: ContextSplit,
+    config: InvariantFinetuneConfig,
+    *,
+    seed: int = 0,
+    metric: str = "balanced_accuracy",
+) -> PersonalizationResult:
+    """Finetuning with the invariance term: what that term buys without CRoP's steps."""
+    result = fit_finetune(generic, available, config, seed=seed, metric=metric)
+    result.method = "finetune-invariant"
+    return result
 
 
 @dataclass

@@ -6,8 +6,18 @@
 4. finetune again with the same objective, selecting the best validation
    checkpoint among the mixed model and every epoch                        -> ``final``
 
-Choices the paper leaves open are options of :class:`CRoPConfig` with the paper's reading as
-default; see the field docs.
+Choices the paper leaves open are options of :class:`CRoPConfig`; see the field docs. Two
+defaults go beyond the paper, each backed by an experiment on all HAPT users
+(docs/RESULTS.md, "Choosing the default"):
+
+* ``recalibrate_bn=True``: after mixing, BatchNorm statistics are re-estimated on the
+  available-context training windows. Mixing replaces most weights outside training and leaves
+  the statistics of the weights it replaced (the paper's networks have no BatchNorm).
+* ``invariance.weight=1``: both finetuning phases keep the invariances the generic model has on
+  the person's windows (:mod:`crop.personalize.invariance`).
+
+With neither, CRoP is exactly the paper's Algorithm 1; that configuration is registered as
+``crop-paper`` (:class:`CRoPPaperConfig`).
 """
 
 from __future__ import annotations
@@ -63,11 +73,13 @@ class CRoPConfig:
             positions at their mixed-in generic values (``"partial"``, Section 8.3 ablation).
         final_alpha: step 4 restarts alpha at ``alpha`` (``"reset"``) or continues from the
             value step 1 ended with (``"continue"``).
-        recalibrate_bn: after mixing, re-estimate BatchNorm running statistics on the
-            available-context training windows (no labels; :mod:`crop.personalize.norm`).
-            Mixing sets most weights outside training, which leaves the statistics stale.
+        recalibrate_bn: after mixing, re-estimate BatchNorm running statistics on the windows
+            the phases train on (no labels; :mod:`crop.personalize.norm`). Mixing sets most
+            weights outside training, which leaves the statistics stale. Default on (beyond
+            the paper); no effect on networks without BatchNorm.
         invariance: keep the generic model's invariances in both finetuning phases
-            (:mod:`crop.personalize.invariance`; off when its ``weight`` is 0).
+            (:mod:`crop.personalize.invariance`; off when its ``weight`` is 0). Default weight 1
+            (beyond the paper).
         contrastive: hold the embeddings to the generic model's class prototypes in both
             phases (:mod:`crop.personalize.contrastive`; off when its ``weight`` is 0).
         prune_eval: what ToleratedPrune scores at each candidate amount: the ``"pruned"`` model
@@ -91,9 +103,9 @@ class CRoPConfig:
     prune_criterion: PruneCriterion = "magnitude"
     final_finetune: Literal["full", "partial"] = "full"
     final_alpha: Literal["reset", "continue"] = "reset"
-    recalibrate_bn: bool = False
+    recalibrate_bn: bool = True
     prune_eval: Literal["pruned", "mixed"] = "pruned"
-    invariance: InvarianceConfig = field(default_factory=InvarianceConfig)
+    invariance: InvarianceConfig = field(default_factory=lambda: InvarianceConfig(weight=1.0))
     contrastive: ContrastiveConfig = field(default_factory=ContrastiveConfig)
     initial: TrainConfig = field(default_factory=_initial_phase)
     final: TrainConfig = field(default_factory=_final_phase)
@@ -236,11 +248,25 @@ class CRoPPaperConfig(CRoPConfig):
     ``crop-paper`` so the paper-literal configuration stays available by name whatever the
     defaults of ``crop`` become."""
 
+    alpha: float = 1e-3
+    alpha_param: AlphaParam = "log"
+    penalty: PenaltyKind = "l1"
+    penalty_scope: Literal["all", "prunable"] = "all"
+    tau: float = 0.05
+    k: float = 0.05
+    k_step: float = 0.05
+    prune_from: Literal["last", "best"] = "last"
+    prune_data: Literal["train", "val"] = "train"
+    exclude_last: bool = True
+    prune_criterion: PruneCriterion = "magnitude"
+    final_finetune: Literal["full", "partial"] = "full"
+    final_alpha: Literal["reset", "continue"] = "reset"
     recalibrate_bn: bool = False
     prune_eval: Literal["pruned", "mixed"] = "pruned"
-    prune_from: Literal["last", "best"] = "last"
     invariance: InvarianceConfig = field(default_factory=InvarianceConfig)
     contrastive: ContrastiveConfig = field(default_factory=ContrastiveConfig)
+    initial: TrainConfig = field(default_factory=_initial_phase)
+    final: TrainConfig = field(default_factory=_final_phase)
 
 
 @register_method("crop-paper", CRoPPaperConfig, "CRoP with the paper-literal configuration (Algorithms 1 and 2)")

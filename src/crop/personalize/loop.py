@@ -20,7 +20,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from crop.data.sensing import SensingData
-from crop.errors import CropError
 from crop.metrics import get_metric
 from crop.models.utils import State, predict_logits, state_copy
 
@@ -60,6 +59,12 @@ class TrainConfig:
     patience: int | None = None
     track_validation: bool = False
     noise_sigma: float = 0.0
+
+
+class Phase(TrainConfig):
+    """Where :func:`train` looks up its validation rules: a phase of 0 epochs is allowed there
+    (it returns the starting model, e.g. CRoP's final phase skipped); user configs need >= 1
+    except where a method documents 0 (``crop.validate.RULES``)."""
 
 
 class Hook:
@@ -133,8 +138,9 @@ def train(
     Deterministic for a given ``seed`` (shuffling and dropout draw from seeded generators).
     ``trainable`` restricts the optimized model parameters (default: all that require grad).
     """
-    if not config.noise_sigma >= 0:
-        raise CropError(f"noise_sigma must be >= 0, got {config.noise_sigma}")
+    from crop.validate import check_config
+
+    check_config(config, "training phase", root=Phase)  # epochs, lr, batch size... refused before any step
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     objective = objective or cross_entropy

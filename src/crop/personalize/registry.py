@@ -12,7 +12,6 @@ copies the generic model, never modifies it, and never sees unseen-context data.
 from __future__ import annotations
 
 import dataclasses
-import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -92,18 +91,18 @@ def _load_builtin_methods() -> None:
 
 
 def config_from_dict(cls: type, values: dict[str, Any], where: str = "config") -> Any:
-    """Build dataclass ``cls`` from a (possibly nested) dict, with one-line errors on typos."""
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    hints = typing.get_type_hints(cls)
-    kwargs: dict[str, Any] = {}
-    for key, value in values.items():
-        if key not in known:
-            raise CropError(f"{where}: unknown option {key!r}; options: {', '.join(known)}")
-        hint = hints[key]
-        if dataclasses.is_dataclass(hint) and isinstance(value, dict):
-            value = config_from_dict(hint, value, f"{where}.{key}")
-        kwargs[key] = value
-    return cls(**kwargs)
+    """Build dataclass ``cls`` from a (possibly nested) dict and validate every field (types,
+    ranges, choices; :mod:`crop.validate`), with one-line errors naming the key."""
+    from crop.validate import config_from_dict as build
+
+    return build(cls, values, where)
+
+
+def check_config(config: Any, where: str = "config") -> Any:
+    """Validate a config dataclass instance (:func:`crop.validate.check_config`)."""
+    from crop.validate import check_config as check
+
+    return check(config, where)
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from crop.errors import CropError
+from crop.outputs import check_write_target
 
 
 def _umask() -> int:
@@ -24,7 +25,13 @@ def _umask() -> int:
 def publish(tmp: str | Path, path: str | Path) -> Path:
     """Move a finished temporary file into place with the usual permissions (safetensors writes
     its files owner-only). On failure the temporary file is removed and a :class:`CropError`
-    names the target."""
+    names the target. Only a regular file is ever replaced: a directory, device node, FIFO,
+    socket or symbolic link at ``path`` is refused and left untouched."""
+    try:
+        check_write_target(path)
+    except CropError:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     try:
         if Path(path).is_dir():
             raise IsADirectoryError(f"{path} is a directory")
@@ -37,13 +44,14 @@ def publish(tmp: str | Path, path: str | Path) -> Path:
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
-    path = Path(path)
+    path = check_write_target(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise CropError(f"cannot write {path}: {exc.strerror or exc}") from None
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
+        tmp.unlink(missing_ok=True)  # never write through a link left at the temporary name
         tmp.write_text(text, encoding="utf-8")
     except OSError as exc:
         tmp.unlink(missing_ok=True)

@@ -55,14 +55,50 @@ def delta_bars(perf: Perf, path: str | Path, title: str = "") -> Path:
     return _save(fig, path)
 
 
+def gain_strips(perf: Perf, path: str | Path, reference: str = "finetune", title: str = "") -> Path:
+    """Per-user gains over ``reference`` (one dot per person, seeds averaged), one panel per
+    scenario and one column per method: the mean with its 95 % bootstrap interval beside the
+    spread of people it summarizes, and the share of people on each side of zero."""
+    from crop.report.stats import per_user_gains, summarize_gain
+
+    scenarios = sorted({k[0] for k in perf})
+    methods = [m for m in _ordered({k[1] for k in perf} - {"generic"}, METHOD_ORDER) if m != reference]
+    cols = min(len(scenarios), 2)
+    rows = -(-len(scenarios) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(max(5.0, 0.6 * len(methods) + 1.5) * cols, 4.0 * rows), squeeze=False)
+    rng = np.random.default_rng(0)
+    for ax, scenario in zip(axes.flat, scenarios, strict=False):
+        for i, m in enumerate(methods):
+            gains = per_user_gains(perf, scenario, m, reference)
+            if not gains:
+                continue
+            values = np.array(list(gains.values()))
+            ax.scatter(i + rng.uniform(-0.18, 0.18, len(values)), values, s=9, alpha=0.45, color="#3b75af")
+            g = summarize_gain(perf, scenario, m, reference)
+            ax.errorbar(
+                [i], [g.mean], yerr=[[g.mean - g.low], [g.high - g.mean]], fmt="D", color="black", ms=5, capsize=4
+            )
+        ax.axhline(0, color="#ef8636", linewidth=1)
+        ax.set_xticks(range(len(methods)), methods, rotation=35, ha="right")
+        ax.set_ylabel(f"gain over {reference} (pp, Ca + Cu)")
+        ax.set_title(scenario)
+        ax.grid(axis="y", alpha=0.3)
+    for ax in list(axes.flat)[len(scenarios) :]:
+        ax.axis("off")
+    fig.suptitle(title or f"Per-user gain over {reference}: dots = people, diamond = mean with 95 % interval")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def _save(fig: plt.Figure, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
     fig.savefig(tmp, dpi=120)
     plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    from crop.report.files import publish
+
+    return publish(tmp, path)  # a regular file or a new one, never a link or a device
 
 
 def _curve(records: list[dict], method: str, context: str, kind: str) -> tuple[list[float], list[float], list[float]]:

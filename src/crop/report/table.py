@@ -44,6 +44,7 @@ class Table:
     rows: list[list[Any]]
     formats: dict[str, Formatter] = field(default_factory=dict)
     note: str = ""
+    kind: str = ""  # what the table is (e.g. "summary", "gains", "per_user"), for callers that pick one
 
     def cell(self, column: str, value: Any) -> str:
         if column in self.formats:

@@ -96,6 +96,7 @@ def summary_table(perf: Perf, dataset: str = "hapt") -> Table:
         f"{dataset}: Δ_P (vs generic) and Δ_G (vs conventional finetuning), pp, mean over users [95 % bootstrap interval]",
         header,
         rows,
+        kind="summary",
     )
 
 
@@ -129,7 +130,7 @@ def gain_table(perf: Perf, scenario: str) -> Table:
         f"+{TIE}, within ±{TIE}, below -{TIE} pp. harm: share of users whose Cu is more than {HARM_MARGIN:g} pp "
         f"below the generic model's."
     )
-    return Table(f"{scenario}: gains over people", header, rows, note=note)
+    return Table(f"{scenario}: gains over people", header, rows, note=note, kind="gains")
 
 
 def seed_table(perf: Perf, dataset: str = "hapt") -> Table:
@@ -145,7 +146,7 @@ def seed_table(perf: Perf, dataset: str = "hapt") -> Table:
             row.append(_pm(delta_values(perf, s, m, "generic")))
             row.append(_pm(delta_values(perf, s, m, "finetune")) if m != "finetune" else "0")
         rows.append(row)
-    return Table(f"{dataset}: Δ_P and Δ_G, pp, mean ± sd over seeds", header, rows)
+    return Table(f"{dataset}: Δ_P and Δ_G, pp, mean ± sd over seeds", header, rows, kind="seeds")
 
 
 def per_user_table(perf: Perf, scenario: str, std: bool = False) -> Table:
@@ -168,7 +169,12 @@ def per_user_table(perf: Perf, scenario: str, std: bool = False) -> Table:
                     row.append(f"{np.mean(vals):.2f}")
         rows.append(row)
     kind = "standard deviation over seeds" if std else "mean over seeds"
-    return Table(f"{scenario}: per-user accuracy (%), {kind}; Ca = available, Cu = unseen", header, rows)
+    return Table(
+        f"{scenario}: per-user accuracy (%), {kind}; Ca = available, Cu = unseen",
+        header,
+        rows,
+        kind="per_user_std" if std else "per_user",
+    )
 
 
 def per_context_table(records: list[dict[str, Any]], scenario: str, metric: str = "balanced_accuracy") -> Table:

@@ -1,0 +1,214 @@
+"""Write the generated parts of docs/RESULTS.md from bench directories (no number typed by hand).
+
+Usage:
+    .venv/bin/python benchmarks/results_page.py main=DIR [ablations=DIR] [nobn=DIR] [tune-population=DIR]
+        [tune-available=DIR] [heldout=DIR] [dev-hapt=DIR] [dev-hapt-rot=DIR]
+
+Each name fills the block between ``<!-- BEGIN name -->`` and ``<!-- END name -->`` in
+docs/RESULTS.md; every table of each directory also goes to docs/results/<name>.md and its Δ
+chart to docs/figures/<name>-deltas.png. Directories are the outputs of the commands listed in
+docs/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from crop.bench.runner import load_results
+from crop.report.plots import delta_bars
+from crop.report.stats import harm_rate, per_user_means, summarize_gain
+from crop.report.table import Table
+from crop.report.tables import gain_table, per_context_table, performance, render_markdown, summary_table
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+PAGE = DOCS / "RESULTS.md"
+
+
+def command_of(out: Path) -> str:
+    s = json.loads((out / "bench.json").read_text())
+    records = load_results(out)
+    families = sorted({r["scenario"].split(":")[0] for r in records})
+    users = sorted({r["user"] for r in records})
+    seeds = ",".join(str(x) for x in sorted({r["seed"] for r in records}))
+    parts = [
+        "crop bench",
+        f"--users {'all' if len(users) == 30 else ','.join(map(str, users))}",
+        f"--scenario {','.join(families)}",
+        f"--seeds {seeds}",
+        f"--methods {','.join(s['configs'])}",
+    ]
+    if s.get("tune"):
+        parts.append("--tune" + (" --tune-on population" if s.get("tune_on") == "population" else ""))
+    if s.get("norm", "batch") != "batch":
+        parts.append(f"--norm {s['norm']}")
+    if s.get("protocol", "test") != "test":
+        parts.append(f"--protocol {s['protocol']}")
+    if s.get("generic"):
+        parts.append(f"--generic {s['generic']}")
+    parts.append(f"--out out/{out.name}")
+    return " ".join(parts)
+
+
+def md(table: Table) -> str:
+    text = f"**{table.title}**\n\n{table.markdown()}\n"
+    return text + (f"\n{table.note}\n" if table.note else "")
+
+
+def targets(perf: dict, scenarios: list[str]) -> Table:
+    """The issue's three targets for the default crop, measured."""
+    methods = sorted({k[1] for k in perf} - {"generic", "finetune"})
+    rows = []
+    for s in scenarios:
+        g = summarize_gain(perf, s, "crop", "finetune")
+        ranked = sorted(methods, key=lambda m: -summarize_gain(perf, s, m, "finetune").mean)
+        best = ranked[0]
+        crop_harm, ft_harm = harm_rate(perf, s, "crop"), harm_rate(perf, s, "finetune")
+        rows.append(
+            [
+                s,
+                g.interval(),
+                "yes" if g.low > 0 else f"no (lower end {g.low:+.2f})",
+                f"{ranked.index('crop') + 1} of {len(ranked) + 1}",
+                "crop" if best == "crop" else f"{best} ({summarize_gain(perf, s, best, 'finetune').mean:+.2f})",
+                f"{100 * crop_harm:.0f} % vs {100 * ft_harm:.0f} %",
+                "yes" if crop_harm <= ft_harm + 1e-12 else "no",
+            ]
+        )
+    header = [
+        "scenario",
+        "crop Δ_G [95 % CI]",
+        "interval above 0",
+        "crop's Δ_G rank",
+        "highest Δ_G",
+        "harm crop vs finetune",
+        "harm <= finetune",
+    ]
+    return Table(
+        "Targets for the default crop, measured",
+        header,
+        rows,
+        note="Rank among all methods, finetune counted (its Δ_G is 0).",
+    )
+
+
+def compare_table(perf: dict, scenarios: list[str], methods: list[str], title: str) -> Table:
+    rows = []
+    for m in methods:
+        row = [m]
+        for s in scenarios:
+            means = per_user_means(perf, s, m)
+            if not means:
+                row += ["-", "-"]
+                continue
+            cu = np.mean([v["unseen"] for v in means.values()])
+            g = summarize_gain(perf, s, m, "finetune") if m != "finetune" else None
+            row += [f"{cu:.2f}", g.interval() if g is not None else "0"]
+        rows.append(row)
+    header = ["method"] + [f"{s} {c}" for s in scenarios for c in ("Cu", "Δ_G [95 % CI]")]
+    return Table(title, header, rows)
+
+
+def write_block(name: str, text: str) -> None:
+    page = PAGE.read_text()
+    pattern = re.compile(rf"(<!-- BEGIN {re.escape(name)} -->\n).*?(<!-- END {re.escape(name)} -->)", re.S)
+    if not pattern.search(page):
+        raise SystemExit(f"docs/RESULTS.md has no block {name}")
+    page = pattern.sub(lambda m: m.group(1) + text.rstrip() + "\n" + m.group(2), page)
+    PAGE.write_text(page)
+
+
+def archive(name: str, out: Path, records: list[dict]) -> None:
+    (DOCS / "results").mkdir(exist_ok=True)
+    body = render_markdown(records).split("\n", 1)[1]
+    text = f"# {name}\n\nProduced by:\n\n```bash\n{command_of(out)}\n```\n\n![Δ](../figures/{name}-deltas.png)\n{body}"
+    (DOCS / "results" / f"{name}.md").write_text(text)
+    delta_bars(
+        performance(records), DOCS / "figures" / f"{name}-deltas.png", f"{name}: Δ_P and Δ_G, 95 % intervals over users"
+    )
+    if (out / "timings.jsonl").is_file():
+        shutil.copy(out / "timings.jsonl", DOCS / "results" / f"{name}-timings.jsonl")
+
+
+def main() -> None:
+    dirs = dict(arg.split("=", 1) for arg in sys.argv[1:])
+    loaded = {name: (Path(d), load_results(Path(d))) for name, d in dirs.items()}
+    for name, (out, records) in loaded.items():
+        archive(name, out, records)
+    main_records = loaded["main"][1]
+    perf = performance(main_records)
+    scenarios = sorted({k[0] for k in perf})
+    parts = [f"```bash\n{command_of(loaded['main'][0])}\n```", md(summary_table(perf)), md(targets(perf, scenarios))]
+    parts.append("![all users](figures/main-deltas.png)")
+    parts += [md(gain_table(perf, s)) for s in scenarios]
+    parts += [md(per_context_table(main_records, s)) for s in scenarios if "faults" in s]
+    write_block("main", "\n".join(parts))
+    if "ablations" in loaded:
+        both = performance(main_records + loaded["ablations"][1])
+        methods = ["finetune", "crop-paper", "crop-no-invariance", "crop-stale-bn", "crop", "finetune-invariant"]
+        text = f"```bash\n{command_of(loaded['ablations'][0])}\n```\n" + md(
+            compare_table(both, scenarios, methods, "Which step buys what: Cu (%) and Δ_G vs finetune (pp), all users")
+        )
+        write_block("ablations", text)
+    if "nobn" in loaded:
+        out, records = loaded["nobn"]
+        p = performance(records)
+        text = f"```bash\n{command_of(out)}\n```\n" + "\n".join(md(gain_table(p, s)) for s in sorted({k[0] for k in p}))
+        write_block("nobn", text)
+    if "tune-population" in loaded and "tune-available" in loaded:
+        rows = []
+        pop, avail = performance(loaded["tune-population"][1]), performance(loaded["tune-available"][1])
+        base = {k: v for k, v in perf.items() if k[3] == 0}
+        tuned_scen = sorted({k[0] for k in pop})
+        for label, p in (("defaults", base), ("population-tuned", pop), ("available-tuned", avail)):
+            for m in ("finetune", "crop"):
+                row = [m, label]
+                for s in tuned_scen:
+                    means = per_user_means(p, s, m)
+                    ca = np.mean([v["available"] for v in means.values()])
+                    cu = np.mean([v["unseen"] for v in means.values()])
+                    d = summarize_gain(p, s, m, "generic")
+                    row += [f"{ca:.2f} / {cu:.2f}", d.interval()]
+                rows.append(row)
+        header = ["method", "settings"] + [f"{s} {c}" for s in tuned_scen for c in ("Ca / Cu", "Δ_P [95 % CI]")]
+        t = Table("Defaults vs population tuning vs available-context tuning (seed 0, all users)", header, rows)
+        cmds = "\n".join(command_of(loaded[n][0]) for n in ("tune-population", "tune-available"))
+        chosen = {}
+        for r in loaded["tune-population"][1]:
+            if r.get("tuned") and r["metric"] == "balanced_accuracy" and r["context"] == "available":
+                chosen.setdefault((r["method"], r["scenario"]), {}).setdefault(
+                    json.dumps(r["tuned"], sort_keys=True), 0
+                )
+                chosen[(r["method"], r["scenario"])][json.dumps(r["tuned"], sort_keys=True)] += 1
+        lines = [
+            f"- {m} ({s}): " + "; ".join(f"{k} for {n} users" for k, n in sorted(v.items()))
+            for (m, s), v in sorted(chosen.items())
+        ]
+        write_block(
+            "tuning", f"```bash\n{cmds}\n```\n" + md(t) + "\nPopulation-chosen settings:\n\n" + "\n".join(lines) + "\n"
+        )
+    if "heldout" in loaded:
+        out, records = loaded["heldout"]
+        p = performance(records)
+        hs = sorted({k[0] for k in p})
+        text = f"```bash\n{command_of(out)}\n```\n" + "\n".join(md(gain_table(p, s)) for s in hs)
+        text += "\n" + "\n".join(md(per_context_table(records, s)) for s in hs)
+        write_block("heldout", text)
+    for name in ("dev-hapt", "dev-hapt-rot"):
+        if name in loaded:
+            out, records = loaded[name]
+            p = performance(records)
+            text = f"```bash\n{command_of(out)}\n```\n" + "\n".join(
+                md(gain_table(p, s)) for s in sorted({k[0] for k in p})
+            )
+            write_block(name, text)
+    print("wrote docs/RESULTS.md blocks:", ", ".join(loaded))
+
+
+if __name__ == "__main__":
+    main()
