@@ -51,6 +51,7 @@ BASE: dict[str, dict[str, str]] = {
     "tune": {"--user": "2", "--method": "finetune", "--out": "t"},
     "certify": {"--model": "@ok_model", "--data": "@ok_npz"},
     "train-generic": {"--out": "g.safetensors"},
+    "fairness": {"DIR": "@bench_dir"},
     "methods": {},
 }
 POSITIONAL = {"DIR"}
@@ -97,6 +98,23 @@ GRIDS += [
     )
 ]
 GRIDS += ["train.lr=nan", "train.include_initial=maybe", "train.batch_size=-8", "invariance.families=bogus"]
+# Attribute tables of `crop fairness --attributes` (the fixture bench directory has user 2 only).
+ATTRIBUTE_TABLES = [
+    ("unknown.csv", "user,hand\n2,l\n99,r\n", "unknown user 99"),
+    ("nouser.csv", "person,hand\n2,l\n", "missing column 'user'"),
+    ("gap.csv", "user,hand,age\n2,l,\n", "missing column 'age'"),
+    ("one.csv", "user,hand\n2,l\n8,r\n", "has one person (user 2)"),
+    ("unknown.json", '{"2": {"hand": "l"}, "31": {"hand": "r"}}', "unknown user 31"),
+    ("nouser.json", '[{"id": 2, "hand": "l"}]', "missing column 'user'"),
+    ("gap.json", '[{"user": 2, "hand": "l"}, {"user": 8}]', "missing column 'hand'"),
+    ("bad.json", "{not json", "not valid JSON"),
+    ("dup.csv", "user,hand\n2,l\n2,r\n", "two rows"),
+    ("name.csv", "user,hand\nsam,l\n", "not an integer user id"),
+    ("norow.csv", "user,hand\n8,l\n14,l\n", "no row for user(s) [2]"),
+    ("builtin.csv", "user,activity\n2,l\n8,l\n", "built-in attribute"),
+    ("empty.csv", "", "empty attribute table"),
+    ("table.txt", "user,hand\n2,l\n", ".csv or .json"),
+]
 
 
 def option_cases() -> list[Case]:
@@ -129,9 +147,10 @@ def option_cases() -> list[Case]:
     # missing values / flags given values
     for cmd, opts in {
         "bench": ["--scenario", "--out", "--dataset", "--users", "--seeds", "--methods", "--config", "--metric"]
-        + ["--tune-on", "--tune-budget", "--certify", "--norm", "--workers", "--protocol", "--generic"],
+        + ["--tune-on", "--tune-budget", "--certify", "--norm", "--workers", "--protocol", "--generic"]
+        + ["--root", "--model", "--arch"],
         "personalize": ["--out", "--user", "--scenario", "--data", "--model", "--available", "--method", "--seed"]
-        + ["--config", "--metric"],
+        + ["--config", "--metric", "--dataset", "--root", "--arch"],
         "tune": ["--out", "--user", "--scenario", "--data", "--model", "--available", "--method", "--grid"]
         + ["--budget", "--seed", "--config", "--metric"],
         "certify": ["--model", "--certify", "--data", "--user", "--scenario", "--seed", "--out"],
@@ -139,20 +158,37 @@ def option_cases() -> list[Case]:
         "demo": ["--out", "--seed"],
         "analyze": ["--users", "--seeds", "--methods"],
         "report": ["--metric"],
+        "fairness": ["--attributes", "--resamples"],
     }.items():
         for opt in opts:
             out.append(C(f"option:{cmd} {opt}", *command(cmd), opt))
-    for cmd, flag in [("bench", "--quiet"), ("bench", "--tune"), ("tune", "--population"), ("analyze", "--no-figures")]:
+    flags = [("bench", "--quiet"), ("bench", "--tune"), ("tune", "--population"), ("analyze", "--no-figures")]
+    for cmd, flag in flags + [("bench", "--fairness")]:
         out.append(C(f"option:{cmd} {flag}", *command(cmd), f"{flag}=yes"))
     required = {"bench": ["scenario", "out"], "personalize": ["out"], "tune": ["out"], "certify": ["model"]}
     for cmd, keys in (required | {"train-generic": ["out"]}).items():
         for key in keys:
             out.append(C(f"option:{cmd} --{key}", *command(cmd, **{key: None})))
-    out += [C("option:report DIR", "report"), C("option:analyze DIR", "analyze")]
+    out += [C("option:report DIR", "report"), C("option:analyze DIR", "analyze"), C("option:fairness DIR", "fairness")]
 
     # bench
     add("bench", "--scenario", SCENARIOS)
     add("bench", "--dataset", ["uci", ""])
+    # the paper's datasets (docs/DATASETS.md): a bad --root, options that do not apply
+    add("bench", "--root", ["x", "%plain.txt"], setup=REGULAR)  # --root with hapt
+    empty = REGULAR + (("dir", "empty"),)
+    for name in ("stress", "widar", "extrasensory", "perceptr", "npz"):
+        add("bench", "--root", ["%missing", "", "/dev/null", "%plain.txt"], setup=empty, dataset=name, scenario=None)
+    add("bench", "--dataset", ["stress", "widar"], scenario=None)  # no --root
+    add("bench", "--model", ["@ok_model"])  # hapt
+    add("bench", "--model", ["@ok_model"], dataset="stress", root="%empty", scenario=None, setup=empty)
+    add("bench", "--model", ["%missing.safetensors"], dataset="npz", root="%empty", scenario=None, setup=empty)
+    add("bench", "--arch", ["pkg.mod:make"])  # hapt
+    add("personalize", "--dataset", ["uci", ""])
+    add("personalize", "--dataset", ["stress"], root=None)  # no --root
+    add("personalize", "--root", ["%missing", "/dev/null", "%plain.txt"], setup=empty, dataset="stress", user="1")
+    add("personalize", "--root", ["x"])  # hapt
+    add("personalize", "--arch", ["pkg.mod:make"])  # hapt
     add("bench", "--users", LIST_VALUES)
     add("bench", "--seeds", SEED_LISTS)
     add("bench", "--methods", METHOD_LISTS)
@@ -174,6 +210,31 @@ def option_cases() -> list[Case]:
     add("report", "DIR", ["", "%missing", "%plain.txt", "/dev/null", "%empty"], setup=REGULAR + (("dir", "empty"),))
     add("analyze", "DIR", ["", "%missing", "%plain.txt", "/dev/null", "%empty"], setup=REGULAR + (("dir", "empty"),))
     add("analyze", "--users", ["", "0", "2,2", "x", ","])
+    # fairness: the bench directory, the attribute table (docs/FAIRNESS.md), the resamples
+    add("fairness", "DIR", ["", "%missing", "%plain.txt", "/dev/null", "%empty"], setup=REGULAR + (("dir", "empty"),))
+    add("fairness", "--resamples", ["0", "99", "100001", "abc", "1.5", ""])
+    for name, text, expect in ATTRIBUTE_TABLES:
+        out.append(
+            C(
+                "option:fairness --attributes",
+                *command("fairness", attributes=f"%{name}"),
+                setup=(("file", name, text),),
+                expect=expect,
+            )
+        )
+    add("fairness", "--attributes", ["%missing.csv", "", "/dev/null", "%adir"], setup=(("dir", "adir"),))
+    bench_table = ("file", "t.csv", "user,hand\n2,l\n8,l\n14,r\n20,r\n26,r\n")
+    out.append(
+        C(
+            "option:bench --attributes",
+            *command("bench", attributes="%t.csv"),
+            setup=(bench_table,),
+            expect="--fairness",
+        )
+    )
+    for name, text, expect in ATTRIBUTE_TABLES[:3]:
+        argv = command("bench", ("--fairness",), attributes=f"%{name}")
+        out.append(C("option:bench --attributes", *argv, setup=(("file", name, text),), expect=expect))
     add("analyze", "--seeds", ["", "-1", "x", "0,0"])
     add("analyze", "--methods", ["", "magic", "crop,crop"])
     # demo
@@ -398,7 +459,11 @@ def target_cases() -> list[Case]:
                     else (kind, f"out/{name}", *(("/dev/null",) if kind == "link" else ()))
                 )
                 out.append(C(f"target:{cmd}", *command(cmd, out="%out"), setup=(("dir", "out"), item)))
-    for cmd, name in [("report", "table.md"), ("report", "tables/01.csv"), ("analyze", "analysis")]:
+    for cmd, name in [("report", "table.md"), ("report", "tables/01.csv"), ("analyze", "analysis")] + [
+        ("fairness", "fairness/fairness.md"),
+        ("fairness", "fairness/summary.md"),
+        ("fairness", "fairness/tables"),
+    ]:
         for kind in ("fifo", "link"):
             item = (kind, f"copy/{name}", *(("/dev/null",) if kind == "link" else ()))
             out.append(C(f"target:{cmd}", cmd, "%copy", setup=(("copy", "copy", "@bench_dir"), item)))
@@ -427,6 +492,10 @@ def store_cases() -> list[Case]:
         out.append(C("store:summary.json", "analyze", "%p", setup=(("dir", "p"), ("file", "p/summary.json", text))))
     for text in corrupt["results.jsonl"]:
         out.append(C("store:results.jsonl", "report", "%r", setup=(("dir", "r"), ("file", "r/results.jsonl", text))))
+        out.append(C("store:results.jsonl", "fairness", "%r", setup=(("dir", "r"), ("file", "r/results.jsonl", text))))
+    for text in corrupt["bench.json"][:3]:
+        setup = (("copy", "b", "@bench_dir"), ("file", "b/bench.json", text))
+        out.append(C("store:bench.json", "fairness", "%b", setup=setup))
     return out
 
 

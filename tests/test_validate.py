@@ -10,6 +10,7 @@ import pytest
 
 import crop
 from crop.certify.robustness import RobustnessSpec
+from crop.data.datasets.presets import PaperGenericConfig
 from crop.errors import CropError
 from crop.generic import GenericTrainConfig
 from crop.personalize.registry import METHODS, available_methods, config_from_dict, config_to_dict
@@ -26,7 +27,7 @@ from crop.validate import (
 
 def registered_classes():
     available_methods()
-    roots = [spec.config_class for spec in METHODS.values()] + [RobustnessSpec, GenericTrainConfig]
+    roots = [spec.config_class for spec in METHODS.values()] + [RobustnessSpec, GenericTrainConfig, PaperGenericConfig]
     return sorted({c for r in roots for c in config_classes(r)}, key=lambda c: c.__name__)
 
 

@@ -1,6 +1,7 @@
 """crop: trustworthy static personalization of human-sensing models (CRoP).
 
-Personalize (personalize, tune), compare (bench, report, demo), explain (analyze), certify (certify).
+Personalize (personalize, tune), compare (bench, report, demo), explain (analyze), certify (certify),
+audit fairness (fairness).
 
 Bad input ends in one line on stderr ("crop: error: ...") and exit code 2, with no half-written output.
 """
@@ -108,6 +109,82 @@ def _metric(name: str) -> str:
     return name
 
 
+def _read_toml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise CropError(f"config file not found: {path}")
+    try:
+        return tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise CropError(f"{path}: not valid TOML ({exc})") from None
+
+
+def _dataset_configs(path: Path | None, dataset: str) -> tuple[dict[str, Any], Any]:
+    """Method configs (the dataset's preset, then the TOML table of each method) and the
+    generic-training config (``[generic-training]``: the dataset's Table 9 preset overridden)."""
+    from crop.bench.datasets import GENERIC_TABLE, generic_config, method_config
+    from crop.personalize.registry import get_method
+
+    raw = _read_toml(path) if path is not None else {}
+    configs: dict[str, Any] = {}
+    generic_training = None
+    for name, values in raw.items():
+        if not isinstance(values, dict):
+            raise CropError(f"{path}: [{name}] must be a table of options")
+        if name == GENERIC_TABLE:
+            if dataset == "npz":
+                raise CropError(f"{path}: [{GENERIC_TABLE}] does not apply to --dataset npz (its model is --model)")
+            generic_training = generic_config(dataset, values, f"{path}:[{name}]")
+            continue
+        get_method(name)
+        configs[name] = method_config(dataset, name, values, f"{path}:[{name}]")
+    return configs, generic_training
+
+
+def _dataset_choices(
+    dataset: str,
+    root: str | None,
+    model: Path | None,
+    arch: str | None,
+    scenario: str | None,
+    users: str | None,
+    config: Path | None,
+    methods: list[str],
+) -> dict[str, Any]:
+    """What ``crop bench --dataset NAME`` runs: the dataset's scenarios, users (its paper's
+    personalization users by default), configs and metric, all checked before anything runs."""
+    from crop.data.datasets import dataset_class, get_dataset
+
+    dataset_class(dataset)
+    if dataset != "npz" and (model is not None or arch is not None):
+        raise CropError("--model and --arch apply to --dataset npz (the paper's datasets train their generic models)")
+    if dataset == "npz" and model is None:
+        raise CropError("--dataset npz needs --model (your generic model .safetensors)")
+    if model is not None and not model.is_file():
+        raise CropError(f"model file not found: {model}")
+    configs, generic_training = _dataset_configs(config, dataset)
+    ds = get_dataset(dataset, root)
+    scenarios = ds.parse_scenarios(scenario)
+    if users is not None and users.strip() == "all":
+        user_list = ds.users()
+    else:
+        user_list = (
+            [ds.parse_user(u) for u in split_list(users, "--users")] if users is not None else ds.default_users()
+        )
+    if len({str(u) for u in user_list}) != len(user_list):
+        raise CropError(f"--users: a user is given twice in {users!r}")
+    spec = {
+        "scenarios": scenarios,
+        "users": user_list,
+        "dataset": dataset,
+        "configs": configs,
+        "root": Path(str(root)),
+        "model": model,
+        "arch": arch,
+        "generic_training": generic_training,
+    }
+    return {"spec": spec, "metric": ds.metric}
+
+
 def _load_configs(path: Path | None, methods: list[str]) -> dict[str, Any]:
     """Method configs from a TOML file with one table per method name."""
     from crop.personalize.registry import config_from_dict, get_method
@@ -167,8 +244,13 @@ def _write_tables(out: Path, metric: str) -> list[Any]:
         delta_bars(perf, out / "deltas.png", f"Δ_P and Δ_G ({metric}), mean over users, 95 % bootstrap interval")
     for scenario in sorted({r["scenario"] for r in records if "radius" in r}):
         robustness_curves(records, scenario, out / f"robustness-{scenario.replace(':', '-')}.png")
-    write_text_atomic(out / "table.md", render_markdown(records, metric))
-    tables = all_tables(records, metric)
+    dataset = next((r["dataset"] for r in records if isinstance(r.get("dataset"), str)), "hapt")
+    text = render_markdown(records, metric, dataset)
+    summary = out / "fairness" / "summary.md"
+    if summary.is_file():  # written by crop fairness / crop bench --fairness
+        text += "\n## Fairness (full report: fairness/fairness.md)\n\n" + summary.read_text(encoding="utf-8")
+    write_text_atomic(out / "table.md", text)
+    tables = all_tables(records, metric, dataset)
     (out / "tables").mkdir(exist_ok=True)
     for i, t in enumerate(tables):
         write_text_atomic(out / "tables" / f"{i:02d}.csv", t.csv())
@@ -209,11 +291,28 @@ def methods() -> None:
 @app.command()
 @_guard
 def bench(
-    scenario: Annotated[
-        str, typer.Option(help="e.g. hapt-session (both scenarios) or hapt-session:1; comma-separated")
-    ],
     out: Annotated[str, typer.Option(help="output directory (results.jsonl, table.md); re-running resumes")],
-    dataset: Annotated[str, typer.Option(help="dataset (hapt is built in)")] = "hapt",
+    scenario: Annotated[
+        str | None,
+        typer.Option(
+            help="e.g. hapt-session (both scenarios) or hapt-session:1; comma-separated (required for hapt; other "
+            "datasets default to their Table 2 scenarios)"
+        ),
+    ] = None,
+    dataset: Annotated[
+        str,
+        typer.Option(help="hapt (built in), extrasensory, extrasensory-raw, stress, widar, perceptr or npz (--root)"),
+    ] = "hapt",
+    root: Annotated[
+        str | None, typer.Option(help="the dataset's directory (every dataset but hapt; docs/DATASETS.md)")
+    ] = None,
+    model: Annotated[
+        Path | None, typer.Option(help="--dataset npz: your generic model .safetensors (serves every user)")
+    ] = None,
+    arch: Annotated[
+        str | None,
+        typer.Option(help="--dataset npz: package.module:factory building your nn.Module (unless --model is built in)"),
+    ] = None,
     users: Annotated[
         str | None,
         typer.Option(
@@ -226,7 +325,10 @@ def bench(
         str, typer.Option(help="comma-separated method names (see `crop methods`)")
     ] = "generic,finetune,crop",
     config: Annotated[Path | None, typer.Option(help="TOML file with one [method] table of options each")] = None,
-    metric: Annotated[str, typer.Option(help="accuracy measure for selection and tables")] = "balanced_accuracy",
+    metric: Annotated[
+        str | None,
+        typer.Option(help="accuracy measure for selection and tables (default: the dataset's, Appendix A.2)"),
+    ] = None,
     quiet: Annotated[bool, typer.Option(help="no progress bar or tables on the terminal")] = False,
     tune: Annotated[
         bool,
@@ -279,6 +381,17 @@ def bench(
             max=MAX_WORKERS,
         ),
     ] = None,
+    fairness: Annotated[
+        bool,
+        typer.Option(
+            help="also record each model's confusion matrix per context and write the fairness report "
+            "(DIR/fairness/, summary in table.md; see crop fairness)"
+        ),
+    ] = False,
+    attributes: Annotated[
+        Path | None,
+        typer.Option(help="with --fairness: CSV or JSON table of per-person attributes (a 'user' column)"),
+    ] = None,
 ) -> None:
     """Run methods over users x scenarios x seeds; write results.jsonl and table.md."""
     from crop.bench.checks import BENCH_FILES
@@ -289,16 +402,57 @@ def bench(
     # Everything is checked here (and again by run_bench) before anything is written.
     out_dir = check_out_dir(out, "--out", BENCH_FILES)
     _check_report_targets(out_dir)
-    if dataset != "hapt":
-        raise CropError(f"unknown dataset {dataset!r}: the built-in dataset is hapt")
     if tune_on not in ("available", "population"):
         raise CropError(f"--tune-on must be 'available' or 'population', got {tune_on!r}")
     if norm not in ("batch", "none"):
         raise CropError(f"--norm must be 'batch' or 'none', got {norm!r}")
     method_list = _methods(methods)
+    if dataset != "hapt":
+        from crop.bench.runner import BenchSpec as _Spec
+
+        if fairness or attributes is not None:
+            raise CropError("--fairness and --attributes work with --dataset hapt for now")
+        picked = _dataset_choices(dataset, root, model, arch, scenario, users, config, method_list)
+        metric = _metric(metric) if metric is not None else picked["metric"]
+        spec = _Spec(
+            **picked["spec"],
+            seeds=int_list(seeds, "--seeds", 0, MAX_SEED, MAX_SEEDS),
+            methods=method_list,
+            out=out_dir,
+            metric=metric,
+            tune=tune,
+            tune_budget=tune_budget,
+            tune_on=tune_on,
+            certify=parse_robustness_spec(certify) if certify is not None else None,
+            workers=workers,
+            norm=norm,
+            protocol=protocol,
+            generic=generic,
+        )
+        run_bench(spec, progress=not quiet)
+        tables = _write_tables(out_dir, metric)
+        if not quiet:
+            for t in tables:
+                if t.kind in ("summary", "gains"):
+                    console.print(_rich_table(t))
+        console.print(f"wrote {out_dir / 'results.jsonl'} and {out_dir / 'table.md'}")
+        return
+    if root is not None or model is not None or arch is not None:
+        raise CropError("--root, --model and --arch apply to the datasets of docs/DATASETS.md, not hapt")
+    if scenario is None:
+        raise CropError("--dataset hapt needs --scenario (e.g. hapt-session:1)")
+    metric = _metric(metric if metric is not None else "balanced_accuracy")
+    user_list = _users(users) if users is not None else list(PERSONALIZATION_USERS)
+    if attributes is not None and not fairness:
+        raise CropError("--attributes needs --fairness")
+    if fairness:
+        from crop.fairness._command import check_targets, read_table_for
+
+        check_targets(out_dir)
+        read_table_for(attributes, user_list, dataset)
     spec = BenchSpec(
         scenarios=parse_scenarios(scenario),
-        users=_users(users) if users is not None else list(PERSONALIZATION_USERS),
+        users=user_list,
         seeds=int_list(seeds, "--seeds", 0, MAX_SEED, MAX_SEEDS),
         methods=method_list,
         out=out_dir,
@@ -313,8 +467,11 @@ def bench(
         norm=norm,
         protocol=protocol,
         generic=generic,
+        fairness=fairness,
     )
     run_bench(spec, progress=not quiet)
+    if fairness:
+        _fairness_report(out_dir, attributes, quiet=quiet)
     tables = _write_tables(out_dir, metric)
     if not quiet:
         for t in tables:
@@ -326,13 +483,59 @@ def bench(
 @app.command()
 @_guard
 def report(
-    out: Annotated[str, typer.Argument(help="a bench output directory")], metric: str = "balanced_accuracy"
+    out: Annotated[str, typer.Argument(help="a bench output directory")],
+    metric: Annotated[
+        str | None, typer.Option(help="accuracy measure (default: the one the bench ran with, bench.json)")
+    ] = None,
 ) -> None:
     """Rewrite table.md (and tables/*.csv) from a bench directory's results.jsonl."""
+    directory = check_input_dir(out, "DIR")
+    if metric is None:
+        from crop.bench.checks import read_settings
+
+        ran = read_settings(directory).get("metric") if (directory / "bench.json").is_file() else None
+        metric = ran if isinstance(ran, str) else "balanced_accuracy"
     _metric(metric)
-    tables = _write_tables(check_input_dir(out, "DIR"), metric)
+    tables = _write_tables(directory, metric)
     for t in tables:
         console.print(_rich_table(t))
+
+
+def _fairness_report(out: Path, attributes: Path | None, resamples: int = 2000, quiet: bool = False) -> Any:
+    from crop.fairness import run_fairness
+
+    with console.status("fairness report") as status:
+        report = run_fairness(out, attributes, resamples=resamples, say=None if quiet else status.update)
+    if not quiet:
+        for t in report.summary_tables:
+            console.print(_rich_table(t))
+    console.print(f"wrote {report.path}")
+    return report
+
+
+@app.command()
+@_guard
+def fairness(
+    out: Annotated[str, typer.Argument(help="a crop bench output directory")],
+    attributes: Annotated[
+        Path | None,
+        typer.Option(help="CSV or JSON table of per-person attributes keyed by user id (a 'user' column)"),
+    ] = None,
+    resamples: Annotated[
+        int, typer.Option(help="bootstrap resamples over people for the intervals", min=100, max=100_000)
+    ] = 2000,
+) -> None:
+    """Fairness of a bench's models, group-wise and across people, into DIR/fairness/.
+
+    Per-person balanced accuracy and gains (spread, worst person, share harmed); with `crop bench
+    --fairness` results also per group of each attribute: HAPT traits measured on the available
+    context (movement intensity, walking cadence, the generic model's accuracy), the --attributes
+    columns, the activity and the context. See docs/FAIRNESS.md."""
+    from crop.fairness._command import check_targets
+
+    out_dir = check_input_dir(out, "DIR")
+    check_targets(out_dir)
+    _fairness_report(out_dir, attributes, resamples)
 
 
 @app.command()
@@ -408,6 +611,53 @@ def demo(
     console.print(f"Results: {out / 'results.jsonl'}, tables: {out / 'table.md'}")
 
 
+def _hapt_user(text: str) -> int:
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise CropError(f"--user must be a HAPT user id (1-30), got {text!r}") from None
+
+
+def _preset_config(dataset: str, method: str) -> Any:
+    from crop.bench.datasets import method_config
+
+    return method_config(dataset, method)
+
+
+def _dataset_person(
+    dataset: str,
+    root: str | None,
+    user: str | None,
+    scenario: str | None,
+    model: Path | None,
+    arch: str | None,
+    seed: int,
+    generic_training: Any,
+) -> tuple[Any, dict, Any, dict, dict, str]:
+    """As :func:`_person` for ``--dataset NAME --root DIR --user U``: the generic model that
+    serves the user (trained on first use and cached), the user's split and unseen contexts."""
+    from crop.bench.datasets import DatasetSource
+    from crop.data.datasets import dataset_class, get_dataset
+
+    dataset_class(dataset)
+    if user is None:
+        raise CropError(f"--dataset {dataset} needs --user (one of its users under --root)")
+    if dataset != "npz" and (model is not None or arch is not None):
+        raise CropError("--model and --arch apply to --dataset npz (the paper's datasets train their generic models)")
+    ds = get_dataset(dataset, root)
+    who = ds.parse_user(user)
+    scenarios = ds.parse_scenarios(scenario)
+    if scenario is not None and len(scenarios) != 1:
+        raise CropError(f"--scenario must name one scenario such as {scenarios[0].name}")
+    source = DatasetSource(dataset, str(ds.root.resolve()), generic_training, str(model) if model else None, arch)
+    if dataset == "npz" and model is None:
+        raise CropError("--dataset npz needs --model (your generic model .safetensors)")
+    generic, info = source.generic_model(source.serving(who))
+    us = source.user_scenario(who, scenarios[0], seed)
+    subject = {"dataset": dataset, "root": source.root, "user": who, "scenario": scenarios[0].name}
+    return generic, info, us.available, us.unseen, subject, ds.metric
+
+
 def _person(
     user: int | None, scenario: str, data: Path | None, model: Path | None, available: str | None, seed: int
 ) -> tuple[Any, dict, Any, dict, dict]:
@@ -466,8 +716,19 @@ def _person(
 @_guard
 def personalize(
     out: Annotated[str, typer.Option(help="output directory: model.safetensors and summary.json")],
-    user: Annotated[int | None, typer.Option(help="a HAPT user id (1-30)")] = None,
-    scenario: Annotated[str, typer.Option(help="HAPT scenario, e.g. hapt-session:1")] = "hapt-session:1",
+    user: Annotated[
+        str | None, typer.Option(help="a HAPT user id (1-30), or a user of --dataset (ExtraSensory: a UUID prefix)")
+    ] = None,
+    scenario: Annotated[
+        str | None, typer.Option(help="e.g. hapt-session:1 (the default on hapt) or stress:1 (default: the first)")
+    ] = None,
+    dataset: Annotated[
+        str, typer.Option(help="hapt (built in) or a dataset of docs/DATASETS.md, with --root")
+    ] = "hapt",
+    root: Annotated[str | None, typer.Option(help="the dataset's directory (every dataset but hapt)")] = None,
+    arch: Annotated[
+        str | None, typer.Option(help="--dataset npz: package.module:factory building your nn.Module")
+    ] = None,
     data: Annotated[
         Path | None, typer.Option(help="your own .npz with X (n, ...), y (n,), optional context (n,)")
     ] = None,
@@ -476,9 +737,10 @@ def personalize(
     method: Annotated[str, typer.Option(help="registered method")] = "crop",
     seed: Annotated[int, typer.Option(help="split and training seed", min=0, max=MAX_SEED)] = 0,
     config: Annotated[Path | None, typer.Option(help="TOML file with a [method] table of options")] = None,
-    metric: str = "balanced_accuracy",
+    metric: Annotated[str | None, typer.Option(help="accuracy measure (default: the dataset's)")] = None,
 ) -> None:
-    """Personalize one person: a HAPT user, or your own data file plus a generic model file."""
+    """Personalize one person: a HAPT user, a user of a dataset (--dataset, --root), or your own
+    data file plus a generic model file."""
 
     from crop.api import evaluate
     from crop.api import personalize as run_personalize
@@ -488,10 +750,26 @@ def personalize(
 
     out = check_out_dir(out, "--out", ("model.safetensors", "model.sparse.safetensors", "summary.json"))
     get_method(method)
-    _metric(metric)
-    configs = _load_configs(config, [method])
     t0 = time.perf_counter()
-    generic, generic_info, split, unseen, subject = _person(user, scenario, data, model, available, seed)
+    if dataset != "hapt":
+        if data is not None or available is not None:
+            raise CropError("--data and --available go with --dataset hapt (or use --dataset npz --root DIR)")
+        configs, generic_training = _dataset_configs(config, dataset)
+        metric = _metric(metric) if metric is not None else None
+        generic, generic_info, split, unseen, subject, own_metric = _dataset_person(
+            dataset, root, user, scenario, model, arch, seed, generic_training
+        )
+        metric = metric or own_metric
+        configs.setdefault(method, _preset_config(dataset, method))
+    else:
+        if root is not None or arch is not None:
+            raise CropError("--root and --arch apply to --dataset (docs/DATASETS.md), not hapt")
+        metric = _metric(metric if metric is not None else "balanced_accuracy")
+        configs = _load_configs(config, [method])
+        hapt_user = _hapt_user(user) if user is not None else None
+        generic, generic_info, split, unseen, subject = _person(
+            hapt_user, scenario if scenario is not None else "hapt-session:1", data, model, available, seed
+        )
     result = run_personalize(generic, split, configs.get(method), method=method, seed=seed, metric=metric)
     scores = {"available (test split)": evaluate(result.model, split.test)} if len(split.test) else {}
     scores.update({f"unseen: {k}": evaluate(result.model, v) for k, v in unseen.items()})

@@ -133,6 +133,14 @@ RULES: dict[str, Rule] = {
     "projection_steps": Rule(0, 10_000),
     "projection_lr": Rule(0, 10, lo_open=True),
     "mix": UNIT,
+    # generic training of the paper's datasets (PaperGenericConfig, Table 9)
+    "base_lr": Rule(0, MAX_LR, lo_open=True),
+    "max_lr": Rule(0, MAX_LR, lo_open=True),
+    "half_cycle_epochs": Rule(1, MAX_EPOCHS),
+    # fairness mitigation (crop.personalize.mitigation)
+    "dro_step": Rule(0, 10, lo_open=True),
+    "guard_tolerance": UNIT,
+    "guard_steps": Rule(1, 100),
     # --certify (RobustnessSpec)
     "RobustnessSpec.eps": Rule(0, 10, max_len=MAX_RADII),
     "RobustnessSpec.sigma": Rule(0, 10, lo_open=True),
@@ -297,7 +305,10 @@ def _check_tuple(cls: type, name: str, hint: Any, value: Any, where: str, path: 
 # ---------------------------------------------------------------- configs
 
 # Relations between fields, checked after each field: (class name, lower field, upper field).
-ORDERED: tuple[tuple[str, str, str], ...] = (("CertifiedConfig", "prune_start", "prune_end"),)
+ORDERED: tuple[tuple[str, str, str], ...] = (
+    ("CertifiedConfig", "prune_start", "prune_end"),
+    ("PaperGenericConfig", "base_lr", "max_lr"),
+)
 
 
 def check_config(config: Any, where: str = "config", prefix: str = "", root: type | None = None) -> Any:

@@ -67,14 +67,15 @@ def validate_bench_spec(spec: Any) -> None:
     if not isinstance(spec.out, Path):
         raise CropError(f"out must be a directory path, got {type(spec.out).__name__}")
     if spec.dataset != "hapt":
-        raise CropError(f"unknown dataset {spec.dataset!r}: the built-in dataset is hapt")
+        _check_dataset(spec)
     get_metric(spec.metric)
-    check_unique(spec.scenarios, "scenarios", key=lambda s: s.name if isinstance(s, Scenario) else repr(s))
-    if any(not isinstance(s, Scenario) for s in spec.scenarios):
-        raise CropError("scenarios must be Scenario objects (crop.data.scenarios.parse_scenarios)")
-    check_unique(spec.users, "users")
-    for user in spec.users:
-        check_int(user, "user", 1, max(USERS))
+    if spec.dataset == "hapt":
+        check_unique(spec.scenarios, "scenarios", key=lambda s: s.name if isinstance(s, Scenario) else repr(s))
+        if any(not isinstance(s, Scenario) for s in spec.scenarios):
+            raise CropError("scenarios must be Scenario objects (crop.data.scenarios.parse_scenarios)")
+        check_unique(spec.users, "users")
+        for user in spec.users:
+            check_int(user, "user", 1, max(USERS))
     check_unique(spec.seeds, "seeds")
     for seed in spec.seeds:
         check_int(seed, "seed", 0, MAX_SEED)
@@ -92,6 +93,54 @@ def validate_bench_spec(spec: Any) -> None:
         check_config(config, f"{method} config")
     _check_options(spec)
     _check_directory(Path(spec.out))
+
+
+def _check_dataset(spec: Any) -> None:
+    """A dataset other than HAPT: its name, its directory and files (loaded, so a malformed file
+    is refused here, before anything is written), its scenarios and users, the given model of
+    ``--dataset npz`` and the generic training config; the HAPT-only options at their defaults."""
+    from crop.bench.datasets import DatasetSource
+    from crop.bench.runner import source_of
+    from crop.data.datasets import DatasetScenario, dataset_class
+    from crop.data.datasets.presets import PaperGenericConfig
+
+    dataset_class(spec.dataset)
+    hapt_only = {
+        "--norm": (spec.norm, "batch"),
+        "--protocol": (spec.protocol, "test"),
+        "--generic": (spec.generic, None),
+        "--tune-on": (spec.tune_on, "available"),
+    }
+    for option, (value, default) in hapt_only.items():
+        if value != default:
+            raise CropError(f"{option} {value} applies to --dataset hapt only")
+    if spec.root is None:
+        raise CropError(f"--dataset {spec.dataset} needs --root (the directory holding its files; docs/DATASETS.md)")
+    if spec.dataset != "npz" and (spec.model is not None or spec.arch is not None):
+        raise CropError("--model and --arch apply to --dataset npz (the paper's datasets train their generic models)")
+    if spec.dataset == "npz" and spec.model is None:
+        raise CropError("--dataset npz needs --model (your generic model .safetensors; --arch for your own nn.Module)")
+    if spec.generic_training is not None:
+        if spec.dataset == "npz":
+            raise CropError("[generic-training] does not apply to --dataset npz (its generic model is --model)")
+        if not isinstance(spec.generic_training, PaperGenericConfig):
+            raise CropError("generic_training must be a PaperGenericConfig")
+        check_config(spec.generic_training, "generic-training")
+    source: DatasetSource = source_of(spec)
+    data = source.dataset.load()  # every file parsed and checked now
+    check_unique(spec.scenarios, "scenarios", key=lambda s: getattr(s, "name", repr(s)))
+    for scenario in spec.scenarios:
+        if not isinstance(scenario, DatasetScenario) or scenario.dataset != spec.dataset:
+            raise CropError(f"scenarios must be {spec.dataset} scenarios (Dataset.parse_scenarios), got {scenario!r}")
+    check_unique(spec.users, "users", key=str)
+    for user in spec.users:
+        if user not in data.users:
+            raise CropError(f"unknown {spec.dataset} user {user!r} under {source.root}")
+    if spec.dataset == "npz":
+        source.generic_model("given")  # the model file (and factory) load, before any unit
+    else:
+        for user in spec.users:  # every served user has a generic model with enough other users
+            source.dataset.generic_split(source.serving(user), source.generic_config().seed)
 
 
 def _check_options(spec: Any) -> None:
@@ -118,6 +167,8 @@ def _check_options(spec: Any) -> None:
     _check_serving(spec)
     if spec.unit_hook is not None and not callable(spec.unit_hook):
         raise CropError("unit_hook must be callable")
+    if not isinstance(getattr(spec, "fairness", False), bool):
+        raise CropError(f"fairness must be true or false, got {spec.fairness!r}")
 
 
 def _check_serving(spec: Any) -> None:
@@ -135,6 +186,8 @@ def _check_serving(spec: Any) -> None:
         )
     generic = getattr(spec, "generic", None)
     extra = (generic,) if generic is not None else ()
+    if getattr(spec, "dataset", "hapt") != "hapt":
+        return  # checked by _check_dataset
     for scenario in spec.scenarios:  # the generic model kind of every scenario exists
         runner.generic_kind(scenario, spec.norm, *extra)
 

@@ -16,7 +16,9 @@ listed, with their training time, in ``generics.jsonl``.
 
 With ``certify`` (``crop bench --certify``) every (unit, context) also gets one record per
 robustness measure (``metric`` such as ``verified@linf:0.01``, plus ``norm``, ``radius`` and,
-for smoothing, ``sigma``); see :mod:`crop.certify.robustness`.
+for smoothing, ``sigma``); see :mod:`crop.certify.robustness`. With ``fairness`` (``crop bench
+--fairness``) every (unit, context) also gets its confusion matrix (``metric`` ``confusion``;
+see :mod:`crop.fairness`); without it ``results.jsonl`` is exactly as before.
 """
 
 from __future__ import annotations
@@ -47,13 +49,13 @@ REPORTED_METRICS = ("balanced_accuracy", "accuracy", "f1")
 class BenchSpec:
     """What to run. ``configs`` maps a method name to its config (dataclass) if not default."""
 
-    scenarios: list[Scenario]
-    users: list[int]
+    scenarios: list[Scenario] | list[Any]  # HAPT Scenario, or DatasetScenario of ``dataset``
+    users: list[int] | list[Any]  # ints on HAPT; a dataset's own ids otherwise (ExtraSensory: UUIDs)
     seeds: list[int]
     methods: list[str]
     out: Path
     dataset: str = "hapt"
-    metric: str = "balanced_accuracy"
+    metric: str | None = None  # None: the dataset's own measure (HAPT: balanced_accuracy)
     configs: dict[str, Any] = field(default_factory=dict)
     tune: bool = False
     tune_budget: int | None = None
@@ -64,6 +66,52 @@ class BenchSpec:
     norm: str = "batch"  # "none": generic models (and so every personalized one) without BatchNorm
     protocol: str = "test"  # "development": each user served by the generic model they validated (see serving_fold)
     generic: str | None = None  # generic model kind for every scenario (default: the scenario's own)
+    root: Path | None = None  # the dataset's directory (every dataset but hapt; docs/DATASETS.md)
+    model: Path | None = None  # --dataset npz: the generic model file
+    arch: str | None = None  # --dataset npz: its factory, package.module:factory (unless built in)
+    generic_training: Any = None  # a PaperGenericConfig (default: the dataset's Table 9 preset)
+    fairness: bool = False  # confusion-matrix records per (unit, context), for crop.fairness
+
+    def __post_init__(self) -> None:
+        if self.metric is None:
+            self.metric = _dataset_metric(self.dataset)
+
+
+def _dataset_metric(dataset: str) -> str:
+    if dataset == "hapt":
+        return "balanced_accuracy"
+    from crop.data.datasets import dataset_class
+
+    try:
+        return dataset_class(dataset).metric
+    except CropError:
+        return "balanced_accuracy"  # an unknown dataset is refused by the checks, with its name
+
+
+def source_of(spec: BenchSpec) -> Any:
+    """``None`` for HAPT (the built-in path), else the :class:`~crop.bench.datasets.DatasetSource`."""
+    if spec.dataset == "hapt":
+        return None
+    from crop.bench.datasets import DatasetSource
+
+    return DatasetSource(
+        spec.dataset,
+        str(Path(spec.root).resolve()) if spec.root is not None else "",
+        spec.generic_training,
+        str(spec.model) if spec.model is not None else None,
+        spec.arch,
+    )
+
+
+def method_config(spec: BenchSpec, method: str) -> Any:
+    """The config ``method`` runs with: ``spec.configs``, else the dataset's preset (none on HAPT)."""
+    if method in spec.configs and spec.configs[method] is not None:
+        return spec.configs[method]
+    if spec.dataset == "hapt":
+        return get_method(method).config_class()
+    from crop.bench.datasets import method_config as preset
+
+    return preset(spec.dataset, method)
 
 
 def evaluate_unit(
@@ -71,7 +119,7 @@ def evaluate_unit(
 ) -> list[dict[str, Any]]:
     """Records of ``model`` on the available test split and each unseen context."""
     records = []
-    contexts = [("available", f"session {us.scenario.available_session}", us.available.test)]
+    contexts = [("available", us.available_name, us.available.test)]
     contexts += [("unseen", name, data) for name, data in us.unseen.items()]
     for context, name, data in contexts:
         pred = predict(model, data.X)
@@ -83,8 +131,8 @@ def evaluate_unit(
 
 def _settings(spec: BenchSpec) -> dict[str, Any]:
     """What decides a unit's numbers besides its key: the metric and every method's config."""
-    configs = {m: config_to_dict(spec.configs.get(m) or get_method(m).config_class()) for m in spec.methods}
-    return {
+    configs = {m: config_to_dict(method_config(spec, m)) for m in spec.methods}
+    settings = {
         "dataset": spec.dataset,
         "metric": spec.metric,
         "configs": configs,
@@ -95,6 +143,27 @@ def _settings(spec: BenchSpec) -> dict[str, Any]:
         "protocol": spec.protocol,
         "generic": spec.generic,
         "certify": spec.certify.to_dict() if spec.certify is not None else None,
+    } | _dataset_settings(spec)
+    if spec.fairness:  # absent without --fairness: bench.json as before
+        settings["fairness"] = True
+    return settings
+
+
+DATASET_KEYS = ("root", "model", "arch", "generic_training", "data")
+
+
+def _dataset_settings(spec: BenchSpec) -> dict[str, Any]:
+    """What a dataset other than HAPT adds to ``bench.json`` (nothing for HAPT): its directory,
+    the fingerprint of its files, the given model, and the generic training config."""
+    source = source_of(spec)
+    if source is None:
+        return {}
+    return {
+        "root": source.root,
+        "data": source.dataset.fingerprint(),
+        "model": source.model,
+        "arch": source.arch,
+        "generic_training": config_to_dict(source.generic_config()) if source.model is None else None,
     }
 
 
@@ -134,17 +203,31 @@ def _record_settings(spec: BenchSpec) -> None:
             for key in ("metric", "dataset", "tune", "tune_budget", "tune_on", "norm", "protocol", "generic"):
                 if old.get(key, defaults.get(key)) != settings[key]:
                     raise CropError(f"{spec.out} holds results made with another {key}; use a new --out")
+            for key in DATASET_KEYS:
+                if old.get(key) != settings.get(key):
+                    what = {"data": "data files", "generic_training": "generic training"}.get(key, key)
+                    raise CropError(f"{spec.out} holds results made with another {what}; use a new --out")
+            if bool(old.get("fairness", False)) != spec.fairness:
+                made = "with" if old.get("fairness") else "without"
+                raise CropError(f"{spec.out} holds results made {made} --fairness; use a new --out")
             old_certify, certify = old.get("certify"), settings["certify"]
             if (old_certify is None) != (certify is None) or (
                 certify is not None and not _same_config(old_certify, certify, RobustnessSpec().to_dict())
             ):
                 raise CropError(f"{spec.out} holds results made with another certify; use a new --out")
             for method, config in settings["configs"].items():
-                default = json.loads(json.dumps(config_to_dict(get_method(method).config_class()), default=str))
+                default = json.loads(json.dumps(config_to_dict(method_config(_bare(spec), method)), default=str))
                 if method in old.get("configs", {}) and not _same_config(old["configs"][method], config, default):
                     raise CropError(f"{spec.out} holds {method} results made with another config; use a new --out")
             settings["configs"] = {**old.get("configs", {}), **settings["configs"]}
     write_text_atomic(path, json.dumps(settings, indent=2, sort_keys=True))
+
+
+def _bare(spec: BenchSpec) -> BenchSpec:
+    """``spec`` without its configs (each method's default for its dataset)."""
+    from dataclasses import replace
+
+    return replace(spec, configs={})
 
 
 def plan_units(spec: BenchSpec) -> list[tuple[Scenario, int, int, str]]:
@@ -201,11 +284,13 @@ def generic_kind(scenario: Scenario, norm: str = "batch", generic: str | None = 
     return kind
 
 
-def group_units(units: Sequence[Unit], norm: str = "batch", generic: str | None = None) -> list[UnitGroup]:
+def group_units(
+    units: Sequence[Unit], norm: str = "batch", generic: str | None = None, source: Any = None
+) -> list[UnitGroup]:
     """Group ``units`` by shared personalization, in the order of their first unit."""
     groups: dict[tuple, UnitGroup] = {}
     for scenario, user, seed, method in units:
-        kind = generic_kind(scenario, norm, generic)
+        kind = generic_kind(scenario, norm, generic) if source is None else source.kind(scenario)
         key = (kind, user, scenario.available_session, seed, method)
         if key not in groups:
             groups[key] = UnitGroup(kind, user, seed, method, [])
@@ -227,17 +312,25 @@ class _Task:
     tune_budget: int | None
     certify: Any
     tuned: dict[str, Any] | None = None  # settings chosen beforehand (population tuning)
+    fairness: bool = False  # add confusion-matrix records
+    source: Any = None  # a DatasetSource (None: HAPT)
+    generic_arch: str | None = None  # --dataset npz: the factory of the given model
 
 
 _GENERICS: dict[str, nn.Module] = {}
 
 
-def _load_generic(path: str) -> nn.Module:
+def _load_generic(path: str, arch: str | None = None) -> nn.Module:
     from crop.models.io import load_model
 
     if path not in _GENERICS:
         _GENERICS.clear()
-        _GENERICS[path] = load_model(path)
+        if arch is None:
+            _GENERICS[path] = load_model(path)
+        else:
+            from crop.bench.datasets import load_generic_file
+
+            _GENERICS[path] = load_generic_file(path, arch)
     return _GENERICS[path]
 
 
@@ -250,8 +343,11 @@ def _run_group(
     traceback of a failure (``None`` when it succeeded)."""
     group = task.group
     t0 = time.perf_counter()
-    generic = _load_generic(task.generic_path)
-    cases = [build_user_scenario(group.user, sc, group.seed) for sc in group.scenarios]
+    generic = _load_generic(task.generic_path, task.generic_arch)
+    if task.source is None:
+        cases = [build_user_scenario(group.user, sc, group.seed) for sc in group.scenarios]
+    else:
+        cases = [task.source.user_scenario(group.user, sc, group.seed) for sc in group.scenarios]
     bases = [
         {"dataset": task.dataset, "scenario": sc.name, "user": group.user, "seed": group.seed, "method": group.method}
         for sc in group.scenarios
@@ -261,6 +357,10 @@ def _run_group(
         from crop.certify.robustness import robustness_hook
 
         hooks.append(robustness_hook(task.certify))
+    if task.fairness:
+        from crop.fairness._records import confusion_records
+
+        hooks.append(confusion_records)
     error = None
     try:
         extra: dict[str, Any] = {"status": "ok"}
@@ -329,8 +429,13 @@ def run_bench(spec: BenchSpec, progress: bool = True) -> Path:
     """
     from crop.generic import generic_for_fold
 
-    def fold_of(user: int) -> int:
-        return serving_fold(user, spec.protocol)
+    source = source_of(spec)
+
+    def fold_of(user: Any) -> Any:
+        return serving_fold(user, spec.protocol) if source is None else source.serving(user)
+
+    def generic_info(kind: str, fold: Any) -> dict:
+        return generic_for_fold(kind, fold)[1] if source is None else source.generic_model(fold)[1]
 
     if spec.protocol == "development" and spec.tune and spec.tune_on == "population":
         raise CropError(
@@ -348,7 +453,7 @@ def run_bench(spec: BenchSpec, progress: bool = True) -> Path:
     done = store.done_units()
     units = plan_units(spec)
     todo = [u for u in units if (spec.dataset, u[0].name, u[1], u[2], u[3]) not in done]
-    groups = group_units(todo, spec.norm, spec.generic)
+    groups = group_units(todo, spec.norm, spec.generic, source)
     workers = spec.workers if spec.workers is not None else default_workers(len(groups))
     if workers > 1 and spec.unit_hook is not None:
         raise CropError("a unit_hook runs in this process only: use workers=1")
@@ -373,11 +478,11 @@ def run_bench(spec: BenchSpec, progress: bool = True) -> Path:
     with Progress(*columns, disable=not progress, transient=False) as bar:
         # Generic models first, in this process: a fold's model is trained once and cached.
         generics: dict[tuple[str, int], dict] = {}
-        needed = sorted({(g.generic_kind, fold_of(g.user)) for g in groups})
+        needed = sorted({(g.generic_kind, fold_of(g.user)) for g in groups}, key=str)
         prep = bar.add_task("generic models", total=len(needed)) if needed else None
         for kind, fold in needed:
-            bar.update(prep, description=f"generic model {kind}, fold {fold}")
-            _, info = generic_for_fold(kind, fold)
+            bar.update(prep, description=f"generic model {kind}, {'fold ' if source is None else ''}{fold}")
+            info = generic_info(kind, fold)
             generics[(kind, fold)] = info
             if info.get("source") == "trained":
                 _append_json(spec.out / "generics.jsonl", {"kind": kind, **info})
@@ -389,7 +494,7 @@ def run_bench(spec: BenchSpec, progress: bool = True) -> Path:
         tasks = []
         for g in groups:
             info = generics[(g.generic_kind, fold_of(g.user))]
-            config = spec.configs.get(g.method) or get_method(g.method).config_class()
+            config = method_config(spec, g.method)
             tuned = None
             if (g.generic_kind, fold_of(g.user), g.method) in population:
                 config, tuned = population[(g.generic_kind, fold_of(g.user), g.method)]
@@ -405,6 +510,9 @@ def run_bench(spec: BenchSpec, progress: bool = True) -> Path:
                     spec.tune_budget,
                     spec.certify,
                     tuned,
+                    spec.fairness,
+                    source=source,
+                    generic_arch=info.get("arch"),
                 )
             )
 

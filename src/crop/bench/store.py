@@ -46,9 +46,11 @@ def record_problem(record: Any) -> str | None:
     for name in ("dataset", "scenario", "method"):
         if not isinstance(record[name], str):
             return f"field {name!r} is not a string"
-    for name in ("user", "seed"):
-        if not isinstance(record[name], int) or isinstance(record[name], bool):
-            return f"field {name!r} is not an integer"
+    if not isinstance(record["seed"], int) or isinstance(record["seed"], bool):
+        return "field 'seed' is not an integer"
+    user = record["user"]  # an int (HAPT, most datasets) or a non-empty str (ExtraSensory UUIDs, your files)
+    if isinstance(user, bool) or not (isinstance(user, int) or (isinstance(user, str) and user)):
+        return "field 'user' is not an integer or a name"
     status = record.get("status", "ok")
     if status not in ("ok", "failed"):
         return f"unknown status {status!r}"

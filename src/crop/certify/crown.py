@@ -15,7 +15,7 @@ with IBP re-propagated after each layer; every bound is the intersection of its 
 values. Layers reached from the input by one mixing layer are bounded exactly by IBP and are not
 re-done; convolutional layers use the patch form of ``patches.py``. ``intermediate="ibp"`` uses
 IBP bounds (CROWN-IBP, Zhang et al., 2020): cheap and differentiable, for training. A recurrent
-layer is a wall: back-substitution stops at its output and uses its interval there.
+layer (and a Hardswish) is a wall: back-substitution stops at its output and uses its interval there.
 
 Coefficients travel as rows ``a`` of shape ``(R, *shape)``, row ``r`` belonging to sample
 ``index[r]``; a convolution transposes all rows at once as ``R`` maps.
@@ -72,9 +72,9 @@ def backsubstitute(
 
 def domain_for(net: Network, bounds: list[Interval], domain: NormBall | Box, index: int) -> tuple[NormBall | Box, int]:
     """The set back-substitution from layer ``index`` ends in, and its layer index: the interval
-    of the last recurrent layer before it, or the input ``domain`` (-1)."""
+    of the last recurrent (or other interval-only) layer before it, or the input ``domain`` (-1)."""
     for i in range(index - 1, -1, -1):
-        if net.ops[i].kind == "recurrent":
+        if net.ops[i].kind not in ("affine", "relu"):
             return Box(*bounds[i]), i
     return domain, -1
 

@@ -52,7 +52,7 @@ def _blocks(net: Network) -> list[list[AffineOp]]:
             blocks.append([])
         else:
             raise CropError(
-                f"no Lipschitz bound for layer {op.name!r} ({type(op).__name__}): recurrent layers are not supported"
+                f"no Lipschitz bound for layer {op.name!r} ({type(op).__name__}): only affine layers and ReLU are supported"
             )
     return [b for b in blocks if b]
 

@@ -1,4 +1,5 @@
-"""Small ``nn.Module`` s that let recurrent models be written as an ``nn.Sequential``.
+"""Small ``nn.Module`` s that let recurrent models be written as an ``nn.Sequential``
+(defined in :mod:`crop.models.layers`, so that models need not import the certifier).
 
 ``nn.GRU`` / ``nn.LSTM`` return a tuple, so a sequential model needs a layer that picks the
 output sequence (:class:`TakeOutput`), and usually one that keeps the last time step
@@ -10,32 +11,6 @@ Example::
     nn.Sequential(Transpose(1, 2), nn.GRU(6, 32, batch_first=True), TakeOutput(), LastStep(), nn.Linear(32, 6))
 """
 
-from __future__ import annotations
+from crop.models.layers import LastStep, TakeOutput, Transpose
 
-import torch
-from torch import nn
-
-
-class TakeOutput(nn.Module):
-    """``(output, hidden) -> output``: the per-step outputs ``(batch, time, features)`` of an RNN."""
-
-    def forward(self, x: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        return x[0]
-
-
-class LastStep(nn.Module):
-    """``(batch, time, features) -> (batch, features)``: the last time step."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x[:, -1]
-
-
-class Transpose(nn.Module):
-    """Swap two axes of the batch tensor (axis numbers include the batch axis)."""
-
-    def __init__(self, dim0: int = 1, dim1: int = 2) -> None:
-        super().__init__()
-        self.dim0, self.dim1 = dim0, dim1
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.transpose(self.dim0, self.dim1)
+__all__ = ["LastStep", "TakeOutput", "Transpose"]

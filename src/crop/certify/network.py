@@ -18,9 +18,9 @@ import torch
 from torch import nn
 from torch.nn.modules.utils import _pair, _single
 
-from crop.certify.modules import LastStep, TakeOutput, Transpose
 from crop.certify.ops import (
     ConvOp,
+    HardswishOp,
     IdentityOp,
     LastStepOp,
     LinearOp,
@@ -34,10 +34,11 @@ from crop.certify.ops.conv import avgpool_weight
 from crop.certify.ops.diagonal import batchnorm_op, batchnorm_scale_shift, standardize_op
 from crop.errors import CropError
 from crop.models.hapt import Standardize
+from crop.models.layers import LastStep, TakeOutput, Transpose
 
 SUPPORTED = (
     "Linear, Conv1d, Conv2d, BatchNorm1d/2d (eval), ReLU, AvgPool1d/2d, Flatten, Dropout, Identity, "
-    "crop Standardize, GRU/LSTM + TakeOutput (interval bounds only), Transpose, LastStep"
+    "crop Standardize, GRU/LSTM + TakeOutput and Hardswish (interval bounds only), Transpose, LastStep"
 )
 
 
@@ -202,6 +203,8 @@ def compile_network(
                 op = LinearOp(name, module)
             elif isinstance(module, nn.ReLU):
                 op = ReLUOp(name)
+            elif isinstance(module, nn.Hardswish):
+                op = HardswishOp(name)
             elif isinstance(module, (nn.AvgPool1d, nn.AvgPool2d)):
                 op = _avgpool_op(name, module, x.shape[1], x)
             elif isinstance(module, (nn.Flatten, nn.Unflatten)):

@@ -229,7 +229,7 @@ def robustness_hook(spec: RobustnessSpec):
     """A ``BenchSpec.unit_hook`` adding :func:`robustness_measures` records for every context."""
 
     def hook(base: dict[str, Any], model: nn.Module, us: Any) -> list[dict[str, Any]]:
-        contexts = [("available", f"session {us.scenario.available_session}", us.available.test)]
+        contexts = [("available", us.available_name, us.available.test)]
         contexts += [("unseen", name, data) for name, data in us.unseen.items()]
         records = []
         for context, name, data in contexts:

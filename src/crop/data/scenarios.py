@@ -26,6 +26,7 @@ Unseen-context data is test data only: no personalization method ever receives i
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -88,12 +89,22 @@ def parse_scenarios(spec: str) -> list[Scenario]:
 
 @dataclass(frozen=True)
 class UserScenario:
-    """One person's data in one scenario: the available split and the unseen test contexts."""
+    """One person's data in one scenario: the available split and the unseen test contexts.
 
-    user: int
-    scenario: Scenario
+    ``user`` is an int (HAPT and most datasets) or a str (ExtraSensory UUIDs, your own files);
+    ``scenario`` a HAPT :class:`Scenario` or a :class:`~crop.data.datasets.DatasetScenario`."""
+
+    user: int | str
+    scenario: Scenario | Any
     available: ContextSplit
     unseen: dict[str, SensingData]
+
+    @property
+    def available_name(self) -> str:
+        """What results call the available context: ``session N`` on HAPT, the context labels
+        (``hand+pocket``) on the other datasets."""
+        name = getattr(self.scenario, "available_name", None)
+        return name if name is not None else f"session {self.scenario.available_session}"
 
 
 def build_user_scenario(user: int, scenario: Scenario, seed: int) -> UserScenario:

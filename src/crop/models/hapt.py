@@ -15,12 +15,16 @@ class Standardize(nn.Module):
     """Per-channel ``(x - mean) / std`` with the statistics stored as buffers.
 
     The generic model carries its training statistics, so raw sensor windows go straight in.
+    The buffers have shape ``(channels, 1, ..., 1)`` with ``trailing`` ones: 1 (default) for
+    ``(batch, channels, time)`` windows, 0 for feature vectors ``(batch, features)``, 2 for
+    ``(batch, channels, height, width)`` inputs. Channel is always the first axis of a sample.
     """
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, trailing: int = 1) -> None:
         super().__init__()
-        self.register_buffer("mean", torch.zeros(channels, 1))
-        self.register_buffer("std", torch.ones(channels, 1))
+        shape = (channels,) + (1,) * trailing
+        self.register_buffer("mean", torch.zeros(shape))
+        self.register_buffer("std", torch.ones(shape))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std

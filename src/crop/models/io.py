@@ -21,11 +21,17 @@ from torch import nn
 
 from crop.errors import CropError
 from crop.models.hapt import HAPTNet
-from crop.models.paper import StressMLP
+from crop.models.paper import ExtraSensoryCNNGRU, PerceptBiLSTM, StressMLP, WidarLeNet
 from crop.outputs import check_write_target
 from crop.report.files import publish
 
-ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {"hapt_cnn": HAPTNet, "stress_mlp": StressMLP}
+ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
+    "hapt_cnn": HAPTNet,
+    "stress_mlp": StressMLP,
+    "widar_lenet": WidarLeNet,
+    "extrasensory_cnn_gru": ExtraSensoryCNNGRU,
+    "percept_bilstm": PerceptBiLSTM,
+}
 
 
 def architecture_name(model: nn.Module) -> str | None:

@@ -229,6 +229,10 @@ def fit_crop_mpi(
         raise CropError(f"cycles must be >= 1, got {config.cycles}")
     if config.cycle_epochs is not None and config.cycle_epochs < 0:
         raise CropError(f"cycle_epochs must be >= 0, got {config.cycle_epochs}")
+    from crop.personalize.mitigation import is_active
+
+    if is_active(config.mitigation):
+        raise CropError("crop-mpi: fairness mitigation options are not supported (its cycles train without them)")
     # Steps 1-2 exactly as CRoP (same seed): the initial model and the one-shot amount.
     one_shot_cfg = dataclasses.replace(config, final=dataclasses.replace(config.final, epochs=0))
     base = fit_crop(generic, available, one_shot_cfg, seed=seed, metric=metric)

@@ -34,6 +34,7 @@ from crop.models.utils import clone_model, state_copy
 from crop.personalize.contrastive import ContrastiveConfig, contrastive_objective
 from crop.personalize.invariance import InvarianceConfig, invariance_objective, training_windows
 from crop.personalize.loop import TrainConfig, train
+from crop.personalize.mitigation import MitigationConfig, do_no_harm, mitigation_objective
 from crop.personalize.mix import mix
 from crop.personalize.norm import recalibrate_batchnorm
 from crop.personalize.prune import FreezePruned, PruneCriterion, prunable_names, prune_scores, tolerated_prune
@@ -88,6 +89,8 @@ class CRoPConfig:
             normalization statistics), i.e. the model CRoP goes on with.
         initial, final: the two finetuning phases. ``initial.select`` is set from ``prune_from``;
             ``final`` keeps the best validation checkpoint with the mixed model as a candidate.
+        mitigation: fairness mitigation (:mod:`crop.personalize.mitigation`; off by default): a
+            group objective in both finetuning phases and/or the do-no-harm guard after step 4.
     """
 
     alpha: float = 1e-3
@@ -109,6 +112,7 @@ class CRoPConfig:
     contrastive: ContrastiveConfig = field(default_factory=ContrastiveConfig)
     initial: TrainConfig = field(default_factory=_initial_phase)
     final: TrainConfig = field(default_factory=_final_phase)
+    mitigation: MitigationConfig = field(default_factory=MitigationConfig)
 
 
 def _penalty(config: CRoPConfig, alpha: float) -> WeightPenalty:
@@ -142,13 +146,16 @@ def fit_crop(
     """Algorithm 1. ``generic`` is not modified."""
     import time
 
-    check_available(generic, available)
+    n_classes = check_available(generic, available)
     check_crop_config(config)
     timings: dict[str, float] = {}
     generic_state = state_copy(generic)
     objective, invariance_info = invariance_objective(generic, available.train.X, config.invariance, seed)
     objective = contrastive_objective(generic, available.train.X, available.train.y, config.contrastive, objective)
     recal_windows = training_windows(available.train.X, objective, seed) if config.recalibrate_bn else None
+    objective, train_data, group_objective = mitigation_objective(
+        config.mitigation, objective, available.train, n_classes
+    )
 
     # Line 2: finetune with the trainable-alpha penalty.
     t0 = time.perf_counter()
@@ -157,7 +164,7 @@ def fit_crop(
     initial_cfg = TrainConfig(**{**config.initial.__dict__, "select": config.prune_from})
     step1 = train(
         model,
-        available.train,
+        train_data,
         available.val,
         initial_cfg,
         seed=seed,
@@ -198,7 +205,7 @@ def fit_crop(
     hooks2 = [penalty2] + ([FreezePruned(model, pruned.masks)] if config.final_finetune == "partial" else [])
     step2 = train(
         model,
-        available.train,
+        train_data,
         available.val,
         config.final,
         seed=seed + 1,
@@ -207,6 +214,12 @@ def fit_crop(
         objective=objective,
     )
     timings["final_finetune"] = time.perf_counter() - t0
+    extra: dict = {}
+    if group_objective is not None and group_objective.trace:
+        extra["group_weights"] = group_objective.trace[-1]
+    if config.mitigation.guard:
+        guard_windows = recal_windows if recal_windows is not None else available.train.X
+        _, extra["guard"] = do_no_harm(generic, model, available.val, guard_windows, config.mitigation)
 
     return PersonalizationResult(
         method_name,
@@ -229,6 +242,7 @@ def fit_crop(
             "final_epoch": step2.best_epoch,
             "mixed_selected": step2.best_epoch == 0,
             **invariance_info,
+            **extra,
             "history_initial": step1.history,
             "history_final": step2.history,
             "timings": {

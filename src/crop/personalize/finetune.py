@@ -12,6 +12,7 @@ from crop.models.utils import clone_model, state_copy
 from crop.personalize.contrastive import ContrastiveConfig, contrastive_objective
 from crop.personalize.invariance import InvarianceConfig, invariance_objective
 from crop.personalize.loop import TrainConfig, train
+from crop.personalize.mitigation import MitigationConfig, do_no_harm, mitigation_objective
 from crop.personalize.registry import PersonalizationResult, check_available, register_method
 
 
@@ -22,12 +23,14 @@ class FinetuneConfig:
     ``invariance`` and ``contrastive`` (off by default) add the generic model's invariances
     (:mod:`crop.personalize.invariance`) or its class structure
     (:mod:`crop.personalize.contrastive`) to the objective, so their effect can be measured
-    without CRoP's steps.
+    without CRoP's steps. ``mitigation`` (off by default): group-balanced reweighting, group
+    DRO and the do-no-harm guard (:mod:`crop.personalize.mitigation`).
     """
 
     train: TrainConfig = field(default_factory=TrainConfig)
     invariance: InvarianceConfig = field(default_factory=InvarianceConfig)
     contrastive: ContrastiveConfig = field(default_factory=ContrastiveConfig)
+    mitigation: MitigationConfig = field(default_factory=MitigationConfig)
 
 
 @register_method("finetune", FinetuneConfig, "conventional finetuning (M^C)")
@@ -40,16 +43,24 @@ def fit_finetune(
     metric: str = "balanced_accuracy",
 ) -> PersonalizationResult:
     """Finetune all parameters on the available context with cross-entropy."""
-    check_available(generic, available)
+    n_classes = check_available(generic, available)
     model = clone_model(generic)
     objective, invariance_info = invariance_objective(generic, available.train.X, config.invariance, seed)
     objective = contrastive_objective(generic, available.train.X, available.train.y, config.contrastive, objective)
-    out = train(model, available.train, available.val, config.train, seed=seed, metric=metric, objective=objective)
+    objective, train_data, group_objective = mitigation_objective(
+        config.mitigation, objective, available.train, n_classes
+    )
+    out = train(model, train_data, available.val, config.train, seed=seed, metric=metric, objective=objective)
+    extra: dict = {}
+    if group_objective is not None and group_objective.trace:
+        extra["group_weights"] = group_objective.trace[-1]
+    if config.mitigation.guard:
+        _, extra["guard"] = do_no_harm(generic, out.model, available.val, available.train.X, config.mitigation)
     return PersonalizationResult(
         "finetune",
         out.model,
         states={"generic": state_copy(generic), "final": state_copy(out.model)},
-        info={"best_epoch": out.best_epoch, "history": out.history, **invariance_info},
+        info={"best_epoch": out.best_epoch, "history": out.history, **invariance_info, **extra},
     )
 
 

@@ -133,6 +133,21 @@ class InvarianceObjective:
         moved = torch.stack([F.cross_entropy(out[(i + 1) * n : (i + 2) * n], y) for i in range(len(self.families))])
         return clean + self.weight * moved.mean()
 
+    def per_window(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The objective's terms per window, shape ``(batch,)``: ``CE(M(x_i), y_i) + weight *
+        mean_T CE(M(T x_i), y_i)`` (their mean is :meth:`__call__`'s value up to rounding), for
+        group-weighted objectives (:mod:`crop.personalize.mitigation`)."""
+        if not self.families or self.weight == 0:
+            return F.cross_entropy(model(x), y, reduction="none")
+        views = [x] + [transform(f, x, self.gen) for f in self.families]
+        out = model(torch.cat(views))
+        n = len(x)
+        clean = F.cross_entropy(out[:n], y, reduction="none")
+        moved = [
+            F.cross_entropy(out[(i + 1) * n : (i + 2) * n], y, reduction="none") for i in range(len(self.families))
+        ]
+        return clean + self.weight * torch.stack(moved).mean(0)
+
 
 def invariance_objective(
     generic: nn.Module, X: np.ndarray, config: InvarianceConfig, seed: int

@@ -78,6 +78,10 @@ class Hook:
         """A term added to the loss of every step."""
         return None
 
+    def on_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        """Called once with the phase's optimizer, before the first step (e.g. to attach a
+        learning-rate schedule that :meth:`after_step` advances)."""
+
     def after_backward(self, model: nn.Module) -> None:
         """Called after ``loss.backward()`` (e.g. zero the gradients of frozen weights)."""
 
@@ -152,6 +156,9 @@ def train(
         opt: torch.optim.Optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
     else:
         opt = torch.optim.SGD(params, lr=config.lr, momentum=0.9, weight_decay=config.weight_decay)
+    for h in hooks:
+        if hasattr(h, "on_optimizer"):  # hooks written before this extension point
+            h.on_optimizer(opt)
 
     on = config.select_on
     best_epoch, best_state = -1, None

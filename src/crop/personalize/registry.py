@@ -86,6 +86,7 @@ def _load_builtin_methods() -> None:
     import crop.personalize.ablations  # noqa: F401
     import crop.personalize.baselines  # noqa: F401
     import crop.personalize.crop  # noqa: F401
+    import crop.personalize.fair_methods  # noqa: F401
     import crop.personalize.finetune  # noqa: F401
     import crop.personalize.peers  # noqa: F401
 

@@ -1,5 +1,6 @@
 """The layers the bound propagators understand, one module per kind of operator."""
 
+from crop.certify.ops.activation import HardswishOp
 from crop.certify.ops.base import AffineOp, Op
 from crop.certify.ops.conv import ConvOp
 from crop.certify.ops.diagonal import DiagonalOp, batchnorm_scale_shift
@@ -12,6 +13,7 @@ __all__ = [
     "AffineOp",
     "ConvOp",
     "DiagonalOp",
+    "HardswishOp",
     "IdentityOp",
     "LastStepOp",
     "LinearOp",
