@@ -410,9 +410,14 @@ def bench(
     if dataset != "hapt":
         from crop.bench.runner import BenchSpec as _Spec
 
-        if fairness or attributes is not None:
-            raise CropError("--fairness and --attributes work with --dataset hapt for now")
+        if attributes is not None and not fairness:
+            raise CropError("--attributes needs --fairness")
         picked = _dataset_choices(dataset, root, model, arch, scenario, users, config, method_list)
+        if fairness:
+            from crop.fairness._command import check_targets, read_table_for
+
+            check_targets(out_dir)
+            read_table_for(attributes, picked["spec"]["users"], dataset, root)
         metric = _metric(metric) if metric is not None else picked["metric"]
         spec = _Spec(
             **picked["spec"],
@@ -428,8 +433,11 @@ def bench(
             norm=norm,
             protocol=protocol,
             generic=generic,
+            fairness=fairness,
         )
         run_bench(spec, progress=not quiet)
+        if fairness:
+            _fairness_report(out_dir, attributes, quiet=quiet)
         tables = _write_tables(out_dir, metric)
         if not quiet:
             for t in tables:
@@ -529,8 +537,9 @@ def fairness(
 
     Per-person balanced accuracy and gains (spread, worst person, share harmed); with `crop bench
     --fairness` results also per group of each attribute: HAPT traits measured on the available
-    context (movement intensity, walking cadence, the generic model's accuracy), the --attributes
-    columns, the activity and the context. See docs/FAIRNESS.md."""
+    context (movement intensity, walking cadence, the generic model's accuracy), attributes the
+    dataset's files carry (stress: the readme demographics), the --attributes columns, the
+    activity and the context. See docs/FAIRNESS.md."""
     from crop.fairness._command import check_targets
 
     out_dir = check_input_dir(out, "DIR")

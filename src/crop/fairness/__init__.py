@@ -3,7 +3,8 @@
 Metrics (``fairlearn.metrics.MetricFrame`` underneath): :func:`group_metrics`,
 :func:`binary_disparities`, :func:`person_spread`, :func:`harmed_share`. Attributes:
 :func:`load_attributes` (a per-person table), :mod:`crop.fairness._traits` (traits the HAPT
-recordings carry). The report of a bench directory: :func:`run_fairness` (``crop fairness``).
+recordings carry), :mod:`crop.fairness._carried` (attributes a dataset's files carry, e.g. the
+stress readme demographics). The report of a bench directory: :func:`run_fairness` (``crop fairness``).
 Mitigation lives in the personalization loop: :mod:`crop.personalize.mitigation`
 (re-exported here). See docs/FAIRNESS.md.
 

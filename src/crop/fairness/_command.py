@@ -16,6 +16,7 @@ from typing import Any
 
 from crop.errors import CropError
 from crop.fairness._attributes import PersonAttributes, load_attributes
+from crop.fairness._carried import carried_attributes
 from crop.fairness._report import FairnessReport, build_report
 from crop.fairness._traits import TRAITS, hapt_trait_values, trait_attributes
 
@@ -23,20 +24,47 @@ OUT = "fairness"
 FILES = ("fairness.md", "summary.md", "traits.csv")
 
 
-def dataset_users(dataset: str) -> tuple[int, ...]:
-    """Every user id of ``dataset`` (an attribute table naming another is refused)."""
+def dataset_users(dataset: str, root: str | Path | None = None) -> tuple:
+    """Every user id of ``dataset`` (an attribute table naming another is refused); datasets
+    other than HAPT are read from ``root``."""
     if dataset == "hapt":
         from crop.data.hapt import USERS
 
         return USERS
-    raise CropError(f"crop fairness knows the users of hapt only, not of dataset {dataset!r}")
+    return tuple(_dataset(dataset, root).users())
 
 
-def read_table_for(path: Path | None, users: Iterable[int], dataset: str = "hapt") -> PersonAttributes | None:
-    """The checked attribute table at ``path`` for ``users`` (``None`` without a path)."""
+def _dataset(dataset: str, root: str | Path | None) -> Any:
+    from crop.data.datasets import get_dataset
+
+    if root is None or str(root) == "":
+        raise CropError(f"dataset {dataset!r} needs its directory (bench.json has no root)")
+    return get_dataset(dataset, str(root))
+
+
+def carried_for(dataset: str, root: str | Path | None, users: Iterable[Any]) -> tuple[PersonAttributes, list[str]]:
+    """The per-person attributes ``dataset``'s own files carry for ``users`` (none for HAPT,
+    which publishes no demographics) and notes on those left out (:mod:`crop.fairness._carried`)."""
+    if dataset == "hapt":
+        return PersonAttributes({}), []
+    data = _dataset(dataset, root).load()
+    if not data.attributes:
+        return PersonAttributes({}), [f"the {dataset} files under {root} carry no per-person attributes"]
+    return carried_attributes(data.attributes, users, f"the {dataset} files")
+
+
+def read_table_for(
+    path: Path | None, users: Iterable[Any], dataset: str = "hapt", root: str | Path | None = None
+) -> PersonAttributes | None:
+    """The checked attribute table at ``path`` for ``users`` (``None`` without a path). Its
+    columns may not take the name of a built-in trait or of an attribute the dataset carries."""
     if path is None:
         return None
-    return load_attributes(path, users=users, known_users=dataset_users(dataset), reserved=TRAITS, dataset=dataset)
+    users = list(users)
+    carried = carried_for(dataset, root, users)[0] if dataset != "hapt" else PersonAttributes({})
+    reserved = (*TRAITS, *carried.groups)
+    known = dataset_users(dataset, root)
+    return load_attributes(path, users=users, known_users=known, reserved=reserved, dataset=dataset)
 
 
 def check_targets(out: Path) -> None:
@@ -112,30 +140,40 @@ def run_fairness(
         raise CropError(f"{out} holds no results.jsonl (a crop bench directory expected)")
     settings = read_settings(out) if (out / "bench.json").is_file() else {}
     dataset = str(settings.get("dataset", "hapt"))
+    root = settings.get("root")
     check_targets(out)
     records = load_results(out)
     perf = performance(records, "balanced_accuracy")
-    users = sorted({k[2] for k in perf})
-    table = read_table_for(attributes, users, dataset)
+    users = sorted({k[2] for k in perf}, key=str)
+    table = read_table_for(attributes, users, dataset, root)
     notes = [f"bench directory: {out}"]
     if attributes is not None:
         notes.append(f"attributes: {attributes}")
+    metric = str(settings.get("metric", "balanced_accuracy"))
+    if metric != "balanced_accuracy":
+        notes.append(f"the bench selected models on {metric}; these tables report balanced accuracy")
     by_scenario: dict[str, PersonAttributes] = {}
     for scenario in sorted({k[0] for k in perf}):
-        scenario_users = sorted({k[2] for k in perf if k[0] == scenario})
+        scenario_users = sorted({k[2] for k in perf if k[0] == scenario}, key=str)
         traits, note = scenario_traits(scenario, scenario_users, settings, say)
         if note:
             notes.append(note)
-        by_scenario[scenario] = traits.merged(table) if table is not None else traits
+        carried, skipped = carried_for(dataset, root, scenario_users)
+        notes += [f"{scenario}: {n}" for n in skipped]
+        attrs = traits.merged(carried)
+        by_scenario[scenario] = attrs.merged(table) if table is not None else attrs
     class_names = None
     if dataset == "hapt":
         from crop.data.hapt import ACTIVITIES
 
         class_names = list(ACTIVITIES)
+    else:
+        from crop.data.datasets import dataset_class
+
+        class_names = list(getattr(dataset_class(dataset), "class_names", ())) or None
     report = build_report(
         records,
         by_scenario,
-        metric=str(settings.get("metric", "balanced_accuracy")),
         class_names=class_names,
         resamples=resamples,
         notes=notes,

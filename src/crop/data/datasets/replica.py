@@ -89,12 +89,23 @@ _BLOCK_S = 150  # seconds per (context, condition) block
 
 
 def write_stress(
-    root: str | Path, *, subjects: tuple[int, ...] = STRESS_SUBJECTS, annotate: bool = True, seed: int = 0
+    root: str | Path,
+    *,
+    subjects: tuple[int, ...] = STRESS_SUBJECTS,
+    annotate: bool = True,
+    seed: int = 0,
+    response: dict[int, float] | None = None,
 ) -> Path:
     """``S<k>/S<k>.pkl`` (plain dicts of NumPy arrays, protocol 2 as WESAD's) and
     ``S<k>_readme.txt`` per subject; with ``annotate`` a ``contexts.csv`` that gives every
     2.5-minute block its wrist and movement (both wrists, still and moving, each with calm and
-    stress blocks). Without it the recording alternates still and moving on one wrist."""
+    stress blocks). Without it the recording alternates still and moving on one wrist.
+
+    ``response``: a factor per subject (default 1) on the size of their stress response: the
+    rise of heart rate (27 bpm at 1) and of skin conductance (3 uS), the extra skin-conductance
+    responses (5) and the fall of skin temperature (0.6 deg C). Below 1 the subject's stress is
+    harder to tell from calm: a planted, documented difference between people for fairness
+    checks. With every factor 1 the files are byte for byte those written without it."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -106,6 +117,7 @@ def write_stress(
         blocks = [blocks[i] for i in order]
         signal = {"ACC": [], "BVP": [], "EDA": [], "TEMP": []}
         label = []
+        r = 1.0 if response is None else float(response.get(k, 1.0))
         for i, (wrist, movement, cond) in enumerate(blocks):
             stressed = cond == 2
             n = {key: _BLOCK_S * hz for key, hz in (("ACC", 32), ("BVP", 64), ("EDA", 4), ("TEMP", 4))}
@@ -114,14 +126,18 @@ def write_stress(
             side = 1.0 if wrist == "left" else -1.0
             acc = np.stack([side * 20 + shake * np.sin(2 * np.pi * 1.5 * t_acc + j) for j in range(3)], axis=1)
             signal["ACC"].append(acc + rng.normal(0, 0.3, acc.shape) + np.array([0, 0, 60]))
-            hr = (95 if stressed else 68) + k + rng.normal(0, 2)
+            hr = 68 + (27 * r if stressed else 0) + k + rng.normal(0, 2)
             t_bvp = np.arange(n["BVP"]) / 64
             signal["BVP"].append((50 * np.sin(2 * np.pi * hr / 60 * t_bvp) + rng.normal(0, 3, n["BVP"]))[:, None])
-            level = (5.0 if stressed else 2.0) + 0.2 * k + (0.5 if wrist == "right" else 0.0)
+            level = 2.0 + (3.0 * r if stressed else 0.0) + 0.2 * k + (0.5 if wrist == "right" else 0.0)
             t_eda = np.arange(n["EDA"]) / 4
-            bumps = sum(np.exp(-((t_eda - c) ** 2) / 8) for c in rng.uniform(0, _BLOCK_S, 6 if stressed else 1))
+            bumps = sum(
+                np.exp(-((t_eda - c) ** 2) / 8) for c in rng.uniform(0, _BLOCK_S, 1 + round(5 * r) if stressed else 1)
+            )
             signal["EDA"].append((level + 0.3 * bumps + rng.normal(0, 0.02, n["EDA"]))[:, None])
-            temp = 33.5 - (0.6 if stressed else 0.0) + np.linspace(0, 0.1, n["TEMP"]) + rng.normal(0, 0.01, n["TEMP"])
+            temp = (
+                33.5 - (0.6 * r if stressed else 0.0) + np.linspace(0, 0.1, n["TEMP"]) + rng.normal(0, 0.01, n["TEMP"])
+            )
             signal["TEMP"].append(temp[:, None])
             label.append(np.full(_BLOCK_S * 700, cond, dtype=np.int8))
             annotation.append(f"S{k},{i * _BLOCK_S},{(i + 1) * _BLOCK_S},{wrist},{movement}")
