@@ -2,7 +2,8 @@
 
 Usage:
     .venv/bin/python benchmarks/results_page.py main=DIR [ablations=DIR] [nobn=DIR] [tune-population=DIR]
-        [tune-available=DIR] [heldout=DIR] [dev-hapt=DIR] [dev-hapt-rot=DIR]
+        [tune-available=DIR] [heldout=DIR] [dev-hapt=DIR] [dev-hapt-rot=DIR] [wise-norecal=DIR]
+        [contrastive=DIR]
 
 Each name fills the block between ``<!-- BEGIN name -->`` and ``<!-- END name -->`` in
 docs/RESULTS.md; every table of each directory also goes to docs/results/<name>.md and its Δ
@@ -66,7 +67,9 @@ def targets(perf: dict, scenarios: list[str]) -> Table:
     rows = []
     for s in scenarios:
         g = summarize_gain(perf, s, "crop", "finetune")
-        ranked = sorted(methods, key=lambda m: -summarize_gain(perf, s, m, "finetune").mean)
+        means = {m: summarize_gain(perf, s, m, "finetune").mean for m in methods}
+        means["finetune"] = 0.0
+        ranked = sorted(means, key=lambda m: -means[m])
         best = ranked[0]
         crop_harm, ft_harm = harm_rate(perf, s, "crop"), harm_rate(perf, s, "finetune")
         rows.append(
@@ -74,8 +77,8 @@ def targets(perf: dict, scenarios: list[str]) -> Table:
                 s,
                 g.interval(),
                 "yes" if g.low > 0 else f"no (lower end {g.low:+.2f})",
-                f"{ranked.index('crop') + 1} of {len(ranked) + 1}",
-                "crop" if best == "crop" else f"{best} ({summarize_gain(perf, s, best, 'finetune').mean:+.2f})",
+                f"{1 + sum(v > means['crop'] for v in means.values())} of {len(ranked)}",
+                "crop" if best == "crop" else f"{best} ({means[best]:+.2f})",
                 f"{100 * crop_harm:.0f} % vs {100 * ft_harm:.0f} %",
                 "yes" if crop_harm <= ft_harm + 1e-12 else "no",
             ]
@@ -93,7 +96,7 @@ def targets(perf: dict, scenarios: list[str]) -> Table:
         "Targets for the default crop, measured",
         header,
         rows,
-        note="Rank among all methods, finetune counted (its Δ_G is 0).",
+        note="Rank among all personalized methods, finetune counted (its Δ_G is 0); generic has no Δ_G.",
     )
 
 
@@ -154,6 +157,8 @@ def main() -> None:
         text = f"```bash\n{command_of(loaded['ablations'][0])}\n```\n" + md(
             compare_table(both, scenarios, methods, "Which step buys what: Cu (%) and Δ_G vs finetune (pp), all users")
         )
+        kept = [r for r in main_records + loaded["ablations"][1] if r["method"] in {"generic", *methods}]
+        text += "\n" + "\n".join(md(per_context_table(kept, s)) for s in scenarios if "faults" in s)
         write_block("ablations", text)
     if "nobn" in loaded:
         out, records = loaded["nobn"]
@@ -199,6 +204,19 @@ def main() -> None:
         text = f"```bash\n{command_of(out)}\n```\n" + "\n".join(md(gain_table(p, s)) for s in hs)
         text += "\n" + "\n".join(md(per_context_table(records, s)) for s in hs)
         write_block("heldout", text)
+    for name, suffix in (("wise-norecal", "no-recal"), ("contrastive", "contrastive")):
+        if name in loaded:
+            out, records = loaded[name]
+            seeds = {r["seed"] for r in records}
+            renamed = [{**r, "method": f"{r['method']}-{suffix}"} for r in records if r["method"] != "generic"]
+            base = [r for r in main_records if r["seed"] in seeds]
+            both = performance(base + renamed)
+            shown = [m for m in ("finetune", "wise-ft", "crop") if any(k[1] == m for k in both)]
+            shown = [m for m in shown if m == "finetune" or any(r["method"] == m for r in records)]
+            methods = shown + sorted({r["method"] for r in renamed})
+            title = f"Cu (%) and Δ_G vs finetune (pp), all users, seeds {','.join(map(str, sorted(seeds)))}"
+            text = f"```bash\n{command_of(out)}\n```\n" + md(compare_table(both, scenarios, methods, title))
+            write_block(name, text)
     for name in ("dev-hapt", "dev-hapt-rot"):
         if name in loaded:
             out, records = loaded[name]

@@ -97,6 +97,23 @@ def test_finetune_and_crop_with_invariance_run_and_report_the_probe(quick):
     assert again.info["invariance_agreement"] == result.info["invariance_agreement"]
 
 
+def test_crop_with_invariance_contrastive_and_bn_reestimation_together(quick):
+    """The contrastive term wraps the invariance objective; re-estimation still sees the
+    invariance views (a regression: it once looked for them on the wrapper)."""
+    net = TinyNet(channels=6)
+    data = crop.stratified_split(windows(90), 0)
+    crop_cfg = {
+        "initial": {**quick.__dict__, "select": "last"},
+        "final": quick.__dict__,
+        "invariance": {"weight": 1.0},
+        "contrastive": {"weight": 1.0},
+        "recalibrate_bn": True,
+    }
+    result = crop.personalize(net, data, crop_cfg, method="crop", seed=0)
+    assert set(result.info["invariance_agreement"]) == {"orientation", "perturbation"}
+    assert all(torch.isfinite(p).all() for p in result.model.parameters())
+
+
 def test_prototypes_are_normalized_class_means_of_generic_embeddings():
     net = TinyNet()
     data = make_data(n=30)

@@ -150,9 +150,9 @@ def fit_crop(
     check_crop_config(config)
     timings: dict[str, float] = {}
     generic_state = state_copy(generic)
-    objective, invariance_info = invariance_objective(generic, available.train.X, config.invariance, seed)
-    objective = contrastive_objective(generic, available.train.X, available.train.y, config.contrastive, objective)
-    recal_windows = training_windows(available.train.X, objective, seed) if config.recalibrate_bn else None
+    invariance, invariance_info = invariance_objective(generic, available.train.X, config.invariance, seed)
+    objective = contrastive_objective(generic, available.train.X, available.train.y, config.contrastive, invariance)
+    recal_windows = training_windows(available.train.X, invariance, seed) if config.recalibrate_bn else None
     objective, train_data, group_objective = mitigation_objective(
         config.mitigation, objective, available.train, n_classes
     )
