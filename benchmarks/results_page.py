@@ -52,6 +52,9 @@ def command_of(out: Path) -> str:
         parts.append(f"--protocol {s['protocol']}")
     if s.get("generic"):
         parts.append(f"--generic {s['generic']}")
+    config = Path(__file__).parent / "configs" / f"{out.name}.toml"
+    if config.is_file():
+        parts.append(f"--config benchmarks/configs/{config.name}")
     parts.append(f"--out out/{out.name}")
     return " ".join(parts)
 

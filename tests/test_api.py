@@ -37,13 +37,14 @@ def test_any_module_can_be_personalized_and_evaluated():
 
 
 def test_metrics_match_sklearn():
-    from sklearn.metrics import balanced_accuracy_score, f1_score
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
-    from crop.metrics import balanced_accuracy, f1
+    from crop.metrics import accuracy, balanced_accuracy, f1
 
     rng = np.random.default_rng(0)
     y, p = rng.integers(0, 4, 200), rng.integers(0, 4, 200)
     assert balanced_accuracy(y, p) == pytest.approx(balanced_accuracy_score(y, p))
+    assert accuracy(y, p) == pytest.approx(accuracy_score(y, p))
     assert f1(y, p) == pytest.approx(f1_score(y, p, average="macro"))
     yb, pb = rng.integers(0, 2, 50), rng.integers(0, 2, 50)
     assert f1(yb, pb) == pytest.approx(f1_score(yb, pb))

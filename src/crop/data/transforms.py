@@ -8,11 +8,15 @@ training a generic model that should know every orientation. All functions are p
 from __future__ import annotations
 
 import numpy as np
-from scipy.spatial.transform import Rotation
+
+# scipy's Rotation is imported where it is used: importing scipy.spatial costs about a second
+# of every command's start-up, and most commands never rotate anything.
 
 
 def random_rotations(n: int, rng: np.random.Generator) -> np.ndarray:
     """``n`` rotation matrices drawn uniformly from SO(3), shape ``(n, 3, 3)``."""
+    from scipy.spatial.transform import Rotation
+
     return Rotation.random(n, random_state=rng).as_matrix().astype(np.float32).reshape(n, 3, 3)
 
 
@@ -80,6 +84,8 @@ HELDOUT_SHIFTS = ("tilt-30", "flip-180", "gain", "tempo")
 
 def tilt(X: np.ndarray, rng: np.random.Generator, degrees: float = 30.0) -> np.ndarray:
     """The phone tilted by ``degrees`` about a random axis (both sensors together)."""
+    from scipy.spatial.transform import Rotation
+
     axis = rng.standard_normal(3)
     R = Rotation.from_rotvec(np.radians(degrees) * axis / np.linalg.norm(axis)).as_matrix().astype(np.float32)
     return rotate(X, R)
