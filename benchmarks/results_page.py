@@ -2,7 +2,7 @@
 
 Usage:
     .venv/bin/python benchmarks/results_page.py main=DIR [ablations=DIR] [nobn=DIR] [tune-population=DIR]
-        [tune-available=DIR] [heldout=DIR] [dev-hapt=DIR] [dev-hapt-rot=DIR] [wise-norecal=DIR]
+        [tune-available=DIR] [heldout=DIR] [wise-norecal=DIR]
         [contrastive=DIR]
 
 Each name fills the block between ``<!-- BEGIN name -->`` and ``<!-- END name -->`` in
@@ -222,14 +222,6 @@ def main() -> None:
             methods = shown + sorted({r["method"] for r in renamed})
             title = f"Cu (%) and Δ_G vs finetune (pp), all users, seeds {','.join(map(str, sorted(seeds)))}"
             text = f"```bash\n{command_of(out)}\n```\n" + md(compare_table(both, scenarios, methods, title))
-            write_block(name, text)
-    for name in ("dev-hapt", "dev-hapt-rot"):
-        if name in loaded:
-            out, records = loaded[name]
-            p = performance(records)
-            text = f"```bash\n{command_of(out)}\n```\n" + "\n".join(
-                md(gain_table(p, s)) for s in sorted({k[0] for k in p})
-            )
             write_block(name, text)
     print("wrote docs/RESULTS.md blocks:", ", ".join(loaded))
 
