@@ -408,65 +408,37 @@ def bench(
         raise CropError(f"--norm must be 'batch' or 'none', got {norm!r}")
     method_list = _methods(methods)
     if dataset != "hapt":
-        from crop.bench.runner import BenchSpec as _Spec
-
         if attributes is not None and not fairness:
             raise CropError("--attributes needs --fairness")
         picked = _dataset_choices(dataset, root, model, arch, scenario, users, config, method_list)
-        if fairness:
-            from crop.fairness._command import check_targets, read_table_for
-
-            check_targets(out_dir)
-            read_table_for(attributes, picked["spec"]["users"], dataset, root)
+        fields = picked["spec"]
         metric = _metric(metric) if metric is not None else picked["metric"]
-        spec = _Spec(
-            **picked["spec"],
-            seeds=int_list(seeds, "--seeds", 0, MAX_SEED, MAX_SEEDS),
-            methods=method_list,
-            out=out_dir,
-            metric=metric,
-            tune=tune,
-            tune_budget=tune_budget,
-            tune_on=tune_on,
-            certify=parse_robustness_spec(certify) if certify is not None else None,
-            workers=workers,
-            norm=norm,
-            protocol=protocol,
-            generic=generic,
-            fairness=fairness,
-        )
-        run_bench(spec, progress=not quiet)
-        if fairness:
-            _fairness_report(out_dir, attributes, quiet=quiet)
-        tables = _write_tables(out_dir, metric)
-        if not quiet:
-            for t in tables:
-                if t.kind in ("summary", "gains"):
-                    console.print(_rich_table(t))
-        console.print(f"wrote {out_dir / 'results.jsonl'} and {out_dir / 'table.md'}")
-        return
-    if root is not None or model is not None or arch is not None:
-        raise CropError("--root, --model and --arch apply to the datasets of docs/DATASETS.md, not hapt")
-    if scenario is None:
-        raise CropError("--dataset hapt needs --scenario (e.g. hapt-session:1)")
-    metric = _metric(metric if metric is not None else "balanced_accuracy")
-    user_list = _users(users) if users is not None else list(PERSONALIZATION_USERS)
-    if attributes is not None and not fairness:
-        raise CropError("--attributes needs --fairness")
+    else:
+        if root is not None or model is not None or arch is not None:
+            raise CropError("--root, --model and --arch apply to the datasets of docs/DATASETS.md, not hapt")
+        if scenario is None:
+            raise CropError("--dataset hapt needs --scenario (e.g. hapt-session:1)")
+        metric = _metric(metric if metric is not None else "balanced_accuracy")
+        user_list = _users(users) if users is not None else list(PERSONALIZATION_USERS)
+        if attributes is not None and not fairness:
+            raise CropError("--attributes needs --fairness")
+        fields = {
+            "scenarios": parse_scenarios(scenario),
+            "users": user_list,
+            "dataset": dataset,
+            "configs": _load_configs(config, method_list),
+        }
     if fairness:
         from crop.fairness._command import check_targets, read_table_for
 
         check_targets(out_dir)
-        read_table_for(attributes, user_list, dataset)
+        read_table_for(attributes, fields["users"], dataset, root)
     spec = BenchSpec(
-        scenarios=parse_scenarios(scenario),
-        users=user_list,
+        **fields,
         seeds=int_list(seeds, "--seeds", 0, MAX_SEED, MAX_SEEDS),
         methods=method_list,
         out=out_dir,
-        dataset=dataset,
-        metric=_metric(metric),
-        configs=_load_configs(config, method_list),
+        metric=metric,
         tune=tune,
         tune_budget=tune_budget,
         tune_on=tune_on,
