@@ -56,7 +56,7 @@ from crop.personalize.invariance import InvarianceConfig
 from crop.personalize.loop import Hook, TrainConfig, train
 from crop.personalize.mix import mix
 from crop.personalize.prune import FreezePruned, PruneCriterion, global_masks, prunable_names, prune_scores
-from crop.personalize.registry import PersonalizationResult, register_method
+from crop.personalize.registry import PersonalizationResult, register_method, register_variant
 from crop.personalize.regularize import AlphaParam, PenaltyKind
 
 
@@ -144,26 +144,14 @@ VARIANTS: dict[str, tuple[type, str]] = {
 }
 
 
-def _register_variant(name: str, config_class: type, description: str) -> None:
-    def fit(
-        generic: nn.Module,
-        available: ContextSplit,
-        config: CRoPConfig,
-        *,
-        seed: int = 0,
-        metric: str = "balanced_accuracy",
-    ) -> PersonalizationResult:
-        result = fit_crop(generic, available, config, seed=seed, metric=metric)
-        result.method = name
-        return result
-
-    fit.__name__ = "fit_" + name.replace("-", "_")
-    fit.__doc__ = f"{description.capitalize()} (CRoP otherwise; see :mod:`crop.personalize.ablations`)."
-    register_method(name, config_class, description)(fit)
-
-
 for _name, (_cls, _description) in VARIANTS.items():
-    _register_variant(_name, _cls, _description)
+    register_variant(
+        _name,
+        _cls,
+        _description,
+        fit_crop,
+        f"{_description.capitalize()} (CRoP otherwise; see :mod:`crop.personalize.ablations`).",
+    )
 
 
 @dataclass
@@ -173,21 +161,13 @@ class InvariantFinetuneConfig(FinetuneConfig):
     invariance: InvarianceConfig = field(default_factory=lambda: InvarianceConfig(weight=1.0))
 
 
-@register_method(
-    "finetune-invariant", InvariantFinetuneConfig, "ablation: conventional finetuning with crop's invariance term"
+fit_finetune_invariant = register_variant(
+    "finetune-invariant",
+    InvariantFinetuneConfig,
+    "ablation: conventional finetuning with crop's invariance term",
+    fit_finetune,
+    "Finetuning with the invariance term: what that term buys without CRoP's steps.",
 )
-def fit_finetune_invariant(
-    generic: nn.Module,
-    available: ContextSplit,
-    config: InvariantFinetuneConfig,
-    *,
-    seed: int = 0,
-    metric: str = "balanced_accuracy",
-) -> PersonalizationResult:
-    """Finetuning with the invariance term: what that term buys without CRoP's steps."""
-    result = fit_finetune(generic, available, config, seed=seed, metric=metric)
-    result.method = "finetune-invariant"
-    return result
 
 
 @dataclass

@@ -23,13 +23,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from torch import nn
-
-from crop.data.sensing import ContextSplit
 from crop.personalize.crop import CRoPConfig, fit_crop
 from crop.personalize.finetune import FinetuneConfig, fit_finetune
 from crop.personalize.mitigation import MitigationConfig
-from crop.personalize.registry import PersonalizationResult, register_method
+from crop.personalize.registry import register_variant
 
 
 @dataclass
@@ -84,25 +81,11 @@ VARIANTS: dict[str, tuple[str, type, str]] = {
 }
 
 
-def _register(name: str, base: str, config_class: type, description: str) -> None:
-    def fit(
-        generic: nn.Module,
-        available: ContextSplit,
-        config: FinetuneConfig | CRoPConfig,
-        *,
-        seed: int = 0,
-        metric: str = "balanced_accuracy",
-    ) -> PersonalizationResult:
-        if base == "crop":
-            return fit_crop(generic, available, config, seed=seed, metric=metric, method_name=name)  # type: ignore[arg-type]
-        result = fit_finetune(generic, available, config, seed=seed, metric=metric)  # type: ignore[arg-type]
-        result.method = name
-        return result
-
-    fit.__name__ = "fit_" + name.replace("-", "_")
-    fit.__doc__ = f"{description.capitalize()} (see :mod:`crop.personalize.fair_methods`)."
-    register_method(name, config_class, description)(fit)
-
-
 for _name, (_base, _cls, _description) in VARIANTS.items():
-    _register(_name, _base, _cls, _description)
+    register_variant(
+        _name,
+        _cls,
+        _description,
+        fit_crop if _base == "crop" else fit_finetune,
+        f"{_description.capitalize()} (see :mod:`crop.personalize.fair_methods`).",
+    )

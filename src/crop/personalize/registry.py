@@ -68,6 +68,23 @@ def register_method(name: str, config_class: type, description: str = "") -> Cal
     return decorator
 
 
+def register_variant(name: str, config_class: type, description: str, base: FitFn, doc: str) -> FitFn:
+    """Register ``name``: the method ``base`` (e.g. ``fit_crop``) run with ``config_class``'s
+    defaults, its results labelled ``name``. For ablations and option variants that differ from
+    their base method in configuration only."""
+
+    def fit(
+        generic: nn.Module, available: ContextSplit, config: Any, *, seed: int = 0, metric: str = "balanced_accuracy"
+    ) -> PersonalizationResult:
+        result = base(generic, available, config, seed=seed, metric=metric)
+        result.method = name
+        return result
+
+    fit.__name__ = "fit_" + name.replace("-", "_")
+    fit.__doc__ = doc
+    return register_method(name, config_class, description)(fit)
+
+
 def get_method(name: str) -> MethodSpec:
     _load_builtin_methods()
     try:
