@@ -34,7 +34,7 @@ from crop.certify.network import compile_network
 from crop.certify.smoothing import sample_counts
 from crop.certify.sparse import save_sparse, to_sparse_inference
 from crop.models import StressMLP, save_model
-from crop.personalize.prune import global_masks, prunable_names
+from crop.personalization.prune import global_masks, prunable_names
 
 
 def timed(fn, repeats: int) -> float:

@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from crop.data.sensing import SensingData, stratified_split
-from crop.personalize.loop import TrainConfig
+from crop.personalization.loop import TrainConfig
 
 torch.set_num_threads(1)  # the tiny test models run fastest on one thread
 

@@ -18,7 +18,7 @@ import math
 import typing
 from dataclasses import dataclass
 
-from crop.personalize.registry import METHODS, available_methods
+from crop.personalization.registry import METHODS, available_methods
 from crop.validate import _strip_optional, field_kind, literal_values, rule_for
 
 

@@ -96,7 +96,7 @@ def test_non_finite_weights_are_never_written(tmp_path):
 
 
 def test_training_refuses_a_diverging_or_empty_configuration_before_any_step(tiny_model, tiny_split):
-    from crop.personalize.loop import TrainConfig, train
+    from crop.personalization.loop import TrainConfig, train
 
     before = {k: v.clone() for k, v in tiny_model.state_dict().items()}
     for config in (

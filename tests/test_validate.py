@@ -13,7 +13,7 @@ from crop.certify.robustness import RobustnessSpec
 from crop.data.datasets.presets import PaperGenericConfig
 from crop.errors import CropError
 from crop.generic import GenericTrainConfig
-from crop.personalize.registry import METHODS, available_methods, config_from_dict, config_to_dict
+from crop.personalization.registry import METHODS, available_methods, config_from_dict, config_to_dict
 from crop.validate import (
     check_config,
     config_classes,
@@ -93,7 +93,7 @@ def test_every_number_refuses_wrong_types_and_values_outside_its_range(cls):
     ],
 )
 def test_config_from_dict_messages_name_key_value_and_what_is_allowed(values, message):
-    from crop.personalize.crop import CRoPConfig
+    from crop.personalization.crop import CRoPConfig
 
     with pytest.raises(CropError) as info:
         config_from_dict(CRoPConfig, values, "crop config")
@@ -102,8 +102,8 @@ def test_config_from_dict_messages_name_key_value_and_what_is_allowed(values, me
 
 
 def test_epochs_zero_is_refused_except_where_a_phase_may_be_skipped():
-    from crop.personalize.crop import CRoPConfig
-    from crop.personalize.finetune import FinetuneConfig
+    from crop.personalization.crop import CRoPConfig
+    from crop.personalization.finetune import FinetuneConfig
 
     for cls, values in [(FinetuneConfig, {"train": {"epochs": 0}}), (CRoPConfig, {"initial": {"epochs": 0}})]:
         with pytest.raises(CropError, match="epochs = 0"):
@@ -112,8 +112,8 @@ def test_epochs_zero_is_refused_except_where_a_phase_may_be_skipped():
 
 
 def test_the_python_api_goes_through_the_same_checks(tiny_model, tiny_split):
-    from crop.personalize.finetune import FinetuneConfig
-    from crop.personalize.loop import TrainConfig
+    from crop.personalization.finetune import FinetuneConfig
+    from crop.personalization.loop import TrainConfig
 
     with pytest.raises(CropError, match="train.epochs = 0"):
         crop.personalize(tiny_model, tiny_split, FinetuneConfig(TrainConfig(epochs=0)), method="finetune")
@@ -133,7 +133,7 @@ def test_certify_spec_counts_have_upper_limits():
 
 def test_tune_grids_are_validated_and_bounded():
     from crop.analysis._tune import expand_grid, grid_configs, parse_grid_option
-    from crop.personalize.finetune import FinetuneConfig
+    from crop.personalization.finetune import FinetuneConfig
 
     with pytest.raises(CropError, match="given twice"):
         parse_grid_option("train.lr=0.1;train.lr=0.2")

@@ -11,8 +11,8 @@ import copy
 import torch
 
 from crop.models.utils import clone_model
-from crop.personalize.norm import recalibrate_batchnorm
-from crop.personalize.registry import config_from_dict, get_method
+from crop.personalization.norm import recalibrate_batchnorm
+from crop.personalization.registry import config_from_dict, get_method
 
 KIND = {}
 VARIANTS = {
@@ -49,8 +49,8 @@ def fit(name, spec, generic, available, seed):
 
 import torch.nn.functional as F
 
-from crop.personalize.baselines.cotta import augment_windows
-from crop.personalize.loop import TrainConfig, train
+from crop.personalization.baselines.cotta import augment_windows
+from crop.personalization.loop import TrainConfig, train
 
 
 class AugCE:
@@ -176,7 +176,7 @@ def fit(name, spec, generic, available, seed):
     return _fit2(name, spec, generic, available, seed)
 
 
-from crop.personalize.loop import Hook
+from crop.personalization.loop import Hook
 
 
 class SWA(Hook):

@@ -11,7 +11,7 @@ from crop.api import evaluate, personalize
 from crop.data.sensing import ContextSplit, SensingData, stratified_split
 from crop.errors import CropError
 from crop.models.io import load_model, load_state, save_model
-from crop.personalize import CRoPConfig, FinetuneConfig, PersonalizationResult, TrainConfig, available_methods
+from crop.personalization import CRoPConfig, FinetuneConfig, PersonalizationResult, TrainConfig, available_methods
 
 __version__ = "0.1.0"
 

@@ -11,7 +11,7 @@ from crop.data.sensing import ContextSplit, SensingData, stratified_split
 from crop.errors import CropError
 from crop.metrics import get_metric
 from crop.models.utils import predict
-from crop.personalize.registry import PersonalizationResult, check_config, config_from_dict, get_method
+from crop.personalization.registry import PersonalizationResult, check_config, config_from_dict, get_method
 from crop.validate import check_seed
 
 
@@ -38,7 +38,7 @@ def personalize(
         metric: the accuracy measure used for checkpoint selection and ToleratedPrune.
 
     Returns:
-        a :class:`~crop.personalize.PersonalizationResult` with ``model``, ``states`` and
+        a :class:`~crop.personalization.PersonalizationResult` with ``model``, ``states`` and
         ``prune_amount``.
 
     Example:

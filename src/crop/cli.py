@@ -94,7 +94,7 @@ def _users(text: str | None, what: str = "--users") -> list[int]:
 
 
 def _methods(text: str | None, what: str = "--methods") -> list[str]:
-    from crop.personalize.registry import get_method
+    from crop.personalization.registry import get_method
 
     names = split_list(text, what)
     for name in names:
@@ -122,7 +122,7 @@ def _dataset_configs(path: Path | None, dataset: str) -> tuple[dict[str, Any], A
     """Method configs (the dataset's preset, then the TOML table of each method) and the
     generic-training config (``[generic-training]``: the dataset's Table 9 preset overridden)."""
     from crop.bench.datasets import GENERIC_TABLE, generic_config, method_config
-    from crop.personalize.registry import get_method
+    from crop.personalization.registry import get_method
 
     raw = _read_toml(path) if path is not None else {}
     configs: dict[str, Any] = {}
@@ -187,7 +187,7 @@ def _dataset_choices(
 
 def _load_configs(path: Path | None, methods: list[str]) -> dict[str, Any]:
     """Method configs from a TOML file with one table per method name."""
-    from crop.personalize.registry import config_from_dict, get_method
+    from crop.personalization.registry import config_from_dict, get_method
 
     if path is None:
         return {}
@@ -282,7 +282,7 @@ def _setup(
 @_guard
 def methods() -> None:
     """List the registered personalization methods."""
-    from crop.personalize.registry import METHODS, available_methods
+    from crop.personalization.registry import METHODS, available_methods
 
     for name in available_methods():
         console.print(f"[bold]{name}[/bold]: {METHODS[name].description}")
@@ -726,7 +726,7 @@ def personalize(
     from crop.api import evaluate
     from crop.api import personalize as run_personalize
     from crop.models.io import save_model
-    from crop.personalize.registry import config_to_dict, get_method
+    from crop.personalization.registry import config_to_dict, get_method
     from crop.report.files import write_text_atomic
 
     out = check_out_dir(out, "--out", ("model.safetensors", "model.sparse.safetensors", "summary.json"))
@@ -844,7 +844,7 @@ def tune(
     from crop.analysis._tune import default_grid, expand_grid, grid_configs, parse_grid_option
     from crop.api import evaluate
     from crop.models.io import save_model
-    from crop.personalize.registry import get_method
+    from crop.personalization.registry import get_method
 
     out = check_out_dir(out, "--out", ("tune.md", "tune.csv", "chosen.json", "model.safetensors"))
     spec = get_method(method)
@@ -942,7 +942,7 @@ def _population_tune_cmd(
 
 
 def get_method_fit(method: str) -> Callable[..., Any]:
-    from crop.personalize.registry import get_method
+    from crop.personalization.registry import get_method
 
     return get_method(method).fit
 

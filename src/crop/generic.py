@@ -38,7 +38,7 @@ from crop.data.scenarios import GENERIC_VAL_USERS, PERSONALIZATION_USERS
 from crop.errors import CropError
 from crop.models.hapt import HAPTNet
 from crop.models.io import load_model, metadata_of, save_model
-from crop.personalize.loop import TrainConfig, train
+from crop.personalization.loop import TrainConfig, train
 
 GENERIC_KINDS = ("hapt", "hapt-rot", "hapt-nobn", "hapt-rot-nobn")
 N_FOLDS = 6

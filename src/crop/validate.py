@@ -95,7 +95,7 @@ RULES: dict[str, Rule] = {
     "cycles": Rule(1, 100),
     "cycle_epochs": Rule(0, MAX_EPOCHS),  # 0: no intermediate finetuning
     "CRoPConfig.final.epochs": Rule(0, MAX_EPOCHS),  # 0 skips step 4: the mixed model is the result
-    "Phase.epochs": Rule(0, MAX_EPOCHS),  # crop.personalize.loop.train: 0 returns the starting model
+    "Phase.epochs": Rule(0, MAX_EPOCHS),  # crop.personalization.loop.train: 0 returns the starting model
     "weight": WEIGHT,  # invariance / contrastive term
     "threshold": UNIT,  # invariance agreement
     "draws": Rule(1, 1_000),
@@ -137,7 +137,7 @@ RULES: dict[str, Rule] = {
     "base_lr": Rule(0, MAX_LR, lo_open=True),
     "max_lr": Rule(0, MAX_LR, lo_open=True),
     "half_cycle_epochs": Rule(1, MAX_EPOCHS),
-    # fairness mitigation (crop.personalize.mitigation)
+    # fairness mitigation (crop.personalization.mitigation)
     "dro_step": Rule(0, 10, lo_open=True),
     "guard_tolerance": UNIT,
     "guard_steps": Rule(1, 100),
@@ -156,7 +156,7 @@ RULES: dict[str, Rule] = {
 # Allowed values of plain ``str`` fields and of ``tuple[str, ...]`` fields: a tuple, or
 # ("module", "NAME") naming a tuple defined next to the code that uses it.
 CHOICES: dict[str, tuple[str, ...] | tuple[str, str]] = {
-    "families": ("crop.personalize.invariance", "FAMILIES"),
+    "families": ("crop.personalization.invariance", "FAMILIES"),
     "GenericTrainConfig.norm": ("batch", "none"),
     "RobustnessSpec.norm": ("linf", "l2"),
     "RobustnessSpec.lipschitz": ("power", "fft"),

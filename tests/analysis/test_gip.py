@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from crop.analysis import gip, gip_table, gradient_alignment, removed_positions, state_gradients
-from crop.personalize.prune import loss_gradients
+from crop.personalization.prune import loss_gradients
 from tests.conftest import TinyNet, make_data
 
 

@@ -8,8 +8,8 @@ import crop.data.hapt as hapt
 from crop.analysis import population_tune, population_users
 from crop.errors import CropError
 from crop.generic import fold_users
-from crop.personalize.finetune import FinetuneConfig
-from crop.personalize.loop import TrainConfig
+from crop.personalization.finetune import FinetuneConfig
+from crop.personalization.loop import TrainConfig
 
 FAST = FinetuneConfig(TrainConfig(epochs=2, batch_size=32))
 GRID = {"train.lr": [1e-3, 1e-2]}
@@ -47,7 +47,7 @@ def test_a_finished_search_is_read_back_without_fitting(tmp_path, loads, monkeyp
     loads.clear()
     import dataclasses
 
-    from crop.personalize.registry import METHODS
+    from crop.personalization.registry import METHODS
 
     def refuse(*args, **kwargs):
         raise AssertionError("fitted again")

@@ -50,7 +50,7 @@ def test_analyze_result_needs_an_unseen_context(crop_run, tmp_path):
 def test_tables_only_for_a_result_without_masks(crop_run, tmp_path):
     """Methods without pruning (e.g. finetune: generic + final) are analysed too."""
     _, split, unseen, result = crop_run
-    from crop.personalize.registry import PersonalizationResult
+    from crop.personalization.registry import PersonalizationResult
 
     plain = PersonalizationResult("finetune", result.model, {k: result.states[k] for k in ("generic", "final")})
     report = analyze_result(plain, split, unseen, tmp_path, figures=False)

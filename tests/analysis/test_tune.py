@@ -13,19 +13,19 @@ from crop.analysis import _tune as tune_module
 from crop.analysis import apply_overrides, default_grid, expand_grid, parse_grid_option, tune
 from crop.data.sensing import SensingData
 from crop.errors import CropError
-from crop.personalize import loop
-from crop.personalize.crop import CRoPConfig
-from crop.personalize.registry import get_method
+from crop.personalization import loop
+from crop.personalization.crop import CRoPConfig
+from crop.personalization.registry import get_method
 from tests.conftest import TinyNet, make_data
 
 QUICK = {"initial": {"epochs": 2, "lr": 1e-2, "batch_size": 16}, "final": {"epochs": 1, "lr": 1e-2, "batch_size": 16}}
 
 
-from crop.personalize.invariance import InvarianceConfig  # noqa: E402
+from crop.personalization.invariance import InvarianceConfig  # noqa: E402
 
 
 def _quick_crop():
-    from crop.personalize.registry import config_from_dict
+    from crop.personalization.registry import config_from_dict
 
     return config_from_dict(CRoPConfig, QUICK)
 

@@ -7,9 +7,9 @@ import pytest
 from crop.bench.runner import BenchSpec, run_bench
 from crop.bench.store import ResultStore
 from crop.data.scenarios import parse_scenarios
-from crop.personalize.crop import CRoPConfig
-from crop.personalize.finetune import FinetuneConfig
-from crop.personalize.loop import TrainConfig
+from crop.personalization.crop import CRoPConfig
+from crop.personalization.finetune import FinetuneConfig
+from crop.personalization.loop import TrainConfig
 from crop.report.tables import performance, render_markdown, summary_table
 
 FAST = {

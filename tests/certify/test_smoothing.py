@@ -18,7 +18,7 @@ from crop.certify.smoothing import (
     sample_counts,
 )
 from crop.certify.training import GaussianNoiseObjective
-from crop.personalize.loop import TrainConfig, train
+from crop.personalization.loop import TrainConfig, train
 
 
 class Constant(nn.Module):

@@ -16,8 +16,8 @@ from crop.certify.sparse import load_sparse_model, save_sparse, to_sparse_infere
 from crop.data.sensing import stratified_split
 from crop.errors import CropError
 from crop.models import HAPTNet, save_model
-from crop.personalize.loop import TrainConfig, train
-from crop.personalize.prune import prunable_names
+from crop.personalization.loop import TrainConfig, train
+from crop.personalization.prune import prunable_names
 from tests.conftest import make_data
 
 

@@ -22,7 +22,7 @@ from crop.models.paper import (
     WidarLeNet,
     parameter_count,
 )
-from crop.personalize.prune import prunable_names
+from crop.personalization.prune import prunable_names
 
 # (factory, the paper's input shape, parameters, a scale of realistic inputs)
 ARCHS = {
@@ -105,8 +105,8 @@ def _small(name: str) -> nn.Module:
 
 @pytest.mark.parametrize("name", ["widar", "extrasensory", "stress", "perceptr"])
 def test_crop_prunes_every_kind_of_layer_and_mixes_back(name):
-    from crop.personalize.crop import CRoPConfig, fit_crop
-    from crop.personalize.loop import TrainConfig
+    from crop.personalization.crop import CRoPConfig, fit_crop
+    from crop.personalization.loop import TrainConfig
 
     model = _small(name).eval()
     split = stratified_split(_toy(name), seed=0)
@@ -167,7 +167,7 @@ def test_ibp_and_crown_margins(name):
 @pytest.mark.parametrize("name", ["extrasensory", "stress", "perceptr"])
 def test_crop_certified_trains_through_the_recurrent_layers(name):
     from crop.certify.method import CertifiedConfig, fit_certified
-    from crop.personalize.loop import TrainConfig
+    from crop.personalization.loop import TrainConfig
 
     model = _small(name).eval()
     split = stratified_split(_toy(name), seed=0)

@@ -8,12 +8,12 @@ import torch.nn.functional as F
 
 import crop
 from crop.models.utils import clone_model, state_copy
-from crop.personalize.ablations import VARIANTS, IterativeConfig
-from crop.personalize.crop import CRoPConfig
-from crop.personalize.loop import TrainConfig, train
-from crop.personalize.prune import FreezePruned, global_masks, prunable_names
-from crop.personalize.registry import config_from_dict, get_method
-from crop.personalize.regularize import WeightPenalty
+from crop.personalization.ablations import VARIANTS, IterativeConfig
+from crop.personalization.crop import CRoPConfig
+from crop.personalization.loop import TrainConfig, train
+from crop.personalization.prune import FreezePruned, global_masks, prunable_names
+from crop.personalization.registry import config_from_dict, get_method
+from crop.personalization.regularize import WeightPenalty
 
 QUICK = {  # plain cross-entropy: the invariance term has its own tests (test_invariance_contrastive.py)
     "invariance": {"weight": 0.0},

@@ -10,18 +10,18 @@ from torch import nn
 import crop
 from crop.errors import CropError
 from crop.models.utils import predict, state_copy
-from crop.personalize.baselines import (
+from crop.personalization.baselines import (
     NearestReferenceClassifier,
     augment_windows,
     shot_pseudo_labels,
     triplet_loss,
 )
-from crop.personalize.baselines._common import head_name
-from crop.personalize.baselines.cotta import CoTTAConfig, build_cotta, ema_update_
-from crop.personalize.baselines.piggyback import binarize
-from crop.personalize.loop import Hook, TrainConfig, train
-from crop.personalize.prune import prunable_names
-from crop.personalize.registry import PersonalizationResult, available_methods, config_from_dict, get_method
+from crop.personalization.baselines._common import head_name
+from crop.personalization.baselines.cotta import CoTTAConfig, build_cotta, ema_update_
+from crop.personalization.baselines.piggyback import binarize
+from crop.personalization.loop import Hook, TrainConfig, train
+from crop.personalization.prune import prunable_names
+from crop.personalization.registry import PersonalizationResult, available_methods, config_from_dict, get_method
 from tests.conftest import TinyNet, make_data
 
 BASELINES = ["shot", "packnet", "piggyback", "cotta", "ptn"]
@@ -237,7 +237,7 @@ def test_cotta_teacher_is_exact_ema_of_student_without_restore(split):
     cfg = CoTTAConfig(momentum=0.9, restore_prob=0.0, n_augmentations=2, confidence=0.99)
     pair, update, objective = build_cotta(generic, cfg, seed=0)
     recorder = RecordStudent(pair)  # runs after the CoTTA update, which then has not changed the student
-    from crop.personalize.baselines._common import without_labels
+    from crop.personalization.baselines._common import without_labels
 
     train(
         pair,

@@ -9,11 +9,11 @@ from torch import nn
 import crop
 from crop.errors import CropError
 from crop.models.utils import score, state_copy
-from crop.personalize.crop import CRoPConfig
-from crop.personalize.loop import TrainConfig, train
-from crop.personalize.mix import mix
-from crop.personalize.prune import apply_masks, global_masks, magnitude_scores, prunable_names, tolerated_prune
-from crop.personalize.regularize import WeightPenalty, penalty_value
+from crop.personalization.crop import CRoPConfig
+from crop.personalization.loop import TrainConfig, train
+from crop.personalization.mix import mix
+from crop.personalization.prune import apply_masks, global_masks, magnitude_scores, prunable_names, tolerated_prune
+from crop.personalization.regularize import WeightPenalty, penalty_value
 
 
 def test_prunable_names_exclude_last_layer_and_biases(tiny_model):

@@ -8,8 +8,8 @@ from torch import nn
 
 import crop
 from crop.data.augment import rotate_triads, uniform_rotations
-from crop.personalize.contrastive import ContrastiveConfig, PrototypeContrast, class_prototypes
-from crop.personalize.invariance import (
+from crop.personalization.contrastive import ContrastiveConfig, PrototypeContrast, class_prototypes
+from crop.personalization.invariance import (
     InvarianceConfig,
     InvarianceObjective,
     invariance_objective,

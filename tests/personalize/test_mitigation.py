@@ -1,4 +1,4 @@
-"""Fairness mitigation in the personalization loop (crop.personalize.mitigation): off by default,
+"""Fairness mitigation in the personalization loop (crop.personalization.mitigation): off by default,
 the mechanics of each option, and a synthetic population with a planted bias that each option
 must reduce.
 
@@ -28,15 +28,15 @@ from crop.data.sensing import SensingData, stratified_split
 from crop.errors import CropError
 from crop.fairness import group_metrics
 from crop.models.utils import predict
-from crop.personalize.loop import TrainConfig
-from crop.personalize.mitigation import (
+from crop.personalization.loop import TrainConfig
+from crop.personalization.mitigation import (
     GroupObjective,
     MitigationConfig,
     encode_groups,
     is_active,
     mitigation_objective,
 )
-from crop.personalize.registry import get_method
+from crop.personalization.registry import get_method
 from tests.conftest import TinyNet, make_data
 
 CORE, SPURIOUS, MINORITY = 0.25, 0.5, 0.15
@@ -147,7 +147,7 @@ def test_the_guard_keeps_the_model_when_no_group_is_harmed_and_reports_what_it_s
     assert info["guard_harmed"] == [1] and 0.0 <= info["guard_mix"] < 1.0  # the minority was harmed on val
     assert info["guard_accuracy"]["1"] >= info["guard_reference"]["1"]  # and is no longer
     # A model that harms no group is returned exactly as the method made it.
-    from crop.personalize.mitigation import do_no_harm
+    from crop.personalization.mitigation import do_no_harm
 
     model = core_only_generic()
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -160,8 +160,8 @@ def test_the_guard_keeps_the_model_when_no_group_is_harmed_and_reports_what_it_s
 
 
 def test_defaults_change_nothing(tiny_model, tiny_split, quick):
-    from crop.personalize.crop import CRoPConfig, CRoPPaperConfig
-    from crop.personalize.finetune import FinetuneConfig
+    from crop.personalization.crop import CRoPConfig, CRoPPaperConfig
+    from crop.personalization.finetune import FinetuneConfig
 
     for cls in (FinetuneConfig, CRoPConfig, CRoPPaperConfig):
         assert not is_active(cls().mitigation)
@@ -202,7 +202,7 @@ def test_group_dro_moves_weight_to_the_group_with_the_higher_loss():
 
 
 def test_invariance_objective_per_window_terms_average_to_the_objective():
-    from crop.personalize.invariance import InvarianceObjective
+    from crop.personalization.invariance import InvarianceObjective
 
     torch.manual_seed(0)
     model = TinyNet().eval()
@@ -214,7 +214,7 @@ def test_invariance_objective_per_window_terms_average_to_the_objective():
 
 
 def test_refusals_are_one_line_errors(tiny_model, tiny_split, quick):
-    from crop.personalize.finetune import FinetuneConfig
+    from crop.personalization.finetune import FinetuneConfig
 
     with pytest.raises(CropError, match="needs a per-window group attribute"):
         mitigation_objective(MitigationConfig(objective="reweight", groups="attribute"), None, tiny_split.train, 3)
@@ -222,11 +222,11 @@ def test_refusals_are_one_line_errors(tiny_model, tiny_split, quick):
     config = dataclasses.replace(config, contrastive=dataclasses.replace(config.contrastive, weight=1.0))
     with pytest.raises(CropError, match="no per-window form"):
         get_method("finetune").fit(tiny_model, tiny_split, config, seed=0)
-    from crop.personalize.ablations import IterativeConfig
+    from crop.personalization.ablations import IterativeConfig
 
     with pytest.raises(CropError, match="crop-mpi: fairness mitigation"):
         get_method("crop-mpi").fit(tiny_model, tiny_split, config_with(IterativeConfig(), guard=True), seed=0)
-    from crop.personalize.registry import config_from_dict
+    from crop.personalization.registry import config_from_dict
 
     with pytest.raises(CropError, match="mitigation.objective = 'fair' is not allowed"):
         config_from_dict(FinetuneConfig, {"mitigation": {"objective": "fair"}})

@@ -10,9 +10,9 @@ from torch import nn
 import crop
 from crop.errors import CropError
 from crop.models.utils import state_copy
-from crop.personalize.norm import recalibrate_batchnorm
-from crop.personalize.peers import StartingPointPenalty, blocks
-from crop.personalize.registry import PersonalizationResult, config_from_dict, get_method
+from crop.personalization.norm import recalibrate_batchnorm
+from crop.personalization.peers import StartingPointPenalty, blocks
+from crop.personalization.registry import PersonalizationResult, config_from_dict, get_method
 from tests.conftest import TinyNet, make_data
 
 PEERS = ["wise-ft", "l2-sp", "lp-ft", "surgical", "tpgm"]

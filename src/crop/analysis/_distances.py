@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 import torch
 
 from crop.models.utils import State
-from crop.personalize.prune import Masks
+from crop.personalization.prune import Masks
 
 
 def euclidean_distance(a: State, b: State, keys: Sequence[str] | None = None) -> float:

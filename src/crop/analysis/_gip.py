@@ -23,7 +23,7 @@ from torch import nn
 
 from crop.data.sensing import SensingData
 from crop.models.utils import State, clone_model
-from crop.personalize.prune import Masks, loss_gradients
+from crop.personalization.prune import Masks, loss_gradients
 
 Gradients = Mapping[str, torch.Tensor]
 

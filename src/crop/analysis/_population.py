@@ -34,7 +34,7 @@ from crop.data.sensing import stratified_split
 from crop.errors import CropError
 from crop.metrics import get_metric
 from crop.models.utils import predict
-from crop.personalize.registry import config_to_dict, get_method
+from crop.personalization.registry import config_to_dict, get_method
 from crop.report.files import write_text_atomic
 from crop.report.table import Table
 

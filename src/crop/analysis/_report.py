@@ -29,8 +29,8 @@ from crop.analysis._states import state_accuracies, state_confusions, step_effec
 from crop.data.sensing import ContextSplit, SensingData
 from crop.errors import CropError
 from crop.models.utils import State, clone_model
-from crop.personalize.prune import prunable_names
-from crop.personalize.registry import PersonalizationResult
+from crop.personalization.prune import prunable_names
+from crop.personalization.registry import PersonalizationResult
 from crop.report.files import write_text_atomic
 from crop.report.table import Table, column_order, fmt_delta, fmt_pct
 

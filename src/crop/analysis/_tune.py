@@ -33,7 +33,7 @@ from crop.data.sensing import ContextSplit
 from crop.errors import CropError
 from crop.metrics import get_metric
 from crop.models.utils import predict_logits
-from crop.personalize.registry import PersonalizationResult, config_to_dict, get_method
+from crop.personalization.registry import PersonalizationResult, config_to_dict, get_method
 from crop.report.files import write_text_atomic
 from crop.report.table import Table, fmt_pct
 

@@ -19,7 +19,7 @@ from crop.data.scenarios import build_user_scenario, parse_scenarios
 from crop.errors import CropError
 from crop.metrics import get_metric
 from crop.models.utils import predict
-from crop.personalize.registry import config_from_dict, get_method
+from crop.personalization.registry import config_from_dict, get_method
 from crop.report.files import write_text_atomic
 
 

@@ -58,7 +58,7 @@ def validate_bench_spec(spec: Any) -> None:
     from crop.data.hapt import USERS
     from crop.data.scenarios import Scenario
     from crop.metrics import get_metric
-    from crop.personalize.registry import get_method
+    from crop.personalization.registry import get_method
 
     if not isinstance(spec, BenchSpec):
         raise CropError(f"expected a BenchSpec, got {type(spec).__name__}")

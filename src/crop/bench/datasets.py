@@ -30,8 +30,8 @@ from torch import nn
 from crop.data.datasets import Dataset, get_dataset
 from crop.data.datasets.presets import GENERIC, PERSONALIZATION, PaperGenericConfig, preset_name
 from crop.errors import CropError
-from crop.personalize.loop import Hook, TrainConfig, train
-from crop.personalize.registry import get_method
+from crop.personalization.loop import Hook, TrainConfig, train
+from crop.personalization.registry import get_method
 
 GENERIC_TABLE = "generic-training"  # the [generic-training] table of a --config TOML
 

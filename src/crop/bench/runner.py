@@ -39,7 +39,7 @@ from crop.data.scenarios import Scenario, UserScenario, build_user_scenario
 from crop.errors import CropError
 from crop.metrics import METRICS, get_metric
 from crop.models.utils import predict
-from crop.personalize.registry import config_to_dict, get_method
+from crop.personalization.registry import config_to_dict, get_method
 from crop.report.files import write_text_atomic
 
 REPORTED_METRICS = ("balanced_accuracy", "accuracy", "f1")

@@ -20,8 +20,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from crop.personalize.loop import Hook
-from crop.personalize.prune import Masks, global_masks
+from crop.personalization.loop import Hook
+from crop.personalization.prune import Masks, global_masks
 
 
 def gmp_density(step: int, start: int, end: int, final: float) -> float:

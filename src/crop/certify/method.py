@@ -36,9 +36,9 @@ from crop.certify.training import CertifiedObjective
 from crop.data.sensing import ContextSplit
 from crop.errors import CropError
 from crop.models.utils import clone_model, score, state_copy
-from crop.personalize.loop import TrainConfig, train
-from crop.personalize.prune import prunable_names
-from crop.personalize.registry import PersonalizationResult, check_available, register_method
+from crop.personalization.loop import TrainConfig, train
+from crop.personalization.prune import prunable_names
+from crop.personalization.registry import PersonalizationResult, check_available, register_method
 
 
 def _robust_phase() -> TrainConfig:

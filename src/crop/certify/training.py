@@ -1,4 +1,4 @@
-"""Training objectives for robustness, used with :func:`crop.personalize.loop.train`.
+"""Training objectives for robustness, used with :func:`crop.personalization.loop.train`.
 
 * :class:`GaussianNoiseObjective` -- Gaussian data augmentation, the base-classifier training of
   randomized smoothing (Cohen et al., 2019): cross-entropy on ``x + N(0, sigma^2 I)``.

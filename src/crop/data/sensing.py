@@ -22,7 +22,7 @@ class SensingData:
         name: a label used in error messages (e.g. ``"user 2 session 1"``).
         group: optional per-window attribute of shape ``(n,)`` (integers or strings, e.g. a
             device or a recording condition): the groups that fairness mitigation
-            (:mod:`crop.personalize.mitigation`, ``groups="attribute"``) balances. ``None``: none.
+            (:mod:`crop.personalization.mitigation`, ``groups="attribute"``) balances. ``None``: none.
     """
 
     X: np.ndarray

@@ -38,9 +38,9 @@ from torch.nn.modules.batchnorm import _BatchNorm, _NormBase
 from crop.data.sensing import ContextSplit
 from crop.errors import CropError
 from crop.models.utils import clone_model, state_copy
-from crop.personalize.loop import Hook, TrainConfig, train
-from crop.personalize.peers._common import only_these_require_grad
-from crop.personalize.registry import PersonalizationResult, check_available, register_method
+from crop.personalization.loop import Hook, TrainConfig, train
+from crop.personalization.peers._common import only_these_require_grad
+from crop.personalization.registry import PersonalizationResult, check_available, register_method
 
 WEIGHTED = (nn.Linear, nn.Bilinear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.RNNBase)
 NORMALIZATION = (_NormBase, nn.LayerNorm, nn.GroupNorm)

@@ -15,14 +15,14 @@ method                  paper                                       supervision
 ``ptn``                 Burns et al., Sensors 2022                  labels (triplets)
 ======================  ==========================================  ===================
 
-All of them run on the one shared loop :func:`crop.personalize.loop.train` through its hooks.
+All of them run on the one shared loop :func:`crop.personalization.loop.train` through its hooks.
 """
 
-from crop.personalize.baselines.cotta import CoTTAConfig, augment_windows, fit_cotta
-from crop.personalize.baselines.packnet import PackNetConfig, fit_packnet
-from crop.personalize.baselines.piggyback import PiggybackConfig, fit_piggyback
-from crop.personalize.baselines.ptn import NearestReferenceClassifier, PTNConfig, fit_ptn, triplet_loss
-from crop.personalize.baselines.shot import SHOTConfig, fit_shot, shot_pseudo_labels
+from crop.personalization.baselines.cotta import CoTTAConfig, augment_windows, fit_cotta
+from crop.personalization.baselines.packnet import PackNetConfig, fit_packnet
+from crop.personalization.baselines.piggyback import PiggybackConfig, fit_piggyback
+from crop.personalization.baselines.ptn import NearestReferenceClassifier, PTNConfig, fit_ptn, triplet_loss
+from crop.personalization.baselines.shot import SHOTConfig, fit_shot, shot_pseudo_labels
 
 __all__ = [
     "CoTTAConfig",

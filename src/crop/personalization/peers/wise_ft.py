@@ -7,7 +7,7 @@ interpolation keeps much of the zero-shot model's robustness to distribution shi
 gaining most of the finetuned model's accuracy on the target distribution.
 
 Here the generic model plays the zero-shot model and the finetuning is the library's
-conventional finetuning (:mod:`crop.personalize.finetune`): the shared loop on
+conventional finetuning (:mod:`crop.personalization.finetune`): the shared loop on
 ``available.train`` with the best epoch on ``available.val``. Nothing else is ever seen.
 
 Adaptations, and why:
@@ -21,7 +21,7 @@ Adaptations, and why:
 - Interpolated weights feed each BatchNorm layer inputs whose statistics neither model's
   running statistics describe, so by default (``recalibrate_bn``) the statistics are
   re-estimated on the available-context training windows (no labels, no weight change; see
-  :mod:`crop.personalize.norm`). This happens only when ``0 < mix < 1``: at the ends the model
+  :mod:`crop.personalization.norm`). This happens only when ``0 < mix < 1``: at the ends the model
   *is* the generic or the finetuned model, whose statistics are already consistent.
 - ``mix`` is fixed (default 0.5, a fixed value the paper reports alongside the tuned
   optimum), not tuned on unseen contexts, which personalization never sees.
@@ -37,10 +37,10 @@ from torch import nn
 from crop.data.sensing import ContextSplit
 from crop.errors import CropError
 from crop.models.utils import State, clone_model, state_copy
-from crop.personalize.loop import TrainConfig, train
-from crop.personalize.norm import has_batchnorm, recalibrate_batchnorm
-from crop.personalize.peers._common import weight_distance
-from crop.personalize.registry import PersonalizationResult, check_available, register_method
+from crop.personalization.loop import TrainConfig, train
+from crop.personalization.norm import has_batchnorm, recalibrate_batchnorm
+from crop.personalization.peers._common import weight_distance
+from crop.personalization.registry import PersonalizationResult, check_available, register_method
 
 
 @dataclass
@@ -53,7 +53,7 @@ class WiseFTConfig:
         recalibrate_bn: re-estimate BatchNorm running statistics on ``available.train``'s
             windows after interpolating (only when ``0 < mix < 1``).
         train: the finetuning phase, conventional finetuning's defaults
-            (:class:`~crop.personalize.finetune.FinetuneConfig`).
+            (:class:`~crop.personalization.finetune.FinetuneConfig`).
     """
 
     mix: float = 0.5

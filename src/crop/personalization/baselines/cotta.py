@@ -41,9 +41,9 @@ from crop.data.augment import augment_windows
 from crop.data.sensing import ContextSplit
 from crop.errors import CropError
 from crop.models.utils import clone_model, state_copy
-from crop.personalize.baselines._common import without_labels
-from crop.personalize.loop import Hook, Objective, TrainConfig, train
-from crop.personalize.registry import PersonalizationResult, check_available, register_method
+from crop.personalization.baselines._common import without_labels
+from crop.personalization.loop import Hook, Objective, TrainConfig, train
+from crop.personalization.registry import PersonalizationResult, check_available, register_method
 
 
 @dataclass

@@ -26,8 +26,8 @@ import torch
 from torch import nn
 
 from crop.errors import CropError
-from crop.personalize.loop import Hook
-from crop.personalize.prune import prunable_names
+from crop.personalization.loop import Hook
+from crop.personalization.prune import prunable_names
 
 AlphaParam = Literal["log", "clamp", "unconstrained", "fixed"]
 PenaltyKind = Literal["l1", "l2", "l0", "polarization"]
@@ -59,7 +59,7 @@ def penalty_value(
 
 
 class WeightPenalty(Hook):
-    """``alpha * norm(M)`` as a :class:`~crop.personalize.loop.Hook` with a trainable alpha."""
+    """``alpha * norm(M)`` as a :class:`~crop.personalization.loop.Hook` with a trainable alpha."""
 
     def __init__(
         self,

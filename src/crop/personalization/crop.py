@@ -14,7 +14,7 @@ defaults go beyond the paper, each backed by an experiment on all HAPT users
   available-context training windows. Mixing replaces most weights outside training and leaves
   the statistics of the weights it replaced (the paper's networks have no BatchNorm).
 * ``invariance.weight=1``: both finetuning phases keep the invariances the generic model has on
-  the person's windows (:mod:`crop.personalize.invariance`).
+  the person's windows (:mod:`crop.personalization.invariance`).
 
 With neither, CRoP is exactly the paper's Algorithm 1; that configuration is registered as
 ``crop-paper`` (:class:`CRoPPaperConfig`).
@@ -31,15 +31,15 @@ from torch import nn
 from crop.data.sensing import ContextSplit, SensingData
 from crop.errors import CropError
 from crop.models.utils import clone_model, state_copy
-from crop.personalize.contrastive import ContrastiveConfig, contrastive_objective
-from crop.personalize.invariance import InvarianceConfig, invariance_objective, training_windows
-from crop.personalize.loop import TrainConfig, train
-from crop.personalize.mitigation import MitigationConfig, do_no_harm, mitigation_objective
-from crop.personalize.mix import mix
-from crop.personalize.norm import recalibrate_batchnorm
-from crop.personalize.prune import FreezePruned, PruneCriterion, prunable_names, prune_scores, tolerated_prune
-from crop.personalize.registry import PersonalizationResult, check_available, register_method
-from crop.personalize.regularize import AlphaParam, PenaltyKind, WeightPenalty
+from crop.personalization.contrastive import ContrastiveConfig, contrastive_objective
+from crop.personalization.invariance import InvarianceConfig, invariance_objective, training_windows
+from crop.personalization.loop import TrainConfig, train
+from crop.personalization.mitigation import MitigationConfig, do_no_harm, mitigation_objective
+from crop.personalization.mix import mix
+from crop.personalization.norm import recalibrate_batchnorm
+from crop.personalization.prune import FreezePruned, PruneCriterion, prunable_names, prune_scores, tolerated_prune
+from crop.personalization.registry import PersonalizationResult, check_available, register_method
+from crop.personalization.regularize import AlphaParam, PenaltyKind, WeightPenalty
 
 
 def _initial_phase() -> TrainConfig:
@@ -75,21 +75,21 @@ class CRoPConfig:
         final_alpha: step 4 restarts alpha at ``alpha`` (``"reset"``) or continues from the
             value step 1 ended with (``"continue"``).
         recalibrate_bn: after mixing, re-estimate BatchNorm running statistics on the windows
-            the phases train on (no labels; :mod:`crop.personalize.norm`). Mixing sets most
+            the phases train on (no labels; :mod:`crop.personalization.norm`). Mixing sets most
             weights outside training, which leaves the statistics stale. Default on (beyond
             the paper); no effect on networks without BatchNorm.
         invariance: keep the generic model's invariances in both finetuning phases
-            (:mod:`crop.personalize.invariance`; off when its ``weight`` is 0). Default weight 1
+            (:mod:`crop.personalization.invariance`; off when its ``weight`` is 0). Default weight 1
             (beyond the paper).
         contrastive: hold the embeddings to the generic model's class prototypes in both
-            phases (:mod:`crop.personalize.contrastive`; off when its ``weight`` is 0).
+            phases (:mod:`crop.personalization.contrastive`; off when its ``weight`` is 0).
         prune_eval: what ToleratedPrune scores at each candidate amount: the ``"pruned"`` model
             with the removed positions at zero (Algorithm 2 as written), or the ``"mixed"``
             model with the generic weights there (and, with ``recalibrate_bn``, re-estimated
             normalization statistics), i.e. the model CRoP goes on with.
         initial, final: the two finetuning phases. ``initial.select`` is set from ``prune_from``;
             ``final`` keeps the best validation checkpoint with the mixed model as a candidate.
-        mitigation: fairness mitigation (:mod:`crop.personalize.mitigation`; off by default): a
+        mitigation: fairness mitigation (:mod:`crop.personalization.mitigation`; off by default): a
             group objective in both finetuning phases and/or the do-no-harm guard after step 4.
     """
 

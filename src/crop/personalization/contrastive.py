@@ -12,7 +12,7 @@ NeurIPS 2020; Li et al., ICLR 2021). The decision layer may still move; the geom
 feature space the generic model learned from many people stays.
 
 Only the person's labelled available-context windows are used. The term wraps any objective
-(plain cross-entropy, or :class:`~crop.personalize.invariance.InvarianceObjective`) and reads
+(plain cross-entropy, or :class:`~crop.personalization.invariance.InvarianceObjective`) and reads
 the embeddings of the clean windows of the same forward pass, so it costs no extra forward.
 """
 
@@ -45,7 +45,7 @@ class ContrastiveConfig:
 
 
 def _decision_layer(model: nn.Module) -> nn.Module:
-    from crop.personalize.baselines._common import head_module
+    from crop.personalization.baselines._common import head_module
 
     return head_module(model)
 

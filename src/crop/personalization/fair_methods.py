@@ -14,8 +14,8 @@ crop-dro             crop with online group DRO in both phases
 ===================  ===========================================================
 
 Each is its base method with one field of ``mitigation`` changed
-(:class:`~crop.personalize.mitigation.MitigationConfig`; sources and details in
-:mod:`crop.personalize.mitigation`); every other option keeps the base method's default and
+(:class:`~crop.personalization.mitigation.MitigationConfig`; sources and details in
+:mod:`crop.personalization.mitigation`); every other option keeps the base method's default and
 can be set the same way (``[crop-guard.mitigation] guard_tolerance = 0.1``).
 """
 
@@ -23,10 +23,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from crop.personalize.crop import CRoPConfig, fit_crop
-from crop.personalize.finetune import FinetuneConfig, fit_finetune
-from crop.personalize.mitigation import MitigationConfig
-from crop.personalize.registry import register_variant
+from crop.personalization.crop import CRoPConfig, fit_crop
+from crop.personalization.finetune import FinetuneConfig, fit_finetune
+from crop.personalization.mitigation import MitigationConfig
+from crop.personalization.registry import register_variant
 
 
 @dataclass
@@ -87,5 +87,5 @@ for _name, (_base, _cls, _description) in VARIANTS.items():
         _cls,
         _description,
         fit_crop if _base == "crop" else fit_finetune,
-        f"{_description.capitalize()} (see :mod:`crop.personalize.fair_methods`).",
+        f"{_description.capitalize()} (see :mod:`crop.personalization.fair_methods`).",
     )

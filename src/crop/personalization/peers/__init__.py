@@ -1,6 +1,6 @@
 """Robust-finetuning peers: the methods a practitioner would pick instead of CRoP.
 
-Each module registers one method on the shared loop (:mod:`crop.personalize.loop`).
+Each module registers one method on the shared loop (:mod:`crop.personalization.loop`).
 
 Like the baselines, every peer is adapted to *static* personalization: it trains on the
 person's labelled ``available.train`` split, selects (checkpoints, radii) on
@@ -20,11 +20,11 @@ method          module          paper                                     what s
 Importing this package registers the five methods.
 """
 
-from crop.personalize.peers.l2_sp import L2SPConfig, StartingPointPenalty, fit_l2_sp
-from crop.personalize.peers.lp_ft import LPFTConfig, fit_lp_ft
-from crop.personalize.peers.surgical import SurgicalConfig, blocks, fit_surgical
-from crop.personalize.peers.tpgm import TPGMConfig, TrainableProjection, fit_tpgm
-from crop.personalize.peers.wise_ft import WiseFTConfig, fit_wise_ft, interpolate_states
+from crop.personalization.peers.l2_sp import L2SPConfig, StartingPointPenalty, fit_l2_sp
+from crop.personalization.peers.lp_ft import LPFTConfig, fit_lp_ft
+from crop.personalization.peers.surgical import SurgicalConfig, blocks, fit_surgical
+from crop.personalization.peers.tpgm import TPGMConfig, TrainableProjection, fit_tpgm
+from crop.personalization.peers.wise_ft import WiseFTConfig, fit_wise_ft, interpolate_states
 
 __all__ = [
     "L2SPConfig",

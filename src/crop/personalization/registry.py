@@ -100,12 +100,12 @@ def available_methods() -> list[str]:
 
 def _load_builtin_methods() -> None:
     import crop.certify.method  # noqa: F401
-    import crop.personalize.ablations  # noqa: F401
-    import crop.personalize.baselines  # noqa: F401
-    import crop.personalize.crop  # noqa: F401
-    import crop.personalize.fair_methods  # noqa: F401
-    import crop.personalize.finetune  # noqa: F401
-    import crop.personalize.peers  # noqa: F401
+    import crop.personalization.ablations  # noqa: F401
+    import crop.personalization.baselines  # noqa: F401
+    import crop.personalization.crop  # noqa: F401
+    import crop.personalization.fair_methods  # noqa: F401
+    import crop.personalization.finetune  # noqa: F401
+    import crop.personalization.peers  # noqa: F401
 
 
 def config_from_dict(cls: type, values: dict[str, Any], where: str = "config") -> Any:

@@ -37,9 +37,9 @@ from torch import nn
 from crop.data.sensing import ContextSplit
 from crop.errors import CropError
 from crop.models.utils import clone_model, state_copy
-from crop.personalize.baselines._common import batched, head_module, split_parameters, without_labels
-from crop.personalize.loop import Hook, TrainConfig, train
-from crop.personalize.registry import PersonalizationResult, check_available, register_method
+from crop.personalization.baselines._common import batched, head_module, split_parameters, without_labels
+from crop.personalization.loop import Hook, TrainConfig, train
+from crop.personalization.registry import PersonalizationResult, check_available, register_method
 
 
 @dataclass

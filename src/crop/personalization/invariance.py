@@ -136,7 +136,7 @@ class InvarianceObjective:
     def per_window(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The objective's terms per window, shape ``(batch,)``: ``CE(M(x_i), y_i) + weight *
         mean_T CE(M(T x_i), y_i)`` (their mean is :meth:`__call__`'s value up to rounding), for
-        group-weighted objectives (:mod:`crop.personalize.mitigation`)."""
+        group-weighted objectives (:mod:`crop.personalization.mitigation`)."""
         if not self.families or self.weight == 0:
             return F.cross_entropy(model(x), y, reduction="none")
         views = [x] + [transform(f, x, self.gen) for f in self.families]

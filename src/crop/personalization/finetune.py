@@ -9,11 +9,11 @@ from torch import nn
 
 from crop.data.sensing import ContextSplit
 from crop.models.utils import clone_model, state_copy
-from crop.personalize.contrastive import ContrastiveConfig, contrastive_objective
-from crop.personalize.invariance import InvarianceConfig, invariance_objective
-from crop.personalize.loop import TrainConfig, train
-from crop.personalize.mitigation import MitigationConfig, do_no_harm, mitigation_objective
-from crop.personalize.registry import PersonalizationResult, check_available, register_method
+from crop.personalization.contrastive import ContrastiveConfig, contrastive_objective
+from crop.personalization.invariance import InvarianceConfig, invariance_objective
+from crop.personalization.loop import TrainConfig, train
+from crop.personalization.mitigation import MitigationConfig, do_no_harm, mitigation_objective
+from crop.personalization.registry import PersonalizationResult, check_available, register_method
 
 
 @dataclass
@@ -21,10 +21,10 @@ class FinetuneConfig:
     """Conventional finetuning: one phase of the shared loop, best validation epoch kept.
 
     ``invariance`` and ``contrastive`` (off by default) add the generic model's invariances
-    (:mod:`crop.personalize.invariance`) or its class structure
-    (:mod:`crop.personalize.contrastive`) to the objective, so their effect can be measured
+    (:mod:`crop.personalization.invariance`) or its class structure
+    (:mod:`crop.personalization.contrastive`) to the objective, so their effect can be measured
     without CRoP's steps. ``mitigation`` (off by default): group-balanced reweighting, group
-    DRO and the do-no-harm guard (:mod:`crop.personalize.mitigation`).
+    DRO and the do-no-harm guard (:mod:`crop.personalization.mitigation`).
     """
 
     train: TrainConfig = field(default_factory=TrainConfig)

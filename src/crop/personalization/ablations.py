@@ -22,9 +22,9 @@ finetune-invariant  conventional finetuning *with* the invariance      (not CRoP
 ==================  =================================================  ==========================
 
 ``crop-stale-bn`` and ``crop-no-invariance`` remove one of the two departures of the default
-``crop`` from the paper; ``crop-paper`` removes both (:mod:`crop.personalize.crop`).
+``crop`` from the paper; ``crop-paper`` removes both (:mod:`crop.personalization.crop`).
 
-Every variant but ``crop-mpi`` is CRoP (:func:`~crop.personalize.crop.fit_crop`) with a config
+Every variant but ``crop-mpi`` is CRoP (:func:`~crop.personalization.crop.fit_crop`) with a config
 whose defaults differ in one field, so all other options (and, with the same seed, every
 unchanged step's result) stay those of ``crop``. Penalty variants keep CRoP's ``alpha``: the
 paper compares the norms at one coefficient.
@@ -50,14 +50,14 @@ from torch import nn
 from crop.data.sensing import ContextSplit
 from crop.errors import CropError
 from crop.models.utils import clone_model, state_copy
-from crop.personalize.crop import CRoPConfig, _penalty, fit_crop
-from crop.personalize.finetune import FinetuneConfig, fit_finetune
-from crop.personalize.invariance import InvarianceConfig
-from crop.personalize.loop import Hook, TrainConfig, train
-from crop.personalize.mix import mix
-from crop.personalize.prune import FreezePruned, PruneCriterion, global_masks, prunable_names, prune_scores
-from crop.personalize.registry import PersonalizationResult, register_method, register_variant
-from crop.personalize.regularize import AlphaParam, PenaltyKind
+from crop.personalization.crop import CRoPConfig, _penalty, fit_crop
+from crop.personalization.finetune import FinetuneConfig, fit_finetune
+from crop.personalization.invariance import InvarianceConfig
+from crop.personalization.loop import Hook, TrainConfig, train
+from crop.personalization.mix import mix
+from crop.personalization.prune import FreezePruned, PruneCriterion, global_masks, prunable_names, prune_scores
+from crop.personalization.registry import PersonalizationResult, register_method, register_variant
+from crop.personalization.regularize import AlphaParam, PenaltyKind
 
 
 @dataclass
@@ -150,7 +150,7 @@ for _name, (_cls, _description) in VARIANTS.items():
         _cls,
         _description,
         fit_crop,
-        f"{_description.capitalize()} (CRoP otherwise; see :mod:`crop.personalize.ablations`).",
+        f"{_description.capitalize()} (CRoP otherwise; see :mod:`crop.personalization.ablations`).",
     )
 
 
@@ -209,7 +209,7 @@ def fit_crop_mpi(
         raise CropError(f"cycles must be >= 1, got {config.cycles}")
     if config.cycle_epochs is not None and config.cycle_epochs < 0:
         raise CropError(f"cycle_epochs must be >= 0, got {config.cycle_epochs}")
-    from crop.personalize.mitigation import is_active
+    from crop.personalization.mitigation import is_active
 
     if is_active(config.mitigation):
         raise CropError("crop-mpi: fairness mitigation options are not supported (its cycles train without them)")

@@ -2,7 +2,7 @@
 frozen BatchNorm, and label-free training data.
 
 The head is the last Linear / Conv / RNN module in registration order, the same layer that
-:func:`crop.personalize.prune.prunable_names` leaves out with ``exclude_last=True``; it is found
+:func:`crop.personalization.prune.prunable_names` leaves out with ``exclude_last=True``; it is found
 from the model's structure, never from output sizes.
 """
 
@@ -15,8 +15,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from crop.data.sensing import SensingData
 from crop.errors import CropError
-from crop.personalize.loop import Hook
-from crop.personalize.prune import prunable_names
+from crop.personalization.loop import Hook
+from crop.personalization.prune import prunable_names
 
 
 def head_name(model: nn.Module) -> str:

@@ -29,7 +29,7 @@ protects each person, whatever their group, from being served worse than by the 
   0.01; a HAPT person gives about 150 steps per phase).
 
 Per-window losses come from the method's objective: cross-entropy, or the per-window terms of
-the invariance objective (:meth:`crop.personalize.invariance.InvarianceObjective.per_window`).
+the invariance objective (:meth:`crop.personalization.invariance.InvarianceObjective.per_window`).
 The prototype-contrastive term has no per-window form: combining it with a group objective is
 refused. The group of every training window reaches the objective encoded in its label
 (``group * n_classes + class``; the objective decodes it), so the shared loop is unchanged;
@@ -45,7 +45,7 @@ If some group present there loses more than ``guard_tolerance`` accuracy, it mov
 towards the generic one through weight interpolation (WiSE-FT, Wortsman et al., CVPR 2022):
 ``theta(l) = (1 - l) theta_generic + l theta_personalized`` for ``l = 1 - 1/s, 1 - 2/s, ..., 0``
 (``s = guard_steps``), with normalization statistics re-estimated on the available training
-windows (:mod:`crop.personalize.norm`), and keeps the largest ``l`` at which no group loses more
+windows (:mod:`crop.personalization.norm`), and keeps the largest ``l`` at which no group loses more
 than the tolerance (``l = 0`` is the generic model, which never does). When no harm is seen the
 model is returned exactly as the method made it. Only available-context data is used; its
 validation split is small (a few windows per class on HAPT), so the guard acts on the evidence
@@ -207,8 +207,8 @@ def do_no_harm(
     Returns the model and what was seen: ``guard_mix`` (the interpolation coefficient kept:
     1 = unchanged, 0 = the generic model), ``guard_harmed`` (groups harmed by the unguarded
     model), the per-group accuracies of the generic and the kept model."""
-    from crop.personalize.norm import has_batchnorm, recalibrate_batchnorm
-    from crop.personalize.peers.wise_ft import interpolate_states
+    from crop.personalization.norm import has_batchnorm, recalibrate_batchnorm
+    from crop.personalization.peers.wise_ft import interpolate_states
 
     if config.guard_steps < 1:
         raise CropError(f"guard_steps must be >= 1, got {config.guard_steps}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from crop.models.utils import State
-from crop.personalize.prune import Masks
+from crop.personalization.prune import Masks
 
 
 def mix(pruned: State, generic: State, masks: Masks) -> State:

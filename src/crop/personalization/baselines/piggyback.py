@@ -37,10 +37,10 @@ from torch.func import functional_call
 from crop.data.sensing import ContextSplit
 from crop.errors import CropError
 from crop.models.utils import clone_model, state_copy
-from crop.personalize.baselines._common import FreezeBatchNorm, head_module, split_parameters
-from crop.personalize.loop import TrainConfig, train
-from crop.personalize.prune import prunable_names
-from crop.personalize.registry import PersonalizationResult, check_available, register_method
+from crop.personalization.baselines._common import FreezeBatchNorm, head_module, split_parameters
+from crop.personalization.loop import TrainConfig, train
+from crop.personalization.prune import prunable_names
+from crop.personalization.registry import PersonalizationResult, check_available, register_method
 
 
 @dataclass

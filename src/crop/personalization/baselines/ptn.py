@@ -34,9 +34,9 @@ from torch import nn
 from crop.data.sensing import ContextSplit, SensingData
 from crop.errors import CropError
 from crop.models.utils import clone_model, predict_logits, state_copy
-from crop.personalize.baselines._common import replace_head
-from crop.personalize.loop import Hook, Objective, TrainConfig, train
-from crop.personalize.registry import PersonalizationResult, check_available, register_method
+from crop.personalization.baselines._common import replace_head
+from crop.personalization.loop import Hook, Objective, TrainConfig, train
+from crop.personalization.registry import PersonalizationResult, check_available, register_method
 
 
 @dataclass

@@ -1,18 +1,18 @@
 """Personalization methods: CRoP (Algorithm 1), conventional finetuning and the baselines."""
 
-from crop.personalize.crop import CRoPConfig, fit_crop
-from crop.personalize.finetune import FinetuneConfig, GenericConfig
-from crop.personalize.loop import Hook, TrainConfig, TrainResult, train
-from crop.personalize.mix import mix
-from crop.personalize.prune import PruneResult, global_masks, prunable_names, tolerated_prune
-from crop.personalize.registry import (
+from crop.personalization.crop import CRoPConfig, fit_crop
+from crop.personalization.finetune import FinetuneConfig, GenericConfig
+from crop.personalization.loop import Hook, TrainConfig, TrainResult, train
+from crop.personalization.mix import mix
+from crop.personalization.prune import PruneResult, global_masks, prunable_names, tolerated_prune
+from crop.personalization.registry import (
     METHODS,
     PersonalizationResult,
     available_methods,
     get_method,
     register_method,
 )
-from crop.personalize.regularize import WeightPenalty
+from crop.personalization.regularize import WeightPenalty
 
 __all__ = [
     "METHODS",

@@ -47,10 +47,10 @@ from torch import nn
 from crop.data.sensing import ContextSplit
 from crop.errors import CropError
 from crop.models.utils import clone_model, state_copy
-from crop.personalize.baselines._common import FreezeBatchNorm, split_parameters
-from crop.personalize.loop import Hook, TrainConfig, train
-from crop.personalize.prune import prunable_names
-from crop.personalize.registry import PersonalizationResult, check_available, register_method
+from crop.personalization.baselines._common import FreezeBatchNorm, split_parameters
+from crop.personalization.loop import Hook, TrainConfig, train
+from crop.personalization.prune import prunable_names
+from crop.personalization.registry import PersonalizationResult, check_available, register_method
 
 FREE, GENERIC, USER = 0, 1, 2
 Owners = dict[str, torch.Tensor]

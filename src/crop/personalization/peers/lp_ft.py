@@ -11,7 +11,7 @@ features are small, and the features move less.
 Here the pretrained network is the generic model:
 
 1. *probe*: only the decision layer (the last Linear/Conv/RNN module, as in
-   :mod:`crop.personalize.baselines._common`) trains; every other module stays in eval mode,
+   :mod:`crop.personalization.baselines._common`) trains; every other module stays in eval mode,
    so the features are exactly those the generic model computes at inference (dropout off,
    BatchNorm on its frozen running statistics) and every other tensor of the state dict stays
    the generic one;
@@ -41,10 +41,10 @@ from torch import nn
 
 from crop.data.sensing import ContextSplit
 from crop.models.utils import clone_model, state_copy
-from crop.personalize.baselines._common import head_name, head_parameter_names
-from crop.personalize.loop import Hook, TrainConfig, train
-from crop.personalize.peers._common import only_these_require_grad
-from crop.personalize.registry import PersonalizationResult, check_available, register_method
+from crop.personalization.baselines._common import head_name, head_parameter_names
+from crop.personalization.loop import Hook, TrainConfig, train
+from crop.personalization.peers._common import only_these_require_grad
+from crop.personalization.registry import PersonalizationResult, check_available, register_method
 
 
 def _probe_phase() -> TrainConfig:

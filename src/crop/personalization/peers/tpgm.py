@@ -52,9 +52,9 @@ from torch.func import functional_call
 from crop.data.sensing import ContextSplit, SensingData
 from crop.errors import CropError
 from crop.models.utils import clone_model, state_copy
-from crop.personalize.loop import Hook, TrainConfig, train
-from crop.personalize.peers._common import detached_parameters, weight_distance
-from crop.personalize.registry import PersonalizationResult, check_available, register_method
+from crop.personalization.loop import Hook, TrainConfig, train
+from crop.personalization.peers._common import detached_parameters, weight_distance
+from crop.personalization.registry import PersonalizationResult, check_available, register_method
 
 
 @dataclass

@@ -16,7 +16,7 @@ coefficient, ``beta``:
 
     loss + (beta / 2) * ||w - w_generic||^2.
 
-The penalty is a :class:`~crop.personalize.loop.Hook` on the shared loop, which trains on
+The penalty is a :class:`~crop.personalization.loop.Hook` on the shared loop, which trains on
 ``available.train`` and keeps the best epoch on ``available.val``; nothing else is seen.
 
 Adaptations, and why:
@@ -50,9 +50,9 @@ from torch import nn
 from crop.data.sensing import ContextSplit
 from crop.errors import CropError
 from crop.models.utils import clone_model, state_copy
-from crop.personalize.loop import Hook, TrainConfig, train
-from crop.personalize.peers._common import detached_parameters, weight_distance
-from crop.personalize.registry import PersonalizationResult, check_available, register_method
+from crop.personalization.loop import Hook, TrainConfig, train
+from crop.personalization.peers._common import detached_parameters, weight_distance
+from crop.personalization.registry import PersonalizationResult, check_available, register_method
 
 
 @dataclass

@@ -24,7 +24,7 @@ from torch import nn
 from crop.data.sensing import SensingData
 from crop.errors import CropError
 from crop.models.utils import State, score, state_copy
-from crop.personalize.loop import Hook
+from crop.personalization.loop import Hook
 
 Masks = dict[str, torch.Tensor]
 PruneCriterion = Literal["magnitude", "gradient", "top_magnitude"]
@@ -257,7 +257,7 @@ def tolerated_prune(
                 removed = torch.zeros_like(originals[n]) if fill is None else fill[n]
                 params[n].copy_(torch.where(keep, originals[n], removed))
         if recalibrate is not None:
-            from crop.personalize.norm import recalibrate_batchnorm
+            from crop.personalization.norm import recalibrate_batchnorm
 
             recalibrate_batchnorm(model, recalibrate.X)
 
