@@ -1,12 +1,9 @@
 """Sparse model files and sparse CPU inference.
 
-File format: a safetensors file (no pickling) in which every floating tensor of two or more
-dimensions whose density is at most ``max_density`` is stored in compressed sparse row form
-over its ``(shape[0], rest)`` matrix view: ``<name>::crow`` (int32, rows + 1 offsets),
-``<name>::col`` (the smallest of uint8 / int16 / int32 that holds the column count) and
-``<name>::val`` (the non-zero values, original dtype). Other tensors are stored dense. The
-metadata key ``crop_sparse`` maps each sparse name to its shape; the usual ``crop_arch`` /
-``crop_config`` keys are kept, so a built-in architecture is rebuilt by :func:`load_sparse_model`.
+The file format (safetensors with CSR tensors and a ``crop_sparse`` metadata key) is
+:mod:`crop.models.sparse_format`; :func:`save_sparse` and :func:`load_sparse_state` are
+re-exported from :mod:`crop.models.io`, and :func:`load_sparse_model` rebuilds a built-in
+architecture from such a file.
 
 :func:`to_sparse_inference` swaps ``Linear`` / ``Conv1d`` layers for versions that multiply by a
 ``torch.sparse_csr_tensor`` (a convolution as an unfolded matrix product).
@@ -15,99 +12,36 @@ metadata key ``crop_sparse`` maps each sparse name to its shape; the usual ``cro
 from __future__ import annotations
 
 import copy
-import json
-import math
 import warnings
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from crop.errors import CropError
-from crop.models.io import load_model, load_state, model_metadata, read_file, write_tensors
+from crop.models.io import load_model, load_sparse_state, load_state, save_sparse
+from crop.models.sparse_format import MAX_DENSE_ELEMENTS, from_csr, to_csr
+
+# The file format lives with the model files (crop.models.sparse_format, crop.models.io); its
+# names stay importable from here, where sparse models are made.
+__all__ = [
+    "MAX_DENSE_ELEMENTS",
+    "SparseConv1d",
+    "SparseLinear",
+    "from_csr",
+    "load_sparse_model",
+    "load_sparse_state",
+    "save_sparse",
+    "to_csr",
+    "to_sparse_inference",
+]
 
 
 def _csr(matrix: torch.Tensor) -> torch.Tensor:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
         return matrix.detach().contiguous().to_sparse_csr()
-
-
-def _col_dtype(cols: int) -> torch.dtype:
-    if cols <= 256:
-        return torch.uint8
-    if cols <= 32767:
-        return torch.int16
-    return torch.int32
-
-
-def to_csr(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(crow, col, val)`` of ``t`` viewed as a ``(shape[0], -1)`` matrix."""
-    matrix = t.detach().reshape(t.shape[0], -1)
-    nz = matrix != 0
-    crow = torch.zeros(matrix.shape[0] + 1, dtype=torch.int32)
-    crow[1:] = nz.sum(1).cumsum(0).to(torch.int32)
-    rows, cols = nz.nonzero(as_tuple=True)
-    return crow, cols.to(_col_dtype(matrix.shape[1])), matrix[rows, cols].contiguous()
-
-
-def from_csr(crow: torch.Tensor, col: torch.Tensor, val: torch.Tensor, shape: list[int]) -> torch.Tensor:
-    rows = len(crow) - 1
-    cols = 1
-    for s in shape[1:]:
-        cols *= s
-    counts = (crow[1:] - crow[:-1]).long()
-    row_index = torch.repeat_interleave(torch.arange(rows), counts)
-    dense = torch.zeros(rows, cols, dtype=val.dtype)
-    dense[row_index, col.long()] = val
-    return dense.reshape(shape)
-
-
-def save_sparse(
-    model: nn.Module, path: str | Path, *, max_density: float = 0.5, metadata: dict[str, Any] | None = None
-) -> Path:
-    """Write ``model.state_dict()`` to ``path`` with sparse tensors in CSR form (atomically)."""
-    tensors: dict[str, torch.Tensor] = {}
-    sparse: dict[str, list[int]] = {}
-    for name, t in model.state_dict().items():
-        t = t.detach().cpu()
-        if t.is_floating_point() and t.dim() >= 2 and t.numel() and float((t != 0).float().mean()) <= max_density:
-            crow, col, val = to_csr(t)
-            tensors[f"{name}::crow"], tensors[f"{name}::col"], tensors[f"{name}::val"] = crow, col, val
-            sparse[name] = list(t.shape)
-        else:
-            tensors[name] = t.contiguous().clone()
-    meta = {**model_metadata(model, metadata), "crop_sparse": json.dumps(sparse)}
-    return write_tensors(tensors, path, meta)
-
-
-MAX_DENSE_ELEMENTS = 2**27  # a sparse file never expands to more than this many values per tensor
-
-
-def load_sparse_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Dense state dict and metadata of a file written by :func:`save_sparse`."""
-    raw, meta = read_file(path)
-    try:
-        sparse = json.loads(meta.get("crop_sparse", "{}"))
-    except json.JSONDecodeError:
-        sparse = None
-    if not isinstance(sparse, dict):
-        raise CropError(f"{path}: not a readable sparse model file (bad crop_sparse metadata)")
-    state = {k: v for k, v in raw.items() if "::" not in k}
-    for name, shape in sparse.items():
-        if not (
-            isinstance(shape, list) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
-        ):
-            raise CropError(f"{path}: sparse tensor {name!r} has no valid shape ({str(shape)[:40]})")
-        if math.prod(shape) > MAX_DENSE_ELEMENTS:
-            raise CropError(f"{path}: sparse tensor {name!r} would expand to {math.prod(shape)} values")
-        try:
-            state[name] = from_csr(raw[f"{name}::crow"], raw[f"{name}::col"], raw[f"{name}::val"], shape)
-        except (KeyError, RuntimeError, IndexError, ValueError, TypeError) as exc:
-            raise CropError(f"{path}: sparse tensor {name!r} is corrupt ({exc})") from None
-    return state, meta
 
 
 def load_sparse_model(path: str | Path, model: nn.Module | None = None) -> nn.Module:

@@ -22,6 +22,7 @@ from torch import nn
 from crop.errors import CropError
 from crop.models.hapt import HAPTNet
 from crop.models.paper import ExtraSensoryCNNGRU, PerceptBiLSTM, StressMLP, WidarLeNet
+from crop.models.sparse_format import decode_sparse, encode_sparse
 from crop.outputs import check_write_target
 from crop.report.files import publish
 
@@ -94,6 +95,15 @@ def save_model(model: nn.Module, path: str | Path, metadata: dict[str, Any] | No
     return write_tensors(tensors, path, model_metadata(model, metadata))
 
 
+def save_sparse(
+    model: nn.Module, path: str | Path, *, max_density: float = 0.5, metadata: dict[str, Any] | None = None
+) -> Path:
+    """Write ``model.state_dict()`` to ``path`` with sparse tensors in CSR form (atomically; the
+    format is described in :mod:`crop.models.sparse_format`)."""
+    tensors, sparse_meta = encode_sparse(model.state_dict(), max_density=max_density)
+    return write_tensors(tensors, path, {**model_metadata(model, metadata), **sparse_meta})
+
+
 def read_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Tensors and metadata of a safetensors file; one-line :class:`CropError` if unusable."""
     path = Path(path)
@@ -114,10 +124,14 @@ def read_dense(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str
     """Like :func:`read_file`, with the CSR tensors of a sparse file expanded to dense ones."""
     tensors, meta = read_file(path)
     if "crop_sparse" in meta:
-        from crop.certify.sparse import load_sparse_state
-
-        tensors, meta = load_sparse_state(path)
+        tensors = decode_sparse(tensors, meta, path)
     return tensors, meta
+
+
+def load_sparse_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Dense state dict and metadata of a file written by :func:`save_sparse`."""
+    raw, meta = read_file(path)
+    return decode_sparse(raw, meta, path), meta
 
 
 def load_state(model: nn.Module, path: str | Path) -> nn.Module:
@@ -137,7 +151,7 @@ def load_state(model: nn.Module, path: str | Path) -> nn.Module:
 
 def load_model(path: str | Path) -> nn.Module:
     """Rebuild a built-in architecture from a file written by :func:`save_model` (or by
-    :func:`crop.certify.sparse.save_sparse`: sparse tensors are expanded to dense ones)."""
+    :func:`save_sparse`: sparse tensors are expanded to dense ones)."""
     tensors, meta = read_dense(path)
     arch = meta.get("crop_arch")
     if arch not in ARCHITECTURES:
