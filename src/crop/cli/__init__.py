@@ -1,0 +1,102 @@
+"""crop: trustworthy static personalization of human-sensing models (CRoP).
+
+Personalize (personalize, tune), compare (bench, report, demo), explain (analyze), certify (certify),
+audit fairness (fairness).
+
+Bad input ends in one line on stderr ("crop: error: ...") and exit code 2, with no half-written output.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from collections.abc import Sequence
+from typing import Annotated, Any
+
+import typer
+
+from crop.cli import bench, certify, generic, personalize, report
+from crop.cli._common import _guard, _say, console
+from crop.validate import MAX_THREADS
+
+# The commands live in one module per family (bench, report, personalize, certify, generic); this
+# module holds the app, the global --threads option and the in-process runner. Commands are
+# registered here, in the order `crop --help` lists them.
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help=__doc__)
+
+
+@app.callback()
+@_guard
+def _setup(
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            help="CPU threads for torch (default: $CROP_THREADS, else 1; 1 is fastest for the small sensing models)",
+            min=1,
+            max=MAX_THREADS,
+        ),
+    ] = None,
+) -> None:
+    """crop: trustworthy static personalization of human-sensing models (CRoP)."""
+    from crop.env import check_all
+
+    from_env = check_all()  # CROP_THREADS, CROP_CACHE_DIR, CROP_HAPT_FILE: refused like bad options
+    import torch
+
+    torch.set_num_threads(threads or from_env)
+
+
+app.command()(generic.methods)
+app.command()(bench.bench)
+app.command()(report.report)
+app.command()(report.fairness)
+app.command()(report.analyze)
+app.command()(bench.demo)
+app.command()(personalize.personalize)
+app.command()(personalize.tune)
+app.command()(certify.certify)
+app.command("train-generic")(generic.train_generic_cmd)
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Run ``crop`` with ``argv`` (default: ``sys.argv[1:]``) in this process; return the exit code.
+
+    A usage error (unknown option, ``--seed 1.5``, a missing value...) is one line
+    ``crop: error: ...`` on stderr with exit code 2, like every refused input; warnings are one
+    line ``crop: warning: ...`` each."""
+    from typer._click.exceptions import NoArgsIsHelpError
+
+    from crop.bench.store import ResultsWarning
+
+    shown: set[str] = set()
+
+    def show_warning(message: Any, *args: Any, **kwargs: Any) -> None:
+        if str(message) not in shown:  # each distinct warning once per command
+            shown.add(str(message))
+            _say("crop: warning: ", message)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", ResultsWarning)
+        warnings.showwarning = show_warning
+        try:
+            code = app(args=list(sys.argv[1:] if argv is None else argv), prog_name="crop", standalone_mode=False)
+        except NoArgsIsHelpError as exc:
+            console.print(exc.format_message(), highlight=False, markup=False)
+            return 0
+        except typer.TyperException as exc:  # click's UsageError, BadParameter, NoSuchOption...
+            ctx = getattr(exc, "ctx", None)
+            command = ctx.command_path.removeprefix("crop").strip() if ctx is not None else ""
+            _say("crop: error: ", f"{command + ': ' if command else ''}{exc.format_message()} (see --help)")
+            return 2
+        except typer.Abort:
+            _say("crop: ", "aborted")
+            return 1
+        except KeyboardInterrupt:
+            _say("crop: ", "interrupted")
+            return 130
+    return code if isinstance(code, int) else 0
+
+
+def main() -> None:
+    """Entry point of the ``crop`` console script."""
+    sys.exit(run())

@@ -1,0 +1,154 @@
+"""Shared pieces of the ``crop`` commands: the consoles, the error guard that turns a refused
+input into one line on stderr, and the parsers of options several commands take (users, methods,
+metrics, TOML method configs)."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import tomllib
+import typer
+from rich.console import Console
+from rich.table import Table as RichTable
+
+from crop.errors import CropError
+from crop.validate import (
+    int_list,
+    split_list,
+)
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _say(prefix: str, message: Any) -> None:
+    """One line on stderr (newlines in ``message`` become spaces)."""
+    text = " ".join(str(message).split())
+    err_console.print(f"{prefix}{text}", highlight=False, markup=False, soft_wrap=True)
+
+
+def _guard(func: Callable[..., None]) -> Callable[..., None]:
+    """Turn :class:`CropError` (and an unusable file or directory, :class:`OSError`) into one
+    line on stderr and exit code 2; anything else is an internal error (exit 1). No traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        try:
+            func(*args, **kwargs)
+        except CropError as exc:
+            _say("crop: error: ", exc)
+            raise typer.Exit(2) from None
+        except OSError as exc:
+            where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+            _say("crop: error: ", f"{exc.strerror or exc}{where}")
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err_console.print("crop: interrupted", highlight=False, markup=False)
+            raise typer.Exit(130) from None
+        except Exception as exc:  # noqa: BLE001 - never dump a traceback on a user
+            if os.environ.get("CROP_DEBUG"):
+                raise
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            err_console.print(
+                f"crop: internal error: {type(exc).__name__}: {first} (set CROP_DEBUG=1 for the traceback)",
+                highlight=False,
+                markup=False,
+                soft_wrap=True,
+            )
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def _users(text: str | None, what: str = "--users") -> list[int]:
+    """``all`` (the 30 HAPT users) or comma-separated HAPT user ids, none repeated."""
+    from crop.data.hapt import USERS
+
+    if text is not None and text.strip() == "all":
+        return list(USERS)
+    values = int_list(text, what)
+    unknown = [u for u in values if u not in USERS]
+    if unknown:
+        raise CropError(f"unknown HAPT user(s) {unknown}: users are 1-30")
+    return values
+
+
+def _methods(text: str | None, what: str = "--methods") -> list[str]:
+    from crop.personalization.registry import get_method
+
+    names = split_list(text, what)
+    for name in names:
+        get_method(name)
+    return names
+
+
+def _metric(name: str) -> str:
+    from crop.metrics import get_metric
+
+    get_metric(name)
+    return name
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise CropError(f"config file not found: {path}")
+    try:
+        return tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise CropError(f"{path}: not valid TOML ({exc})") from None
+
+
+def _dataset_configs(path: Path | None, dataset: str) -> tuple[dict[str, Any], Any]:
+    """Method configs (the dataset's preset, then the TOML table of each method) and the
+    generic-training config (``[generic-training]``: the dataset's Table 9 preset overridden)."""
+    from crop.bench.datasets import GENERIC_TABLE, generic_config, method_config
+    from crop.personalization.registry import get_method
+
+    raw = _read_toml(path) if path is not None else {}
+    configs: dict[str, Any] = {}
+    generic_training = None
+    for name, values in raw.items():
+        if not isinstance(values, dict):
+            raise CropError(f"{path}: [{name}] must be a table of options")
+        if name == GENERIC_TABLE:
+            if dataset == "npz":
+                raise CropError(f"{path}: [{GENERIC_TABLE}] does not apply to --dataset npz (its model is --model)")
+            generic_training = generic_config(dataset, values, f"{path}:[{name}]")
+            continue
+        get_method(name)
+        configs[name] = method_config(dataset, name, values, f"{path}:[{name}]")
+    return configs, generic_training
+
+
+def _load_configs(path: Path | None, methods: list[str]) -> dict[str, Any]:
+    """Method configs from a TOML file with one table per method name."""
+    from crop.personalization.registry import config_from_dict, get_method
+
+    if path is None:
+        return {}
+    if not path.is_file():
+        raise CropError(f"config file not found: {path}")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise CropError(f"{path}: not valid TOML ({exc})") from None
+    out = {}
+    for name, values in raw.items():
+        spec = get_method(name)
+        if not isinstance(values, dict):
+            raise CropError(f"{path}: [{name}] must be a table of options")
+        out[name] = config_from_dict(spec.config_class, values, f"{path}:[{name}]")
+    return out
+
+
+def _rich_table(table: Any) -> RichTable:
+    rt = RichTable(title=table.title, title_justify="left", show_lines=False)
+    for i, h in enumerate(table.header):
+        rt.add_column(h, justify="left" if i == 0 else "right")
+    for row in table.rows:
+        rt.add_row(*(table.cell(c, v) for c, v in zip(table.header, row, strict=True)))
+    return rt

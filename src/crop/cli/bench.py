@@ -1,0 +1,289 @@
+"""``crop bench`` and ``crop demo``: run methods over users x scenarios x seeds and write the
+results and tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from crop.cli._common import (
+    _dataset_configs,
+    _guard,
+    _load_configs,
+    _methods,
+    _metric,
+    _rich_table,
+    _users,
+    console,
+)
+from crop.cli.report import _check_report_targets, _fairness_report, _write_tables
+from crop.errors import CropError
+from crop.outputs import check_out_dir
+from crop.validate import (
+    MAX_GRID_POINTS,
+    MAX_SEED,
+    MAX_SEEDS,
+    MAX_WORKERS,
+    int_list,
+    split_list,
+)
+
+
+def _dataset_choices(
+    dataset: str,
+    root: str | None,
+    model: Path | None,
+    arch: str | None,
+    scenario: str | None,
+    users: str | None,
+    config: Path | None,
+    methods: list[str],
+) -> dict[str, Any]:
+    """What ``crop bench --dataset NAME`` runs: the dataset's scenarios, users (its paper's
+    personalization users by default), configs and metric, all checked before anything runs."""
+    from crop.data.datasets import dataset_class, get_dataset
+
+    dataset_class(dataset)
+    if dataset != "npz" and (model is not None or arch is not None):
+        raise CropError("--model and --arch apply to --dataset npz (the paper's datasets train their generic models)")
+    if dataset == "npz" and model is None:
+        raise CropError("--dataset npz needs --model (your generic model .safetensors)")
+    if model is not None and not model.is_file():
+        raise CropError(f"model file not found: {model}")
+    configs, generic_training = _dataset_configs(config, dataset)
+    ds = get_dataset(dataset, root)
+    scenarios = ds.parse_scenarios(scenario)
+    if users is not None and users.strip() == "all":
+        user_list = ds.users()
+    else:
+        user_list = (
+            [ds.parse_user(u) for u in split_list(users, "--users")] if users is not None else ds.default_users()
+        )
+    if len({str(u) for u in user_list}) != len(user_list):
+        raise CropError(f"--users: a user is given twice in {users!r}")
+    spec = {
+        "scenarios": scenarios,
+        "users": user_list,
+        "dataset": dataset,
+        "configs": configs,
+        "root": Path(str(root)),
+        "model": model,
+        "arch": arch,
+        "generic_training": generic_training,
+    }
+    return {"spec": spec, "metric": ds.metric}
+
+
+@_guard
+def bench(
+    out: Annotated[str, typer.Option(help="output directory (results.jsonl, table.md); re-running resumes")],
+    scenario: Annotated[
+        str | None,
+        typer.Option(
+            help="e.g. hapt-session (both scenarios) or hapt-session:1; comma-separated (required for hapt; other "
+            "datasets default to their Table 2 scenarios)"
+        ),
+    ] = None,
+    dataset: Annotated[
+        str,
+        typer.Option(help="hapt (built in), extrasensory, extrasensory-raw, stress, widar, perceptr or npz (--root)"),
+    ] = "hapt",
+    root: Annotated[
+        str | None, typer.Option(help="the dataset's directory (every dataset but hapt; docs/DATASETS.md)")
+    ] = None,
+    model: Annotated[
+        Path | None, typer.Option(help="--dataset npz: your generic model .safetensors (serves every user)")
+    ] = None,
+    arch: Annotated[
+        str | None,
+        typer.Option(help="--dataset npz: package.module:factory building your nn.Module (unless --model is built in)"),
+    ] = None,
+    users: Annotated[
+        str | None,
+        typer.Option(
+            help="comma-separated user ids, or 'all' (all 30 HAPT users, each served by a generic model of its "
+            "leave-users-out fold); default: the documented personalization users"
+        ),
+    ] = None,
+    seeds: Annotated[str, typer.Option(help=f"comma-separated seeds (0 to {MAX_SEED}, at most {MAX_SEEDS})")] = "0",
+    methods: Annotated[
+        str, typer.Option(help="comma-separated method names (see `crop methods`)")
+    ] = "generic,finetune,crop",
+    config: Annotated[Path | None, typer.Option(help="TOML file with one [method] table of options each")] = None,
+    metric: Annotated[
+        str | None,
+        typer.Option(help="accuracy measure for selection and tables (default: the dataset's, Appendix A.2)"),
+    ] = None,
+    quiet: Annotated[bool, typer.Option(help="no progress bar or tables on the terminal")] = False,
+    tune: Annotated[
+        bool,
+        typer.Option(
+            help="grid-search each method's config: per user on the available-context validation split, or with "
+            "--tune-on population on other people's real session change"
+        ),
+    ] = False,
+    tune_on: Annotated[
+        str,
+        typer.Option(
+            help="with --tune: 'available' (each person's validation split) or 'population' (the generic model's "
+            "validation users, personalized on one session and scored on the other)"
+        ),
+    ] = "available",
+    tune_budget: Annotated[
+        int | None, typer.Option(help="with --tune: at most this many grid points", min=1, max=MAX_GRID_POINTS)
+    ] = None,
+    certify: Annotated[
+        str | None,
+        typer.Option(
+            help="add robustness records, e.g. 'eps=0.003,0.01,sigma=0.05': verified accuracy (IBP, CROWN), "
+            "PGD accuracy at each eps, smoothed certified accuracy at radii (keys: eps norm sigma radii n0 n alpha steps)"
+        ),
+    ] = None,
+    norm: Annotated[
+        str,
+        typer.Option(
+            help="'batch' (the HAPT network with BatchNorm) or 'none' (the same network without normalization "
+            "layers, like the paper's architectures; its generic models are trained on first use)"
+        ),
+    ] = "batch",
+    protocol: Annotated[
+        str,
+        typer.Option(
+            help="'test' (each user served by a generic model that never saw them) or 'development' (by the model "
+            "that used them for validation: the pairs population tuning sees; for choosing settings)"
+        ),
+    ] = "test",
+    generic: Annotated[
+        str | None,
+        typer.Option(help="generic model kind for every scenario: hapt or hapt-rot (default: each scenario's own)"),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="worker processes (default: one per CPU core for large runs, 1 for small ones); "
+            "results are identical for any number",
+            min=1,
+            max=MAX_WORKERS,
+        ),
+    ] = None,
+    fairness: Annotated[
+        bool,
+        typer.Option(
+            help="also record each model's confusion matrix per context and write the fairness report "
+            "(DIR/fairness/, summary in table.md; see crop fairness)"
+        ),
+    ] = False,
+    attributes: Annotated[
+        Path | None,
+        typer.Option(help="with --fairness: CSV or JSON table of per-person attributes (a 'user' column)"),
+    ] = None,
+) -> None:
+    """Run methods over users x scenarios x seeds; write results.jsonl and table.md."""
+    from crop.bench.checks import BENCH_FILES
+    from crop.bench.runner import BenchSpec, run_bench
+    from crop.certify.robustness import parse_robustness_spec
+    from crop.data.scenarios import PERSONALIZATION_USERS, parse_scenarios
+
+    # Everything is checked here (and again by run_bench) before anything is written.
+    out_dir = check_out_dir(out, "--out", BENCH_FILES)
+    _check_report_targets(out_dir)
+    if tune_on not in ("available", "population"):
+        raise CropError(f"--tune-on must be 'available' or 'population', got {tune_on!r}")
+    if norm not in ("batch", "none"):
+        raise CropError(f"--norm must be 'batch' or 'none', got {norm!r}")
+    method_list = _methods(methods)
+    if dataset != "hapt":
+        if attributes is not None and not fairness:
+            raise CropError("--attributes needs --fairness")
+        picked = _dataset_choices(dataset, root, model, arch, scenario, users, config, method_list)
+        fields = picked["spec"]
+        metric = _metric(metric) if metric is not None else picked["metric"]
+    else:
+        if root is not None or model is not None or arch is not None:
+            raise CropError("--root, --model and --arch apply to the datasets of docs/DATASETS.md, not hapt")
+        if scenario is None:
+            raise CropError("--dataset hapt needs --scenario (e.g. hapt-session:1)")
+        metric = _metric(metric if metric is not None else "balanced_accuracy")
+        user_list = _users(users) if users is not None else list(PERSONALIZATION_USERS)
+        if attributes is not None and not fairness:
+            raise CropError("--attributes needs --fairness")
+        fields = {
+            "scenarios": parse_scenarios(scenario),
+            "users": user_list,
+            "dataset": dataset,
+            "configs": _load_configs(config, method_list),
+        }
+    if fairness:
+        from crop.fairness._command import check_targets, read_table_for
+
+        check_targets(out_dir)
+        read_table_for(attributes, fields["users"], dataset, root)
+    spec = BenchSpec(
+        **fields,
+        seeds=int_list(seeds, "--seeds", 0, MAX_SEED, MAX_SEEDS),
+        methods=method_list,
+        out=out_dir,
+        metric=metric,
+        tune=tune,
+        tune_budget=tune_budget,
+        tune_on=tune_on,
+        certify=parse_robustness_spec(certify) if certify is not None else None,
+        workers=workers,
+        norm=norm,
+        protocol=protocol,
+        generic=generic,
+        fairness=fairness,
+    )
+    run_bench(spec, progress=not quiet)
+    if fairness:
+        _fairness_report(out_dir, attributes, quiet=quiet)
+    tables = _write_tables(out_dir, metric)
+    if not quiet:
+        for t in tables:
+            if t.kind in ("summary", "gains"):
+                console.print(_rich_table(t))
+    console.print(f"wrote {out_dir / 'results.jsonl'} and {out_dir / 'table.md'}")
+
+
+@_guard
+def demo(
+    out: Annotated[str, typer.Option(help="output directory")] = "crop-out/demo",
+    seed: Annotated[int, typer.Option(help="split and training seed", min=0, max=MAX_SEED)] = 0,
+) -> None:
+    """The main job on built-in data: HAPT hapt-session scenario 1, generic vs finetune vs CRoP."""
+    from crop.bench.checks import BENCH_FILES
+    from crop.bench.runner import BenchSpec, run_bench
+    from crop.data.scenarios import PERSONALIZATION_USERS, parse_scenarios
+
+    out = check_out_dir(out, "--out", BENCH_FILES)
+    _check_report_targets(out)
+    console.print(
+        f"[bold]crop demo[/bold]: personalizing HAPT users {list(PERSONALIZATION_USERS)} "
+        "(available context: session 1; unseen: session 2) with conventional finetuning and CRoP"
+    )
+    spec = BenchSpec(
+        scenarios=parse_scenarios("hapt-session:1"),
+        users=list(PERSONALIZATION_USERS),
+        seeds=[seed],
+        methods=["generic", "finetune", "crop"],
+        out=out,
+    )
+    run_bench(spec)
+    tables = _write_tables(out, spec.metric)
+    for kind in ("per_user", "summary"):
+        console.print(_rich_table(next(t for t in tables if t.kind == kind)))
+    from crop.bench.runner import load_results
+    from crop.report.stats import summarize_gain
+    from crop.report.tables import performance
+
+    perf = performance(load_results(out), spec.metric)
+    for method in ("finetune", "crop"):
+        g = summarize_gain(perf, "hapt-session:1", method, "generic")
+        line = f"{method}: Δ_P {g.interval()} pp"
+        if method != "finetune":
+            h = summarize_gain(perf, "hapt-session:1", method, "finetune")
+            line += f", Δ_G {h.interval()} pp (95 % bootstrap interval over the {h.n_users} users)"
+        console.print(line)
+    console.print(f"Results: {out / 'results.jsonl'}, tables: {out / 'table.md'}")

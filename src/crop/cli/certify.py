@@ -1,0 +1,109 @@
+"""``crop certify``: verified, empirical and smoothed robustness of a model file on a person's data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table as RichTable
+
+from crop.cli._common import (
+    _guard,
+    console,
+)
+from crop.errors import CropError
+from crop.outputs import check_out_file
+from crop.validate import (
+    MAX_SEED,
+)
+
+
+@_guard
+def certify(
+    model: Annotated[Path, typer.Option(help="model .safetensors written by crop (dense or sparse)")],
+    spec: Annotated[
+        str,
+        typer.Option("--certify", help="what to measure, e.g. 'eps=0.003,0.01,sigma=0.05' (as crop bench --certify)"),
+    ] = "eps=0.003,0.01,0.03",
+    data: Annotated[
+        Path | None, typer.Option(help=".npz with X, y and optional context: every context is certified")
+    ] = None,
+    user: Annotated[
+        int | None, typer.Option(help="or a HAPT user: the available test split and unseen contexts")
+    ] = None,
+    scenario: Annotated[str, typer.Option(help="with --user: the HAPT scenario")] = "hapt-session:1",
+    seed: Annotated[int, typer.Option(help="split seed (with --user) and sampling seed", min=0, max=MAX_SEED)] = 0,
+    out: Annotated[str | None, typer.Option(help="write the measures to this JSON file")] = None,
+) -> None:
+    """Certify a model: verified accuracy (IBP, CROWN), PGD accuracy, smoothed certified accuracy."""
+    import numpy as np
+
+    from crop.certify.robustness import parse_robustness_spec, robustness_measures
+    from crop.data.sensing import load_npz
+    from crop.models.io import load_model
+    from crop.models.utils import n_classes_of
+    from crop.report.files import write_text_atomic
+
+    robustness = parse_robustness_spec(spec)
+    out_file = check_out_file(out, "--out") if out is not None else None
+    if (user is None) == (data is None):
+        raise CropError("give either --data (a .npz file) or --user (a HAPT user)")
+    if user is not None:
+        from crop.data.hapt import USERS
+        from crop.data.scenarios import parse_scenarios
+
+        if user not in USERS:
+            raise CropError(f"unknown HAPT user {user}: users are 1-30")
+        if len(parse_scenarios(scenario)) != 1:
+            raise CropError(f"--scenario must name one scenario such as {parse_scenarios(scenario)[0].name}")
+    net = load_model(model)
+    contexts: dict[str, Any] = {}
+    if data is not None:
+        whole, context = load_npz(data)
+        whole.validate()
+        if context is None:
+            contexts["all"] = whole
+        else:
+            ctx = np.asarray([str(v) for v in context.tolist()])
+            for v in sorted(set(ctx.tolist())):
+                contexts[v] = whole.subset(np.flatnonzero(ctx == v), f"{data.name} context {v}")
+    else:
+        from crop.data.hapt import USERS
+        from crop.data.scenarios import build_user_scenario, parse_scenarios
+
+        if user not in USERS:
+            raise CropError(f"unknown HAPT user {user}: users are 1-30")
+        scenarios = parse_scenarios(scenario)
+        if len(scenarios) != 1:
+            raise CropError(f"--scenario must name one scenario such as {scenarios[0].name}")
+        us = build_user_scenario(user, scenarios[0], seed)
+        contexts[f"available: session {scenarios[0].available_session} (test split)"] = us.available.test
+        contexts.update({f"unseen: {k}": v for k, v in us.unseen.items()})
+    for name, d in contexts.items():
+        d.validate()
+        n_classes = n_classes_of(net, d.X, f"{model}: context {name}")
+        d.validate(n_classes=n_classes)
+    results: dict[str, dict[str, float]] = {}
+    with console.status("certifying") as status:
+        for name, d in contexts.items():
+            status.update(f"certifying {name} ({len(d)} windows)")
+            if d.X.shape[1:] != contexts[next(iter(contexts))].X.shape[1:]:
+                raise CropError(f"context {name}: window shape differs")
+            results[name] = {m["metric"]: m["value"] for m in robustness_measures(net, d.X, d.y, robustness, seed=seed)}
+    rt = RichTable(title=f"robustness of {model.name} (%)", title_justify="left")
+    rt.add_column("measure")
+    for name in results:
+        rt.add_column(name, justify="right")
+    for metric in next(iter(results.values())):
+        rt.add_row(metric, *(f"{100 * results[c][metric]:.1f}" for c in results))
+    console.print(rt)
+    if out_file is not None:
+        payload = {
+            "model": str(model),
+            "spec": robustness.to_dict(),
+            "windows": {k: len(v) for k, v in contexts.items()},
+        }
+        write_text_atomic(out_file, json.dumps({**payload, "results": results}, indent=2))
+        console.print(f"wrote {out_file}")

@@ -1,0 +1,59 @@
+"""``crop methods`` (the registered methods) and ``crop train-generic`` (a HAPT generic model)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from crop.cli._common import (
+    _guard,
+    console,
+)
+from crop.errors import CropError
+from crop.outputs import check_out_file
+from crop.validate import (
+    MAX_EPOCHS,
+    MAX_SEED,
+)
+
+
+@_guard
+def methods() -> None:
+    """List the registered personalization methods."""
+    from crop.personalization.registry import METHODS, available_methods
+
+    for name in available_methods():
+        console.print(f"[bold]{name}[/bold]: {METHODS[name].description}")
+
+
+@_guard
+def train_generic_cmd(
+    out: Annotated[str, typer.Option(help="output .safetensors file")],
+    kind: Annotated[
+        str, typer.Option(help="hapt, hapt-rot (rotation augmentation), hapt-nobn, hapt-rot-nobn")
+    ] = "hapt",
+    epochs: Annotated[int, typer.Option(help="training epochs", min=1, max=MAX_EPOCHS)] = 30,
+    seed: Annotated[int, typer.Option(help="training seed", min=0, max=MAX_SEED)] = 0,
+) -> None:
+    """Train a HAPT generic model (deterministic) leaving the personalization users out.
+
+    The shipped weights were produced by
+    ``crop train-generic --kind hapt --out src/crop/models/weights/hapt-generic.safetensors`` and
+    ``crop train-generic --kind hapt-rot --out src/crop/models/weights/hapt-rot-generic.safetensors``.
+    """
+    from crop.generic import GENERIC_KINDS, GenericTrainConfig, train_generic
+    from crop.models.io import save_model
+    from crop.validate import check_config
+
+    target = check_out_file(out, "--out")
+    if kind not in GENERIC_KINDS:
+        raise CropError(f"unknown generic model kind {kind!r}; choose {', '.join(GENERIC_KINDS)}")
+    config = check_config(GenericTrainConfig(epochs=epochs, seed=seed), "train-generic")
+    with console.status(f"training the {kind} generic model ({epochs} epochs)"):
+        model, info = train_generic(kind, config=config)
+    save_model(model, target, {k: v for k, v in info.items()})
+    console.print(
+        f"validation balanced accuracy (users {info['val_users']}): {100 * info['val_balanced_accuracy']:.2f} % "
+        f"at epoch {info['best_epoch']}; wrote {target}"
+    )

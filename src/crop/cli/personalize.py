@@ -1,0 +1,281 @@
+"""``crop personalize`` and ``crop tune``: personalize one person, or grid-search a method's
+config for one person (on their validation split, or on other people with ``--population``)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table as RichTable
+
+from crop.cli._common import (
+    _dataset_configs,
+    _guard,
+    _load_configs,
+    _metric,
+    _rich_table,
+    console,
+)
+from crop.cli._person import _dataset_person, _hapt_user, _person, _preset_config
+from crop.errors import CropError
+from crop.outputs import check_out_dir
+from crop.validate import (
+    MAX_GRID_POINTS,
+    MAX_SEED,
+)
+
+
+@_guard
+def personalize(
+    out: Annotated[str, typer.Option(help="output directory: model.safetensors and summary.json")],
+    user: Annotated[
+        str | None, typer.Option(help="a HAPT user id (1-30), or a user of --dataset (ExtraSensory: a UUID prefix)")
+    ] = None,
+    scenario: Annotated[
+        str | None, typer.Option(help="e.g. hapt-session:1 (the default on hapt) or stress:1 (default: the first)")
+    ] = None,
+    dataset: Annotated[
+        str, typer.Option(help="hapt (built in) or a dataset of docs/DATASETS.md, with --root")
+    ] = "hapt",
+    root: Annotated[str | None, typer.Option(help="the dataset's directory (every dataset but hapt)")] = None,
+    arch: Annotated[
+        str | None, typer.Option(help="--dataset npz: package.module:factory building your nn.Module")
+    ] = None,
+    data: Annotated[
+        Path | None, typer.Option(help="your own .npz with X (n, ...), y (n,), optional context (n,)")
+    ] = None,
+    model: Annotated[Path | None, typer.Option(help="generic model .safetensors (written by crop)")] = None,
+    available: Annotated[str | None, typer.Option(help="with --data: the context value that is available")] = None,
+    method: Annotated[str, typer.Option(help="registered method")] = "crop",
+    seed: Annotated[int, typer.Option(help="split and training seed", min=0, max=MAX_SEED)] = 0,
+    config: Annotated[Path | None, typer.Option(help="TOML file with a [method] table of options")] = None,
+    metric: Annotated[str | None, typer.Option(help="accuracy measure (default: the dataset's)")] = None,
+) -> None:
+    """Personalize one person: a HAPT user, a user of a dataset (--dataset, --root), or your own
+    data file plus a generic model file."""
+
+    from crop.api import evaluate
+    from crop.api import personalize as run_personalize
+    from crop.models.io import save_model
+    from crop.personalization.registry import config_to_dict, get_method
+    from crop.report.files import write_text_atomic
+
+    out = check_out_dir(out, "--out", ("model.safetensors", "model.sparse.safetensors", "summary.json"))
+    get_method(method)
+    t0 = time.perf_counter()
+    if dataset != "hapt":
+        if data is not None or available is not None:
+            raise CropError("--data and --available go with --dataset hapt (or use --dataset npz --root DIR)")
+        configs, generic_training = _dataset_configs(config, dataset)
+        metric = _metric(metric) if metric is not None else None
+        generic, generic_info, split, unseen, subject, own_metric = _dataset_person(
+            dataset, root, user, scenario, model, arch, seed, generic_training
+        )
+        metric = metric or own_metric
+        configs.setdefault(method, _preset_config(dataset, method))
+    else:
+        if root is not None or arch is not None:
+            raise CropError("--root and --arch apply to --dataset (docs/DATASETS.md), not hapt")
+        metric = _metric(metric if metric is not None else "balanced_accuracy")
+        configs = _load_configs(config, [method])
+        hapt_user = _hapt_user(user) if user is not None else None
+        generic, generic_info, split, unseen, subject = _person(
+            hapt_user, scenario if scenario is not None else "hapt-session:1", data, model, available, seed
+        )
+    result = run_personalize(generic, split, configs.get(method), method=method, seed=seed, metric=metric)
+    scores = {"available (test split)": evaluate(result.model, split.test)} if len(split.test) else {}
+    scores.update({f"unseen: {k}": evaluate(result.model, v) for k, v in unseen.items()})
+    generic_scores = {"available (test split)": evaluate(generic, split.test)} if len(split.test) else {}
+    generic_scores.update({f"unseen: {k}": evaluate(generic, v) for k, v in unseen.items()})
+    summary = {
+        **subject,
+        "method": method,
+        "seed": seed,
+        "metric": metric,
+        "prune_amount": result.prune_amount,
+        "scores": scores,
+        "generic_scores": generic_scores,
+        "generic_model": generic_info,
+        "config": config_to_dict(configs.get(method) or get_method(method).config_class()),
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+    if "mixed_selected" in result.info:
+        summary["mixed_model_selected"] = result.info["mixed_selected"]
+        summary["timings"] = result.info.get("timings")
+    save_model(result.model, out / "model.safetensors", {"method": method, "seed": seed})
+    (out / "model.sparse.safetensors").unlink(missing_ok=True)  # never leave one from an earlier run
+    if "density" in result.info and "masks" in result.info:  # a sparse method: also write the compressed file
+        from crop.certify.sparse import save_sparse
+
+        sparse_path = save_sparse(
+            result.model, out / "model.sparse.safetensors", metadata={"method": method, "seed": seed}
+        )
+        summary["density"] = result.info.get("density")
+        summary["verified_val"] = result.info.get("verified_val")
+        summary["file_bytes"] = {
+            "dense": (out / "model.safetensors").stat().st_size,
+            "sparse": sparse_path.stat().st_size,
+        }
+    write_text_atomic(out / "summary.json", json.dumps(summary, indent=2, default=float))
+    rt = RichTable(title=f"{method} personalization ({metric}, %)", title_justify="left")
+    rt.add_column("context")
+    rt.add_column("generic", justify="right")
+    rt.add_column(method, justify="right")
+    for k, v in scores.items():
+        rt.add_row(k, f"{100 * generic_scores[k][metric]:.2f}", f"{100 * v[metric]:.2f}")
+    console.print(rt)
+    if "file_bytes" in summary:
+        sizes = summary["file_bytes"]
+        console.print(
+            f"density {summary['density']:.3f}; model.sparse.safetensors {sizes['sparse'] / 1024:.1f} KiB "
+            f"vs dense {sizes['dense'] / 1024:.1f} KiB"
+        )
+    elif result.prune_amount is not None:
+        console.print(f"pruning amount chosen by ToleratedPrune: {result.prune_amount:.2f}")
+    console.print(f"wrote {out / 'model.safetensors'} and {out / 'summary.json'}")
+
+
+@_guard
+def tune(
+    out: Annotated[str, typer.Option(help="output directory: tune.md, tune.csv, chosen.json, model.safetensors")],
+    user: Annotated[int | None, typer.Option(help="a HAPT user id (1-30)")] = None,
+    scenario: Annotated[str, typer.Option(help="HAPT scenario, e.g. hapt-session:1")] = "hapt-session:1",
+    data: Annotated[Path | None, typer.Option(help="your own .npz with X, y, optional context")] = None,
+    model: Annotated[Path | None, typer.Option(help="generic model .safetensors (written by crop)")] = None,
+    available: Annotated[str | None, typer.Option(help="with --data: the context value that is available")] = None,
+    method: Annotated[str, typer.Option(help="registered method")] = "crop",
+    grid: Annotated[
+        str | None,
+        typer.Option(help="e.g. 'initial.lr+final.lr=1e-3,3e-3;alpha=1e-3,1e-2' (default: the method's small grid)"),
+    ] = None,
+    budget: Annotated[
+        int | None,
+        typer.Option(help="at most this many grid points (subsampled with the seed)", min=1, max=MAX_GRID_POINTS),
+    ] = None,
+    population: Annotated[
+        bool,
+        typer.Option(
+            help="with --user: choose the config on other people instead (the validation users of the user's "
+            "generic model, personalized on one real session, scored on the other)"
+        ),
+    ] = False,
+    seed: Annotated[int, typer.Option(help="split and training seed", min=0, max=MAX_SEED)] = 0,
+    config: Annotated[
+        Path | None, typer.Option(help="TOML file with a [method] table: the config the grid modifies")
+    ] = None,
+    metric: str = "balanced_accuracy",
+) -> None:
+    """Grid-search a method's config for one person on the available-context validation split.
+
+    As the paper's Appendix A.3; unseen-context data is only used to report the chosen model."""
+    from rich.progress import Progress
+
+    from crop.analysis import tune as run_tune
+    from crop.analysis._tune import default_grid, expand_grid, grid_configs, parse_grid_option
+    from crop.api import evaluate
+    from crop.models.io import save_model
+    from crop.personalization.registry import get_method
+
+    out = check_out_dir(out, "--out", ("tune.md", "tune.csv", "chosen.json", "model.safetensors"))
+    spec = get_method(method)
+    _metric(metric)
+    configs = _load_configs(config, [method])
+    chosen_grid = parse_grid_option(grid) if grid is not None else default_grid(method, configs.get(method))
+    grid_configs(configs.get(method) or spec.config_class(), expand_grid(chosen_grid), method)  # before any work
+    if population:
+        _population_tune_cmd(out, user, scenario, data, method, grid, budget, seed, configs.get(method), metric)
+        return
+    generic, _, split, unseen, subject = _person(user, scenario, data, model, available, seed)
+    points = len(expand_grid(chosen_grid))
+    total = min(points, budget) if budget else points
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task(f"tuning {method}", total=total)
+        result = run_tune(
+            generic,
+            split,
+            method,
+            chosen_grid,
+            seed=seed,
+            budget=budget,
+            metric=metric,
+            base_config=configs.get(method),
+            on_trial=lambda _: bar.advance(task),
+        )
+    paths = result.write(out)
+    save_model(
+        result.best_result.model, out / "model.safetensors", {"method": method, "seed": seed, "tuned": result.chosen}
+    )
+    console.print(_rich_table(result.table()))
+    console.print(f"chosen: {result.chosen}")
+    scores = {"available (test split)": evaluate(result.best_result.model, split.test)} if len(split.test) else {}
+    scores.update({f"unseen: {k}": evaluate(result.best_result.model, v) for k, v in unseen.items()})
+    for name, value in scores.items():
+        console.print(f"chosen model, {name}: {100 * value[metric]:.2f} % {metric}")
+    console.print(f"wrote {paths['table']}, {paths['chosen']} and {out / 'model.safetensors'} ({subject})")
+
+
+def _population_tune_cmd(
+    out: Path,
+    user: int | None,
+    scenario: str,
+    data: Path | None,
+    method: str,
+    grid: str | None,
+    budget: int | None,
+    seed: int,
+    base_config: Any,
+    metric: str,
+) -> None:
+    """``crop tune --population``: the search of :func:`crop.analysis.population_tune` for the
+    fold that serves ``user``, then that user's model with the chosen config."""
+    from rich.progress import Progress
+
+    from crop.analysis import population_tune
+    from crop.analysis._tune import default_grid, expand_grid, parse_grid_option
+    from crop.api import evaluate
+    from crop.models.io import save_model
+    from crop.report.files import write_text_atomic
+
+    if user is None or data is not None:
+        raise CropError("--population needs --user (a HAPT user): other people's sessions come from HAPT")
+    if budget is not None:
+        raise CropError("--budget applies to available-context tuning; population tuning runs the whole grid")
+    generic, _, split, unseen, subject = _person(user, scenario, None, None, None, seed)
+    from crop.data.scenarios import parse_scenarios
+    from crop.generic import fold_of
+
+    kind = parse_scenarios(scenario)[0].generic
+    chosen_grid = parse_grid_option(grid) if grid is not None else default_grid(method, base_config)
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task(f"population tuning {method}", total=len(expand_grid(chosen_grid)))
+        result = population_tune(
+            method,
+            kind,
+            fold_of(user),
+            chosen_grid,
+            seeds=[seed],
+            metric=metric,
+            base_config=base_config,
+            on_trial=lambda _: bar.advance(task),
+        )
+    md, _ = result.table().write(out, "tune")
+    write_text_atomic(out / "chosen.json", json.dumps(result.to_dict(), indent=1, default=str))
+    fitted = get_method_fit(method)(generic, split, result.best_config, seed=seed, metric=metric)
+    save_model(fitted.model, out / "model.safetensors", {"method": method, "seed": seed, "tuned": result.chosen})
+    console.print(_rich_table(result.table()))
+    console.print(f"chosen on users {result.users} (never user {user}): {result.chosen}")
+    scores = {"available (test split)": evaluate(fitted.model, split.test)} if len(split.test) else {}
+    scores.update({f"unseen: {k}": evaluate(fitted.model, v) for k, v in unseen.items()})
+    for name, value in scores.items():
+        console.print(f"user {user} with the chosen config, {name}: {100 * value[metric]:.2f} % {metric}")
+    console.print(f"wrote {md}, {out / 'chosen.json'} and {out / 'model.safetensors'} ({subject})")
+
+
+def get_method_fit(method: str) -> Callable[..., Any]:
+    from crop.personalization.registry import get_method
+
+    return get_method(method).fit

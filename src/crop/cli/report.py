@@ -1,0 +1,152 @@
+"""``crop report``, ``crop fairness`` and ``crop analyze``: tables, fairness report and the
+Section 7 analyses of a finished bench (or personalization) directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from crop.cli._common import (
+    _guard,
+    _methods,
+    _metric,
+    _rich_table,
+    _users,
+    console,
+)
+from crop.errors import CropError
+from crop.outputs import check_input_dir, check_out_dir
+from crop.validate import (
+    MAX_SEED,
+    int_list,
+)
+
+
+def _check_report_targets(out: Path) -> None:
+    """The files a report writes into ``out`` are regular files or absent (checked before the
+    first one is written, and before a bench runs)."""
+    from crop.outputs import check_write_target
+
+    check_out_dir(out / "tables", "the tables directory")
+    if out.is_dir():
+        for path in [out / "table.md", out / "deltas.png", *out.glob("robustness-*.png"), *out.glob("tables/*.csv")]:
+            check_write_target(path)
+
+
+def _write_tables(out: Path, metric: str) -> list[Any]:
+    from crop.bench.runner import load_results
+    from crop.report.files import write_text_atomic
+    from crop.report.plots import delta_bars, robustness_curves
+    from crop.report.tables import all_tables, performance, render_markdown
+
+    _metric(metric)
+    _check_report_targets(out)
+    records = load_results(out)
+    perf = performance(records, metric)
+    if len({k[2] for k in perf}) >= 5 and "finetune" in {k[1] for k in perf} and len({k[1] for k in perf}) > 2:
+        from crop.report.plots import gain_strips
+
+        gain_strips(perf, out / "gains.png")
+    if {k[1] for k in perf} - {"generic"}:
+        delta_bars(perf, out / "deltas.png", f"Δ_P and Δ_G ({metric}), mean over users, 95 % bootstrap interval")
+    for scenario in sorted({r["scenario"] for r in records if "radius" in r}):
+        robustness_curves(records, scenario, out / f"robustness-{scenario.replace(':', '-')}.png")
+    dataset = next((r["dataset"] for r in records if isinstance(r.get("dataset"), str)), "hapt")
+    text = render_markdown(records, metric, dataset)
+    summary = out / "fairness" / "summary.md"
+    if summary.is_file():  # written by crop fairness / crop bench --fairness
+        text += "\n## Fairness (full report: fairness/fairness.md)\n\n" + summary.read_text(encoding="utf-8")
+    write_text_atomic(out / "table.md", text)
+    tables = all_tables(records, metric, dataset)
+    (out / "tables").mkdir(exist_ok=True)
+    for i, t in enumerate(tables):
+        write_text_atomic(out / "tables" / f"{i:02d}.csv", t.csv())
+    return tables
+
+
+@_guard
+def report(
+    out: Annotated[str, typer.Argument(help="a bench output directory")],
+    metric: Annotated[
+        str | None, typer.Option(help="accuracy measure (default: the one the bench ran with, bench.json)")
+    ] = None,
+) -> None:
+    """Rewrite table.md (and tables/*.csv) from a bench directory's results.jsonl."""
+    directory = check_input_dir(out, "DIR")
+    if metric is None:
+        from crop.bench.checks import read_settings
+
+        ran = read_settings(directory).get("metric") if (directory / "bench.json").is_file() else None
+        metric = ran if isinstance(ran, str) else "balanced_accuracy"
+    _metric(metric)
+    tables = _write_tables(directory, metric)
+    for t in tables:
+        console.print(_rich_table(t))
+
+
+def _fairness_report(out: Path, attributes: Path | None, resamples: int = 2000, quiet: bool = False) -> Any:
+    from crop.fairness import run_fairness
+
+    with console.status("fairness report") as status:
+        report = run_fairness(out, attributes, resamples=resamples, say=None if quiet else status.update)
+    if not quiet:
+        for t in report.summary_tables:
+            console.print(_rich_table(t))
+    console.print(f"wrote {report.path}")
+    return report
+
+
+@_guard
+def fairness(
+    out: Annotated[str, typer.Argument(help="a crop bench output directory")],
+    attributes: Annotated[
+        Path | None,
+        typer.Option(help="CSV or JSON table of per-person attributes keyed by user id (a 'user' column)"),
+    ] = None,
+    resamples: Annotated[
+        int, typer.Option(help="bootstrap resamples over people for the intervals", min=100, max=100_000)
+    ] = 2000,
+) -> None:
+    """Fairness of a bench's models, group-wise and across people, into DIR/fairness/.
+
+    Per-person balanced accuracy and gains (spread, worst person, share harmed); with `crop bench
+    --fairness` results also per group of each attribute: HAPT traits measured on the available
+    context (movement intensity, walking cadence, the generic model's accuracy), attributes the
+    dataset's files carry (stress: the readme demographics), the --attributes columns, the
+    activity and the context. See docs/FAIRNESS.md."""
+    from crop.fairness._command import check_targets
+
+    out_dir = check_input_dir(out, "DIR")
+    check_targets(out_dir)
+    _fairness_report(out_dir, attributes, resamples)
+
+
+@_guard
+def analyze(
+    out: Annotated[str, typer.Argument(help="a `crop bench` or `crop personalize --user` output directory")],
+    users: Annotated[str | None, typer.Option(help="bench: comma-separated users (default: all)")] = None,
+    seeds: Annotated[str | None, typer.Option(help="bench: comma-separated seeds (default: the first)")] = None,
+    methods: Annotated[str | None, typer.Option(help="bench: methods (default: those that prune)")] = None,
+    no_figures: Annotated[bool, typer.Option("--no-figures", help="tables only")] = False,
+) -> None:
+    """Section 7 analyses (GIP, distances, state accuracies, heat maps, t-SNE) into DIR/analysis/."""
+    from crop.bench.analyze import analyze_bench, analyze_personalization
+
+    out = check_input_dir(out, "DIR")
+    check_out_dir(out / "analysis", "the analysis directory", ("index.md",))
+    user_list = _users(users) if users is not None else None
+    seed_list = int_list(seeds, "--seeds", 0, MAX_SEED) if seeds is not None else None
+    method_list = _methods(methods) if methods is not None else None
+    if (out / "summary.json").is_file() and not (out / "results.jsonl").is_file():
+        if users is not None or seeds is not None or methods is not None:
+            raise CropError(
+                "--users, --seeds and --methods select units of a bench directory; this is a personalization"
+            )
+        index = analyze_personalization(out, figures=not no_figures)
+    elif (out / "results.jsonl").is_file():
+        index = analyze_bench(out, users=user_list, seeds=seed_list, methods=method_list, figures=not no_figures)
+    else:
+        raise CropError(f"{out} holds neither results.jsonl (crop bench) nor summary.json (crop personalize)")
+    console.print(f"wrote {index}")
