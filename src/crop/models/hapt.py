@@ -37,6 +37,12 @@ class HAPTNet(nn.Sequential):
     puts an identity there instead (same layer indices), the kind of network the paper's four
     architectures are, whose weights carry everything (no running statistics to go stale after
     pruning or mixing).
+
+    ``widths`` (optional) gives the four layer widths ``(conv1, conv2, conv3, hidden)``
+    explicitly instead of ``(width // 2, width, width, 2 * width)``: the shape of a
+    channel-pruned network after :func:`crop.certify.compact.compact_model` removed units. It is
+    recorded in ``config`` (only when given), so a saved compact model is rebuilt by
+    :func:`crop.models.io.load_model`.
     """
 
     def __init__(
@@ -47,31 +53,38 @@ class HAPTNet(nn.Sequential):
         width: int = 32,
         dropout: float = 0.2,
         norm: str = "batch",
+        widths: tuple[int, int, int, int] | list[int] | None = None,
     ):
         if norm not in ("batch", "none"):
             raise ValueError(f"norm must be 'batch' or 'none', got {norm!r}")
         pooled = length // 8 // 4
+        if widths is None:
+            c1, c2, c3, hidden = width // 2, width, width, 2 * width
+        else:
+            if len(widths) != 4 or any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths):
+                raise ValueError(f"widths must be four positive integers, got {widths!r}")
+            c1, c2, c3, hidden = widths
 
         def normalize(features: int) -> nn.Module:
             return nn.BatchNorm1d(features) if norm == "batch" else nn.Identity()
 
         super().__init__(
             Standardize(channels),
-            nn.Conv1d(channels, width // 2, kernel_size=7, stride=2, padding=3),
-            normalize(width // 2),
+            nn.Conv1d(channels, c1, kernel_size=7, stride=2, padding=3),
+            normalize(c1),
             nn.ReLU(),
-            nn.Conv1d(width // 2, width, kernel_size=5, stride=2, padding=2),
-            normalize(width),
+            nn.Conv1d(c1, c2, kernel_size=5, stride=2, padding=2),
+            normalize(c2),
             nn.ReLU(),
-            nn.Conv1d(width, width, kernel_size=5, stride=2, padding=2),
-            normalize(width),
+            nn.Conv1d(c2, c3, kernel_size=5, stride=2, padding=2),
+            normalize(c3),
             nn.ReLU(),
             nn.AvgPool1d(4),
             nn.Flatten(),
-            nn.Linear(width * pooled, 2 * width),
+            nn.Linear(c3 * pooled, hidden),
             nn.ReLU(),
             nn.Dropout(dropout),
-            nn.Linear(2 * width, n_classes),
+            nn.Linear(hidden, n_classes),
         )
         self.config = {
             "channels": channels,
@@ -82,6 +95,8 @@ class HAPTNet(nn.Sequential):
         }
         if norm != "batch":  # files of the default network keep their exact metadata
             self.config["norm"] = norm
+        if widths is not None:
+            self.config["widths"] = [int(w) for w in widths]
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """The penultimate representation (input of the classification layer)."""

@@ -177,9 +177,16 @@ def load_model(path: str | Path) -> nn.Module:
 
 
 def _architecture_config(text: str) -> dict[str, Any]:
-    """The constructor arguments recorded in a file: a JSON object of plain values."""
+    """The constructor arguments recorded in a file: a JSON object of plain values (numbers,
+    strings, booleans, or a short list of integers such as a compact network's ``widths``)."""
     config = json.loads(text)
-    if not isinstance(config, dict) or any(not isinstance(v, int | float | str | bool) for v in config.values()):
+
+    def plain(v: Any) -> bool:
+        if isinstance(v, list):
+            return len(v) <= 64 and all(isinstance(i, int) and not isinstance(i, bool) for i in v)
+        return isinstance(v, int | float | str | bool)
+
+    if not isinstance(config, dict) or not all(plain(v) for v in config.values()):
         raise ValueError(f"crop_config must be a JSON object of numbers and strings, got {text[:60]!r}")
     return config
 
