@@ -15,6 +15,13 @@ Batch-norm statistics are frozen (eval mode) so the trained network is the one t
 describe. Density counts the prunable weights (all Linear / Conv weights but the decision
 layer, as in CRoP's pruning); ``info["density_all"]`` counts every parameter.
 
+``structure="channel"`` prunes whole units instead of single weights (output channels of the
+convolutions, hidden units of the dense layer; :mod:`crop.certify.structured`): on the same
+cubic schedule, to at most ``density`` of the same weights, removed units' weights, biases and
+BatchNorm scale / shift held at zero through both phases. ``info["compact_model"]`` is then the
+network rebuilt with physically smaller dense layers (:func:`crop.certify.compact.compact_model`),
+which computes the same outputs and is faster on CPU.
+
 ``info`` reports the density, and the clean and verified accuracy on the available-context
 validation split (the only held-out data a method may see).
 """
@@ -30,8 +37,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from crop.certify.compact import compact_model
 from crop.certify.gradual_prune import FixedMask, FreezeBatchNormStatistics, GradualMagnitudePrune, density_of
 from crop.certify.margin import verified_accuracy
+from crop.certify.structured import GradualChannelPrune
 from crop.certify.training import CertifiedObjective
 from crop.data.sensing import ContextSplit
 from crop.errors import CropError
@@ -64,6 +73,8 @@ class CertifiedConfig:
         prune_start, prune_end: fractions of phase-1 steps where the cubic pruning schedule
             starts and reaches ``density``.
         exclude_last: never prune the decision layer.
+        structure: ``"none"`` (single weights, by magnitude) or ``"channel"`` (whole channels /
+            hidden units, by effective L1 norm; the decision layer is never pruned).
         robust, final: the two training phases (phase 1 keeps its last epoch, phase 2 the best
             clean validation score, the phase-1 model included).
     """
@@ -78,6 +89,7 @@ class CertifiedConfig:
     prune_start: float = 0.1
     prune_end: float = 0.6
     exclude_last: bool = True
+    structure: Literal["none", "channel"] = "none"
     robust: TrainConfig = field(default_factory=_robust_phase)
     final: TrainConfig = field(default_factory=_final_phase)
 
@@ -93,6 +105,8 @@ def _check(config: CertifiedConfig) -> None:
         raise CropError(f"unknown norm {config.norm!r}; choose linf or l2")
     if not 0 <= config.prune_start <= config.prune_end <= 1:
         raise CropError("need 0 <= prune_start <= prune_end <= 1")
+    if config.structure not in ("none", "channel"):
+        raise CropError(f"unknown structure {config.structure!r}; choose none or channel")
 
 
 def _steps_per_epoch(n: int, batch_size: int) -> int:
@@ -128,9 +142,11 @@ def fit_certified(
         ramp_steps=max(1, int(config.ramp * steps)),
         kappa_end=config.kappa_end,
     )
-    pruner = GradualMagnitudePrune(
-        model, names, config.density, int(config.prune_start * steps), max(1, int(config.prune_end * steps))
-    )
+    prune_steps = int(config.prune_start * steps), max(1, int(config.prune_end * steps))
+    if config.structure == "channel":
+        pruner = GradualChannelPrune(model, config.density, *prune_steps)
+    else:
+        pruner = GradualMagnitudePrune(model, names, config.density, *prune_steps)
     freeze = FreezeBatchNormStatistics()
     robust_cfg = TrainConfig(**{**config.robust.__dict__, "select": "last"})
     phase1 = train(
@@ -160,7 +176,7 @@ def fit_certified(
         seed=seed + 1,
         metric=metric,
         objective=final_objective,
-        hooks=[freeze, FixedMask(masks)],
+        hooks=[freeze, FixedMask(getattr(pruner, "fixed_masks", masks))],
     )
     timings["masked_finetune"] = time.perf_counter() - t0
 
@@ -194,5 +210,8 @@ def fit_certified(
             "nonzero_parameters": int(nonzero),
             "parameters": int(total),
             "prunable": float(np.sum([m.numel() for m in masks.values()])),
+            **(
+                {"structure": "channel", "compact_model": compact_model(model)} if config.structure == "channel" else {}
+            ),
         },
     )
