@@ -52,7 +52,7 @@ from crop.certify.sparse import save_sparse, to_sparse_inference
 from crop.certify.structured import channel_masks
 from crop.models.io import save_model
 from crop.models.utils import clone_model
-from crop.personalize.prune import apply_masks, global_masks, magnitude_scores, prunable_names
+from crop.personalization.prune import apply_masks, global_masks, magnitude_scores, prunable_names
 
 
 def _time(fn, x, repeats: int) -> float:

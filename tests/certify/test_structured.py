@@ -16,8 +16,8 @@ from crop.data.sensing import stratified_split
 from crop.errors import CropError
 from crop.models import HAPTNet, load_model, save_model
 from crop.models.io import metadata_of
-from crop.personalize.loop import TrainConfig, train
-from crop.personalize.prune import apply_masks
+from crop.personalization.loop import TrainConfig, train
+from crop.personalization.prune import apply_masks
 from tests.conftest import make_data
 
 

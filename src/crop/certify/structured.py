@@ -28,7 +28,7 @@ global ranking because layer norms are not comparable across fan-ins (a global L
 empties the wide layers first).
 
 Masks here are boolean keep-masks over named parameters (``True`` = kept), the same convention
-as :mod:`crop.personalize.prune`, so :func:`~crop.personalize.prune.apply_masks` and
+as :mod:`crop.personalization.prune`, so :func:`~crop.personalization.prune.apply_masks` and
 :class:`~crop.certify.gradual_prune.FixedMask` use them unchanged.
 """
 
@@ -41,8 +41,8 @@ from torch import nn
 
 from crop.certify.gradual_prune import FixedMask, gmp_density
 from crop.errors import CropError
-from crop.personalize.loop import Hook
-from crop.personalize.prune import Masks
+from crop.personalization.loop import Hook
+from crop.personalization.prune import Masks
 
 _PASSTHROUGH = (nn.ReLU, nn.Dropout, nn.Identity, nn.AvgPool1d, nn.MaxPool1d)
 
