@@ -61,7 +61,7 @@ def gain_strip(strips: dict[str, dict[Any, float]], user: Any, method: str) -> b
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.0, 0.9 + 0.7 * len(strips)))
     rng = np.random.default_rng(0)  # vertical jitter only, fixed
-    for row, (label, gains) in enumerate(strips.items()):
+    for row, gains in enumerate(strips.values()):
         users = sorted(gains, key=str)
         values = np.asarray([gains[u] for u in users], dtype=float)
         jitter = rng.uniform(-0.15, 0.15, size=values.size)
