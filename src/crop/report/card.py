@@ -340,7 +340,7 @@ def _population(m: _Model, bench: Bench | None, perf: Any) -> Section:
                 str(g.n_users),
             ]
         )
-        strips[label] = unseen
+        strips[f"vs {ref} (unseen context)"] = unseen
     if not rows:
         sec.missing = (
             f"not computed: the bench has no generic or finetune results in {m.scenario}; run {_bench_rerun(m)}"
@@ -357,7 +357,7 @@ def _population(m: _Model, bench: Bench | None, perf: Any) -> Section:
     seeds = sorted({k[3] for k in perf if k[0] == m.scenario and k[1] == m.method})
     sec.text.append(
         f"From the all-user bench `{bench.path}` (seeds {', '.join(map(str, seeds))}; each person's gain "
-        f"averaged over seeds, intervals over people, `crop.report.stats`). Harm rate: "
+        f"averaged over seeds, intervals over people, `crop.report.stats`), {_same_config(m, bench)}. Harm rate: "
         + (
             f"{100 * rate:.0f} % of people lose more than {HARM_MARGIN:g} pp on the unseen context against the "
             "generic model."

@@ -45,8 +45,10 @@ def accuracy_bars(
     p = [model[c] for c in contexts]
     ax.bar(x - 0.2, g, 0.4, label="generic", color=GREY)
     ax.bar(x + 0.2, p, 0.4, label=method, color=BLUE)
-    for xi, v in zip(x, p, strict=True):
-        ax.text(xi + 0.2, v + 1, f"{v:.1f}", ha="center", fontsize=8)
+    for xi, gv, pv in zip(x, g, p, strict=True):
+        ax.text(xi + 0.2, pv + 1, f"{pv:.1f}", ha="center", fontsize=8)
+        if np.isfinite(gv):
+            ax.text(xi - 0.2, gv + 1, f"{gv:.1f}", ha="center", fontsize=8)
     ax.set_xticks(x, [c.replace(": ", ":\n") for c in contexts], fontsize=8)
     ax.set_ylim(0, 108)
     ax.set_ylabel(f"{metric} (%)")
@@ -73,7 +75,7 @@ def gain_strip(strips: dict[str, dict[Any, float]], user: Any, method: str) -> b
             ax.vlines(values.mean(), row - 0.3, row + 0.3, color="black", lw=2)
     ax.axvline(0, color=GREY, lw=1, ls="--")
     ax.set_yticks(range(len(strips)), list(strips), fontsize=8)
-    ax.set_ylim(-0.6, len(strips) - 0.4)
+    ax.set_ylim(len(strips) - 0.4, -0.6)  # first reference on top
     ax.set_xlabel(f"{method}: gain on the unseen context per person (pp); black bar = mean")
     handles, labels = ax.get_legend_handles_labels()
     if handles:
