@@ -255,7 +255,7 @@ def _who(m: _Model) -> Section:
     if _num(s.get("seconds")) is not None:
         rows.append(["personalization time", f"{s['seconds']:.1f} s (whole command)"])
     if _num(s.get("prune_amount")) is not None:
-        rows.append(["pruning amount (ToleratedPrune)", f"{s['prune_amount']:.2f}"])
+        rows.append(["pruning amount", f"{s['prune_amount']:.2f}"])
     if "mixed_model_selected" in s:
         rows.append(["mixed model selected", str(s["mixed_model_selected"])])
     sec.tables.append(TableBlock("", ["", ""], rows))
@@ -499,7 +499,7 @@ def _size(m: _Model) -> Section:
     if (m.dir / SPARSE).is_file():
         rows.append([f"{SPARSE} (compressed sparse rows)", _kib((m.dir / SPARSE).stat().st_size)])
     if _num(m.summary.get("density")) is not None:
-        rows.append(["density reported by the method", f"{m.summary['density']:.3f}"])
+        rows.append(["density of the pruned layers (reported by the method)", f"{m.summary['density']:.3f}"])
     g = m.summary.get("generic_model", {})
     gpath = g.get("path") or g.get("source") if isinstance(g, dict) else None
     if isinstance(gpath, str) and Path(gpath).is_file():
