@@ -221,3 +221,46 @@ def test_count_weights_sees_zeros(tmp_path):
     total, nonzero, what = count_weights(path)
     assert what == "parameters" and total == sum(p.numel() for p in net.parameters())
     assert nonzero == sum(int((p != 0).sum()) for p in net.parameters()) < total
+
+
+def test_card_of_a_model_personalized_on_own_data(tmp_path):
+    import numpy as np
+    import torch
+
+    from crop.models import HAPTNet, save_model
+
+    torch.manual_seed(0)
+    generic = save_model(HAPTNet(), tmp_path / "generic.safetensors")
+    rng = np.random.default_rng(0)
+    n = 120
+    X = rng.normal(size=(n, 6, 128)).astype(np.float32)
+    y = np.arange(n) % 6
+    X[np.arange(n), y, :] += 1.0
+    np.savez(tmp_path / "me.npz", X=X, y=y, context=np.where(np.arange(n) < n // 2, "left", "right"))
+    cfg = tmp_path / "fast.toml"
+    cfg.write_text(FAST)
+    out = tmp_path / "me"
+    r = cli(
+        "personalize",
+        "--data",
+        tmp_path / "me.npz",
+        "--model",
+        generic,
+        "--available",
+        "left",
+        "--config",
+        cfg,
+        "--out",
+        out,
+    )
+    assert r.exit_code == 0, r.output
+    card = build_card(out)
+    assert card.title.endswith(str(tmp_path / "me.npz"))
+    assert [s.key for s in card.sections] == [key for key, _ in SECTIONS]
+    who = {row[0]: row[1] for row in card.sections[0].tables[0].rows}
+    from crop.report.card import sha256_of
+
+    assert who["generic model sha256"] == sha256_of(generic)
+    summary = json.loads((out / "summary.json").read_text())
+    own = 100 * summary["scores"]["unseen: right"]["balanced_accuracy"]
+    assert f"{own:.2f} %" in card.verdict
