@@ -264,3 +264,25 @@ def test_card_of_a_model_personalized_on_own_data(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     own = 100 * summary["scores"]["unseen: right"]["balanced_accuracy"]
     assert f"{own:.2f} %" in card.verdict
+
+
+def test_crop_card_command(made, tmp_path):
+    _, model_dir, bench = made
+    r = cli("card", model_dir, "--bench", bench, "--out", tmp_path / "cards")
+    assert r.exit_code == 0, r.output
+    assert (
+        "wrote" in r.output and (tmp_path / "cards" / "u2.html").is_file() and (tmp_path / "cards" / "u2.md").is_file()
+    )
+    assert parse(tmp_path / "cards" / "u2.html").sections == [key for key, _ in SECTIONS]
+    (tmp_path / "empty").mkdir()
+    for args, pattern in [
+        ((tmp_path / "empty",), "no personalized model found"),
+        ((tmp_path / "missing",), "not a directory"),
+        ((model_dir, "--bench", tmp_path / "empty"), "no results.jsonl"),
+    ]:
+        r = cli("card", *args)
+        assert r.exit_code == 2, r.output
+        text = r.output.strip()
+        assert len(text.splitlines()) == 1 and text.startswith("crop: error:") and pattern in text, text
+        assert "Traceback" not in text
+    assert not list((tmp_path / "empty").iterdir())
