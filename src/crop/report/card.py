@@ -365,7 +365,7 @@ def _population(m: _Model, bench: Bench | None, perf: Any) -> Section:
             else "not available (no generic results)."
         )
     )
-    if str(m.user) in {str(u) for k in perf for u in [k[2]] if k[0] == m.scenario and k[1] == m.method}:
+    if any(k[0] == m.scenario and k[1] == m.method and str(k[2]) == str(m.user) for k in perf):
         sec.text.append(f"This person (user {m.user}) is among them and is marked in the figure.")
     from crop.report.card_plots import gain_strip
 
