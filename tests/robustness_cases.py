@@ -52,6 +52,7 @@ BASE: dict[str, dict[str, str]] = {
     "certify": {"--model": "@ok_model", "--data": "@ok_npz"},
     "train-generic": {"--out": "g.safetensors"},
     "fairness": {"DIR": "@bench_dir"},
+    "card": {"DIR": "@model_dir"},
     "methods": {},
 }
 POSITIONAL = {"DIR"}
@@ -159,6 +160,7 @@ def option_cases() -> list[Case]:
         "analyze": ["--users", "--seeds", "--methods"],
         "report": ["--metric"],
         "fairness": ["--attributes", "--resamples"],
+        "card": ["--bench", "--out"],
     }.items():
         for opt in opts:
             out.append(C(f"option:{cmd} {opt}", *command(cmd), opt))
@@ -170,6 +172,7 @@ def option_cases() -> list[Case]:
         for key in keys:
             out.append(C(f"option:{cmd} --{key}", *command(cmd, **{key: None})))
     out += [C("option:report DIR", "report"), C("option:analyze DIR", "analyze"), C("option:fairness DIR", "fairness")]
+    out.append(C("option:card DIR", "card"))
 
     # bench
     add("bench", "--scenario", SCENARIOS)
@@ -213,6 +216,11 @@ def option_cases() -> list[Case]:
     # fairness: the bench directory, the attribute table (docs/FAIRNESS.md), the resamples
     add("fairness", "DIR", ["", "%missing", "%plain.txt", "/dev/null", "%empty"], setup=REGULAR + (("dir", "empty"),))
     add("fairness", "--resamples", ["0", "99", "100001", "abc", "1.5", ""])
+    # card: the model directory, the bench directory, the output directory
+    empty_dir = REGULAR + (("dir", "empty"),)
+    add("card", "DIR", ["", "%missing", "%plain.txt", "/dev/null", "%empty", "@bench_dir"], setup=empty_dir)
+    add("card", "--bench", ["", "%missing", "%plain.txt", "/dev/null", "%empty"], setup=empty_dir)
+    add("card", "--out", ["", "/dev/null", "%plain.txt", "%plain.txt/sub"], setup=REGULAR)
     for name, text, expect in ATTRIBUTE_TABLES:
         out.append(
             C(
@@ -459,6 +467,14 @@ def target_cases() -> list[Case]:
                     else (kind, f"out/{name}", *(("/dev/null",) if kind == "link" else ()))
                 )
                 out.append(C(f"target:{cmd}", *command(cmd, out="%out"), setup=(("dir", "out"), item)))
+    for name in ("card.html", "card.md"):
+        for kind in ("fifo", "link", "dir"):
+            item = (
+                ("dir", f"m/{name}")
+                if kind == "dir"
+                else (kind, f"m/{name}", *(("/dev/null",) if kind == "link" else ()))
+            )
+            out.append(C("target:card", "card", "%m", setup=(("copy", "m", "@model_dir"), item)))
     for cmd, name in [("report", "table.md"), ("report", "tables/01.csv"), ("analyze", "analysis")] + [
         ("fairness", "fairness/fairness.md"),
         ("fairness", "fairness/summary.md"),
@@ -490,6 +506,16 @@ def store_cases() -> list[Case]:
     for method, metric in [("magic", "balanced_accuracy"), ("crop", "bogus")]:
         text = summary % (method, metric)
         out.append(C("store:summary.json", "analyze", "%p", setup=(("dir", "p"), ("file", "p/summary.json", text))))
+    bad_summaries = corrupt["summary.json"] + ['{"method": "crop", "metric": "f1", "scores": {"a": {"f1": "x"}}}']
+    for text in bad_summaries:
+        setup = (("copy", "m", "@model_dir"), ("file", "m/summary.json", text))
+        out.append(C("store:summary.json", "card", "%m", setup=setup))
+    for name, text in [
+        ("model.safetensors", "not a model\n"),
+        ("certify.json", "{"),
+        ("certify.json", '{"results": 1}'),
+    ]:
+        out.append(C(f"store:{name}", "card", "%m", setup=(("copy", "m", "@model_dir"), ("file", f"m/{name}", text))))
     for text in corrupt["results.jsonl"]:
         out.append(C("store:results.jsonl", "report", "%r", setup=(("dir", "r"), ("file", "r/results.jsonl", text))))
         out.append(C("store:results.jsonl", "fairness", "%r", setup=(("dir", "r"), ("file", "r/results.jsonl", text))))

@@ -184,6 +184,17 @@ def _bench_dir(root: Path) -> None:
     (out / "bench.json").write_text(json.dumps(settings))
 
 
+def _model_dir(root: Path) -> None:
+    """A valid crop personalize directory (the generic model's weights, a consistent summary) for card."""
+    out = root / "model_dir"
+    out.mkdir()
+    shutil.copyfile(root / "ok_model", out / "model.safetensors")
+    scores = {"available (test split)": {"balanced_accuracy": 0.5}, "unseen: session 2": {"balanced_accuracy": 0.5}}
+    summary = {"dataset": "hapt", "user": 2, "scenario": "hapt-session:1", "method": "finetune", "seed": 0}
+    summary |= {"metric": "balanced_accuracy", "scores": scores, "generic_scores": scores}
+    (out / "summary.json").write_text(json.dumps(summary | {"generic_model": {"source": "shipped"}}))
+
+
 @pytest.fixture(scope="module")
 def fixtures(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("robustness-fixtures")
@@ -191,6 +202,7 @@ def fixtures(tmp_path_factory) -> Path:
     _model_files(root)
     _hapt_files(root)
     _bench_dir(root)
+    _model_dir(root)
     return root
 
 

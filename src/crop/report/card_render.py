@@ -1,0 +1,128 @@
+"""A report card as one self-contained HTML page and as its Markdown twin.
+
+The page opens offline and without JavaScript: styles are inline in one ``<style>`` element
+with system fonts only, figures are ``data:image/png;base64`` URIs, the configuration sits in a
+``<details>`` element (folds without scripts), and no element references anything outside the
+file. Every piece of text from the input files is HTML-escaped. The Markdown twin has the same
+sections, text and tables; its figures are only named (Markdown viewers do not show ``data:``
+images reliably), so the page is the one to read.
+
+Written by hand rather than with a template engine: the page is seven sections of headings,
+paragraphs and tables, and escaping in one place is simpler to audit than a template's rules.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import re
+
+from crop.report.card import Card, Section, TableBlock
+
+_CODE = re.compile(r"`([^`]+)`")
+_BOLD = re.compile(r"\*\*([^*]+)\*\*")
+
+STYLE = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; max-width: 60rem; margin: 2rem auto;
+       padding: 0 1rem; color: #222; line-height: 1.45; }
+h1 { font-size: 1.6rem; margin-bottom: .3rem; } h2 { font-size: 1.2rem; border-bottom: 1px solid #ddd; padding-bottom: .2rem; }
+.verdict { padding: .6rem .9rem; border-radius: 4px; background: #eef5ee; border-left: 5px solid #3a7d44; }
+.verdict.harm { background: #fbeeee; border-left-color: #c0392b; }
+.verdict.none { background: #f3f3f3; border-left-color: #999; }
+.missing { color: #7a5a00; background: #fff8e1; padding: .4rem .7rem; border-radius: 4px; }
+table { border-collapse: collapse; margin: .6rem 0; font-size: .9rem; }
+th, td { border: 1px solid #ddd; padding: .25rem .55rem; text-align: left; vertical-align: top; }
+th { background: #f5f5f5; } caption { caption-side: top; text-align: left; font-style: italic; padding: .2rem 0; }
+code, pre { font-family: ui-monospace, Menlo, Consolas, monospace; font-size: .85rem; }
+code { background: #f4f4f4; padding: 0 .2rem; word-break: break-all; }
+pre { background: #f7f7f7; padding: .6rem; overflow-x: auto; }
+figure { margin: .8rem 0; } figure img { max-width: 100%; } figcaption { font-size: .85rem; color: #555; }
+footer { margin-top: 2rem; font-size: .8rem; color: #777; }
+"""
+
+
+def _inline(text: str) -> str:
+    """Escape ``text``, then turn `code` and **bold** spans into elements."""
+    out = html.escape(text, quote=True)
+    out = _CODE.sub(lambda m: f"<code>{m.group(1)}</code>", out)
+    return _BOLD.sub(lambda m: f"<strong>{m.group(1)}</strong>", out)
+
+
+def _html_table(t: TableBlock) -> str:
+    parts = ["<table>"]
+    if t.caption:
+        parts.append(f"<caption>{_inline(t.caption)}</caption>")
+    if any(h for h in t.header):
+        parts.append("<tr>" + "".join(f"<th>{_inline(h)}</th>" for h in t.header) + "</tr>")
+    for row in t.rows:
+        parts.append("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in row) + "</tr>")
+    parts.append("</table>")
+    return "\n".join(parts)
+
+
+def _html_section(s: Section) -> str:
+    parts = [f'<section id="{s.key}">', f"<h2>{html.escape(s.title)}</h2>"]
+    if s.missing:
+        parts.append(f'<p class="missing">{_inline(s.missing)}</p>')
+    parts += [f"<p>{_inline(p)}</p>" for p in s.text]
+    parts += [_html_table(t) for t in s.tables]
+    for f in s.figures:
+        data = base64.b64encode(f.png).decode("ascii")
+        parts.append(
+            f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(f.caption, quote=True)}">'
+            f"<figcaption>{_inline(f.caption)}</figcaption></figure>"
+        )
+    for summary, body in s.details:
+        parts.append(f"<details><summary>{_inline(summary)}</summary><pre>{html.escape(body)}</pre></details>")
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
+def _verdict_class(verdict: str) -> str:
+    return "verdict harm" if verdict.startswith("HARM") else "verdict none" if verdict.startswith("not") else "verdict"
+
+
+def render_html(card: Card) -> str:
+    body = "\n".join(_html_section(s) for s in card.sections)
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{html.escape(card.title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
+        f"<h1>{html.escape(card.title)}</h1>\n"
+        f'<p class="{_verdict_class(card.verdict)}">Do-no-harm: {_inline(card.verdict)}</p>\n'
+        f"{body}\n"
+        "<footer>Written by <code>crop card</code> from the files of the model directory and, where given, "
+        "an all-user bench. Every number comes from those files.</footer>\n"
+        "</body>\n</html>\n"
+    )
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _md_table(t: TableBlock) -> list[str]:
+    lines = [f"*{t.caption}*", ""] if t.caption else []
+    header = t.header if any(h for h in t.header) else ["item", "value"]
+    lines.append("| " + " | ".join(_md_cell(h) for h in header) + " |")
+    lines.append("|" + "---|" * len(header))
+    lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in t.rows]
+    return [*lines, ""]
+
+
+def render_markdown(card: Card) -> str:
+    lines = [f"# {card.title}", "", f"**Do-no-harm:** {card.verdict}", ""]
+    for s in card.sections:
+        lines += [f"## {s.title}", ""]
+        if s.missing:
+            lines += [f"> {s.missing}", ""]
+        for p in s.text:
+            lines += [p, ""]
+        for t in s.tables:
+            lines += _md_table(t)
+        for f in s.figures:
+            lines += [f"Figure (in the HTML card): {f.caption}", ""]
+        for summary, body in s.details:
+            lines += [f"<details><summary>{summary}</summary>", "", "```json", body, "```", "", "</details>", ""]
+    return "\n".join(lines).rstrip() + "\n"
