@@ -12,7 +12,7 @@ import crop
 def test_personalization_subpackage_does_not_shadow_the_function():
     # ``crop.personalize`` is the API function; the methods live in ``crop.personalization``.
     # A fresh interpreter, so no earlier import in this session hides a clash. Before the rename the
-    # dotted path ``crop.personalize.crop`` resolved to an attribute of the function and failed.
+    # dotted path ``crop.personalization.crop`` resolved to an attribute of the function and failed.
     code = (
         "import crop; import crop.personalization.crop; "
         "assert callable(crop.personalize); assert callable(crop.personalization.crop.fit_crop); print('ok')"

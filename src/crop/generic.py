@@ -16,6 +16,12 @@ gyroscope together), so it knows every phone orientation. The suffix ``-nobn``
 (``hapt-nobn``, ``hapt-rot-nobn``) gives the same network without BatchNorm (the kind of
 network the paper's four architectures are), trained the same way; it has no shipped weights,
 so every fold is trained on first use.
+
+The suffixes ``-dropout`` and ``-coteach`` (``hapt-dropout``, ``hapt-rot-coteach``...) are the
+networks of the sensor-fault methods (:mod:`crop.models.modality`): a HAPTNet trained with a
+random sensor masked, and the co-teaching network trained with the co-teaching loss
+(:mod:`crop.personalization.coteach`), on the same users and folds; trained on first use too.
+:func:`kind_for_method` gives the kind a method personalizes.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import time
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,7 +47,18 @@ from crop.models.hapt import HAPTNet
 from crop.models.io import load_model, metadata_of, save_model
 from crop.personalization.loop import TrainConfig, train
 
-GENERIC_KINDS = ("hapt", "hapt-rot", "hapt-nobn", "hapt-rot-nobn")
+GENERIC_KINDS = (
+    "hapt",
+    "hapt-rot",
+    "hapt-nobn",
+    "hapt-rot-nobn",
+    "hapt-dropout",
+    "hapt-rot-dropout",
+    "hapt-coteach",
+    "hapt-rot-coteach",
+)
+# Generic models for the sensor-fault methods (crop.personalization.coteach): the method picks its variant.
+VARIANTS = {"modality-dropout": "dropout", "coteach": "coteach"}
 N_FOLDS = 6
 SHIPPED_FOLD = 2  # the documented personalization users; served by the shipped models
 
@@ -106,7 +124,8 @@ def train_generic(
     torch.manual_seed(config.seed)
     norm = "none" if kind.endswith("-nobn") else config.norm
     rotated = kind.startswith("hapt-rot")
-    model = HAPTNet(width=config.width, dropout=config.dropout, norm=norm)
+    variant = kind.rpartition("-")[2] if kind.endswith(("-dropout", "-coteach")) else None
+    model, standardize = _new_network(variant, config, norm)
     stats = train_data.X.transpose(1, 0, 2).reshape(6, -1)
     mean, std = stats.mean(axis=1), stats.std(axis=1)
     if rotated:  # rotation mixes axes: one statistic per sensor triad
@@ -114,10 +133,12 @@ def train_generic(
         std = np.concatenate(
             [np.repeat(np.sqrt((std[:3] ** 2).mean()), 3), np.repeat(np.sqrt((std[3:] ** 2).mean()), 3)]
         )
-    model[0].mean.copy_(torch.as_tensor(mean, dtype=torch.float32).reshape(6, 1))
-    model[0].std.copy_(torch.as_tensor(std, dtype=torch.float32).reshape(6, 1))
+    standardize.mean.copy_(torch.as_tensor(mean, dtype=torch.float32).reshape(6, 1))
+    standardize.std.copy_(torch.as_tensor(std, dtype=torch.float32).reshape(6, 1))
     objective = RotationAugmentation(config.seed) if rotated else None
-    if objective is not None:  # validate on rotated windows too
+    if variant is not None:
+        objective = _variant_objective(variant, config.seed, objective)
+    if rotated:  # validate on rotated windows too
         rng = np.random.default_rng(config.seed)
         from crop.data.sensing import SensingData
         from crop.data.transforms import random_rotations, rotate
@@ -135,6 +156,53 @@ def train_generic(
         "config": asdict(config),
     }
     return model.eval(), info
+
+
+def _new_network(variant: str | None, config: GenericTrainConfig, norm: str) -> tuple[nn.Module, nn.Module]:
+    """The untrained network of a kind and its input standardisation module."""
+    if variant is None:
+        model = HAPTNet(width=config.width, dropout=config.dropout, norm=norm)
+        return model, model[0]
+    if norm != "batch":
+        raise CropError(f"the {variant} networks have BatchNorm: no -nobn variant")
+    from crop.models.modality import CoTeachNet, MaskedHAPTNet
+
+    if variant == "dropout":
+        masked = MaskedHAPTNet(width=config.width, dropout=config.dropout)
+        return masked, masked.net[0]
+    net = CoTeachNet(width=config.width, dropout=config.dropout)
+    return net, net.standardize
+
+
+def _variant_objective(variant: str, seed: int, rotation: RotationAugmentation | None) -> Any:
+    """The training objective of a sensor-fault network (the method's defaults), after the
+    rotation of ``hapt-rot`` kinds when there is one."""
+    from crop.personalization.coteach import CoTeachConfig, CoTeaching, ModalityDropout, ModalityDropoutConfig
+
+    turn = None
+    if rotation is not None:
+        gen = rotation.gen
+
+        def turn(x: torch.Tensor) -> torch.Tensor:
+            return rotate_triads(x, uniform_rotations(len(x), gen))
+
+    if variant == "dropout":
+        return ModalityDropout(ModalityDropoutConfig().p_drop, seed, transform=turn)
+    c = CoTeachConfig()
+    return CoTeaching(c.missing, c.teach, c.dynamic, transform=turn)
+
+
+def kind_for_method(kind: str, method: str) -> str:
+    """The generic model kind ``method`` personalizes when a scenario uses ``kind``: the
+    ``-dropout`` / ``-coteach`` network for the sensor-fault methods, else ``kind`` itself."""
+    variant = VARIANTS.get(method)
+    if variant is None:
+        return kind
+    if kind.endswith("-nobn"):
+        raise CropError(f"method {method} has no network without BatchNorm: drop --norm none")
+    if kind not in ("hapt", "hapt-rot"):
+        raise CropError(f"method {method} needs a HAPT generic model kind, got {kind!r}")
+    return f"{kind}-{variant}"
 
 
 def shipped_path(kind: str) -> Path:

@@ -133,6 +133,10 @@ RULES: dict[str, Rule] = {
     "projection_steps": Rule(0, 10_000),
     "projection_lr": Rule(0, 10, lo_open=True),
     "mix": UNIT,
+    # sensor-fault methods (crop.personalization.coteach)
+    "p_drop": UNIT,
+    "missing": WEIGHT,
+    "teach": WEIGHT,
     # generic training of the paper's datasets (PaperGenericConfig, Table 9)
     "base_lr": Rule(0, MAX_LR, lo_open=True),
     "max_lr": Rule(0, MAX_LR, lo_open=True),

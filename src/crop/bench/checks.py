@@ -188,8 +188,32 @@ def _check_serving(spec: Any) -> None:
     extra = (generic,) if generic is not None else ()
     if getattr(spec, "dataset", "hapt") != "hapt":
         return  # checked by _check_dataset
-    for scenario in spec.scenarios:  # the generic model kind of every scenario exists
-        runner.generic_kind(scenario, spec.norm, *extra)
+    from crop.generic import kind_for_method
+
+    for scenario in spec.scenarios:  # the generic model kind of every scenario (and method) exists
+        kind = runner.generic_kind(scenario, spec.norm, *extra)
+        for method in spec.methods:
+            kind_for_method(kind, method)
+    _check_faults(spec)
+
+
+def _check_faults(spec: Any) -> None:
+    """``--faults`` needs a ``hapt-faults`` scenario to put its contexts in."""
+    faults = getattr(spec, "faults", None)
+    if faults is None:
+        return
+    if not any(getattr(sc, "family", None) == "hapt-faults" for sc in spec.scenarios):
+        raise CropError("--faults sets the unseen contexts of hapt-faults: add --scenario hapt-faults (or :1, :2)")
+    from crop.data.faults import check_severity, context_name
+
+    if not faults:
+        raise CropError("--faults is empty")
+    seen = set()
+    for name, severity in faults:
+        key = context_name(name, check_severity(name, severity))
+        if (name, float(severity)) in seen:
+            raise CropError(f"fault {key} given twice in --faults")
+        seen.add((name, float(severity)))
 
 
 def _check_directory(out: Path) -> None:

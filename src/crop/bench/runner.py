@@ -71,10 +71,19 @@ class BenchSpec:
     arch: str | None = None  # --dataset npz: its factory, package.module:factory (unless built in)
     generic_training: Any = None  # a PaperGenericConfig (default: the dataset's Table 9 preset)
     fairness: bool = False  # confusion-matrix records per (unit, context), for crop.fairness
+    faults: list[tuple[str, float]] | None = None  # hapt-faults' unseen contexts (crop.data.faults); None: its four
 
     def __post_init__(self) -> None:
         if self.metric is None:
             self.metric = _dataset_metric(self.dataset)
+        if self.faults is not None:
+            from dataclasses import replace
+
+            faults = tuple((str(n), float(s)) for n, s in self.faults)
+            self.scenarios = [
+                replace(sc, faults=faults) if getattr(sc, "family", None) == "hapt-faults" else sc
+                for sc in self.scenarios
+            ]
 
 
 def _dataset_metric(dataset: str) -> str:
@@ -146,6 +155,8 @@ def _settings(spec: BenchSpec) -> dict[str, Any]:
     } | _dataset_settings(spec)
     if spec.fairness:  # absent without --fairness: bench.json as before
         settings["fairness"] = True
+    if spec.faults is not None:  # absent without --faults: bench.json as before
+        settings["faults"] = [[n, s] for n, s in spec.faults]
     return settings
 
 
@@ -207,6 +218,8 @@ def _record_settings(spec: BenchSpec) -> None:
                 if old.get(key) != settings.get(key):
                     what = {"data": "data files", "generic_training": "generic training"}.get(key, key)
                     raise CropError(f"{spec.out} holds results made with another {what}; use a new --out")
+            if old.get("faults") != settings.get("faults"):
+                raise CropError(f"{spec.out} holds results made with other --faults; use a new --out")
             if bool(old.get("fairness", False)) != spec.fairness:
                 made = "with" if old.get("fairness") else "without"
                 raise CropError(f"{spec.out} holds results made {made} --fairness; use a new --out")
@@ -289,8 +302,13 @@ def group_units(
 ) -> list[UnitGroup]:
     """Group ``units`` by shared personalization, in the order of their first unit."""
     groups: dict[tuple, UnitGroup] = {}
+    from crop.generic import kind_for_method
+
     for scenario, user, seed, method in units:
-        kind = generic_kind(scenario, norm, generic) if source is None else source.kind(scenario)
+        if source is None:
+            kind = kind_for_method(generic_kind(scenario, norm, generic), method)
+        else:
+            kind = source.kind(scenario)
         key = (kind, user, scenario.available_session, seed, method)
         if key not in groups:
             groups[key] = UnitGroup(kind, user, seed, method, [])

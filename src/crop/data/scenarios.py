@@ -45,8 +45,12 @@ GENERIC_VAL_USERS = (5, 11, 17, 23, 29)
 
 @dataclass(frozen=True)
 class Scenario:
+    """A HAPT scenario. ``faults`` (``hapt-faults`` only; ``crop bench --faults``) replaces its four
+    faulted contexts by these ``(fault, severity)`` pairs of :mod:`crop.data.faults`."""
+
     family: str
     number: int
+    faults: tuple[tuple[str, float], ...] | None = None
 
     @property
     def name(self) -> str:
@@ -122,6 +126,13 @@ def build_user_scenario(user: int, scenario: Scenario, seed: int) -> UserScenari
         contexts = {
             shift: SensingData(apply_heldout(shift, unseen.X, rng), unseen.y, f"{unseen.name} {shift}")
             for shift in HELDOUT_SHIFTS
+        }
+    elif scenario.faults is not None:
+        from crop.data.faults import faulted_contexts
+
+        contexts = {
+            name: SensingData(X, unseen.y, f"{unseen.name} {name}")
+            for name, X in faulted_contexts(unseen.X, user, list(scenario.faults)).items()
         }
     else:
         contexts = {

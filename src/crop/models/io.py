@@ -21,6 +21,7 @@ from torch import nn
 
 from crop.errors import CropError
 from crop.models.hapt import HAPTNet
+from crop.models.modality import CoTeachNet, MaskedHAPTNet
 from crop.models.paper import ExtraSensoryCNNGRU, PerceptBiLSTM, StressMLP, WidarLeNet
 from crop.models.sparse_format import decode_sparse, encode_sparse
 from crop.outputs import check_write_target
@@ -28,6 +29,8 @@ from crop.report.files import publish
 
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "hapt_cnn": HAPTNet,
+    "hapt_masked": MaskedHAPTNet,
+    "hapt_coteach": CoTeachNet,
     "stress_mlp": StressMLP,
     "widar_lenet": WidarLeNet,
     "extrasensory_cnn_gru": ExtraSensoryCNNGRU,

@@ -102,6 +102,7 @@ def _load_builtin_methods() -> None:
     import crop.certify.method  # noqa: F401
     import crop.personalization.ablations  # noqa: F401
     import crop.personalization.baselines  # noqa: F401
+    import crop.personalization.coteach  # noqa: F401
     import crop.personalization.crop  # noqa: F401
     import crop.personalization.fair_methods  # noqa: F401
     import crop.personalization.finetune  # noqa: F401
