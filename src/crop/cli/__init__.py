@@ -57,6 +57,7 @@ app.command()(personalize.tune)
 app.command()(certify.certify)
 app.command()(card.card)
 app.command("train-generic")(generic.train_generic_cmd)
+app.command()(generic.faults)
 
 
 def run(argv: Sequence[str] | None = None) -> int:

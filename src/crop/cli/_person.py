@@ -57,7 +57,13 @@ def _dataset_person(
 
 
 def _person(
-    user: int | None, scenario: str, data: Path | None, model: Path | None, available: str | None, seed: int
+    user: int | None,
+    scenario: str,
+    data: Path | None,
+    model: Path | None,
+    available: str | None,
+    seed: int,
+    method: str | None = None,
 ) -> tuple[Any, dict, Any, dict, dict]:
     """The generic model, its provenance, the available split, the unseen contexts and a
     description of whose data it is: a HAPT user, or a user's own ``.npz`` plus a model file."""
@@ -70,7 +76,7 @@ def _person(
         raise CropError("give either --user (a HAPT user) or --data with --model")
     if user is not None:
         from crop.data.scenarios import build_user_scenario, parse_scenarios
-        from crop.generic import generic_for_user
+        from crop.generic import generic_for_user, kind_for_method
 
         scenarios = parse_scenarios(scenario)
         if len(scenarios) != 1:
@@ -80,7 +86,9 @@ def _person(
         if user not in USERS:
             raise CropError(f"unknown HAPT user {user}: users are 1-30")
         generic, generic_info = (
-            (load_model(model), {"source": str(model)}) if model else generic_for_user(scenarios[0].generic, user)
+            (load_model(model), {"source": str(model)})
+            if model
+            else generic_for_user(kind_for_method(scenarios[0].generic, method or ""), user)
         )
         us = build_user_scenario(user, scenarios[0], seed)
         split, unseen = us.available, us.unseen

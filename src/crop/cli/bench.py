@@ -179,6 +179,13 @@ def bench(
         Path | None,
         typer.Option(help="with --fairness: CSV or JSON table of per-person attributes (a 'user' column)"),
     ] = None,
+    faults: Annotated[
+        str | None,
+        typer.Option(
+            help="hapt-faults' unseen contexts: NAME=SEVERITY,... of the fault library, NAME alone for its "
+            "severity sweep, or 'all' (see crop faults); table.md and faults/ get the severity sweeps"
+        ),
+    ] = None,
 ) -> None:
     """Run methods over users x scenarios x seeds; write results.jsonl and table.md."""
     from crop.bench.checks import BENCH_FILES
@@ -215,6 +222,12 @@ def bench(
             "dataset": dataset,
             "configs": _load_configs(config, method_list),
         }
+        if faults is not None:
+            from crop.data.faults import parse_faults
+
+            fields["faults"] = parse_faults(faults)
+    if faults is not None and dataset != "hapt":
+        raise CropError("--faults applies to the HAPT scenario hapt-faults")
     if fairness:
         from crop.fairness._command import check_targets, read_table_for
 

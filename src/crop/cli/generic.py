@@ -57,3 +57,16 @@ def train_generic_cmd(
         f"validation balanced accuracy (users {info['val_users']}): {100 * info['val_balanced_accuracy']:.2f} % "
         f"at epoch {info['best_epoch']}; wrote {target}"
     )
+
+
+@_guard
+def faults() -> None:
+    """List the fault library: each fault, its severity unit and its sweep grid (crop bench --faults)."""
+    from rich.table import Table as RichTable
+
+    from crop.data.faults import FAULTS
+
+    table = RichTable("fault", "severity", "sweep", "sensor", title="sensor faults (crop.data.faults)")
+    for f in FAULTS.values():
+        table.add_row(f.name, f.unit, ", ".join(f"{s:g}" for s in f.sweep), f.touches)
+    console.print(table)

@@ -84,7 +84,7 @@ def personalize(
         configs = _load_configs(config, [method])
         hapt_user = _hapt_user(user) if user is not None else None
         generic, generic_info, split, unseen, subject = _person(
-            hapt_user, scenario if scenario is not None else "hapt-session:1", data, model, available, seed
+            hapt_user, scenario if scenario is not None else "hapt-session:1", data, model, available, seed, method
         )
     result = run_personalize(generic, split, configs.get(method), method=method, seed=seed, metric=metric)
     scores = {"available (test split)": evaluate(result.model, split.test)} if len(split.test) else {}

@@ -31,7 +31,9 @@ def _check_report_targets(out: Path) -> None:
 
     check_out_dir(out / "tables", "the tables directory")
     if out.is_dir():
-        for path in [out / "table.md", out / "deltas.png", *out.glob("robustness-*.png"), *out.glob("tables/*.csv")]:
+        check_out_dir(out / "faults", "the fault sweep directory")
+        figures = [*out.glob("robustness-*.png"), *out.glob("faults/fault-*.png")]
+        for path in [out / "table.md", out / "deltas.png", *figures, *out.glob("tables/*.csv")]:
             check_write_target(path)
 
 
@@ -55,6 +57,7 @@ def _write_tables(out: Path, metric: str) -> list[Any]:
         robustness_curves(records, scenario, out / f"robustness-{scenario.replace(':', '-')}.png")
     dataset = next((r["dataset"] for r in records if isinstance(r.get("dataset"), str)), "hapt")
     text = render_markdown(records, metric, dataset)
+    text += _fault_sweeps(records, metric, out)
     summary = out / "fairness" / "summary.md"
     if summary.is_file():  # written by crop fairness / crop bench --fairness
         text += "\n## Fairness (full report: fairness/fairness.md)\n\n" + summary.read_text(encoding="utf-8")
@@ -64,6 +67,19 @@ def _write_tables(out: Path, metric: str) -> list[Any]:
     for i, t in enumerate(tables):
         write_text_atomic(out / "tables" / f"{i:02d}.csv", t.csv())
     return tables
+
+
+def _fault_sweeps(records: list[dict], metric: str, out: Path) -> str:
+    """Severity sweeps of ``crop bench --faults`` results: figures in ``out/faults/`` and the
+    tables as Markdown (empty when the records hold no faulted context)."""
+    from crop.report.faults import plot_sweeps, sweep, sweep_tables
+
+    result = sweep(records, metric)
+    if not result:
+        return ""
+    plot_sweeps(result, out / "faults", f"{metric} (%)")
+    text = "\n## Fault severity sweeps (figures: faults/fault-NAME.png)\n\n"
+    return text + "\n".join(t.markdown() for t in sweep_tables(result))
 
 
 @_guard
