@@ -79,7 +79,7 @@ def _fault_sweeps(records: list[dict], metric: str, out: Path) -> str:
         return ""
     plot_sweeps(result, out / "faults", f"{metric} (%)")
     text = "\n## Fault severity sweeps (figures: faults/fault-NAME.png)\n\n"
-    return text + "\n".join(t.markdown() for t in sweep_tables(result))
+    return text + "\n".join(f"### {t.title}\n\n{t.markdown()}\n\n{t.note}\n" for t in sweep_tables(result))
 
 
 @_guard

@@ -58,12 +58,12 @@ class FaultFlags:
 
 
 def _longest_run_at_least(mask: torch.Tensor, length: int) -> torch.Tensor:
-    """``mask (n, T)`` bool -> ``(n,)``: some run of ``length`` consecutive True values."""
+    """``mask (n, T)`` bool -> ``(n,)``: some run of ``length`` consecutive True values
+    (a window sum of ``length`` over the running count)."""
     if mask.shape[-1] < length:
         return torch.zeros(mask.shape[0], dtype=torch.bool)
-    ones = torch.ones(1, 1, length, dtype=torch.float32)
-    sums = F.conv1d(mask.float().unsqueeze(1), ones)
-    return (sums >= length - 0.5).any(dim=-1).squeeze(1)
+    count = F.pad(mask.to(torch.int32).cumsum(-1), (1, 0))
+    return ((count[:, length:] - count[:, :-length]) >= length).any(dim=-1)
 
 
 def _sensor(x: torch.Tensor) -> dict[str, torch.Tensor]:
