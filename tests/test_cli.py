@@ -204,3 +204,23 @@ def test_tune_own_data_writes_trials_and_chosen_model(tmp_path, generic_file):
     assert (out / "model.safetensors").is_file() and "unseen: right" in r.output
     assert_one_line_error(run("tune", "--user", "2", "--grid", "tau", "--out", tmp_path / "x"), "must look like")
     assert not (tmp_path / "x").exists()
+
+
+def test_faults_lists_the_library():
+    r = run("faults")
+    assert r.exit_code == 0 and "dead-acc" in r.output and "quantization" in r.output
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--scenario", "hapt-session:1", "--faults", "noise=0.1"], "hapt-faults"),
+        (["--scenario", "hapt-faults:1", "--faults", "noise=-1"], "severity of noise"),
+        (["--scenario", "hapt-faults:1", "--faults", "melted=1"], "unknown fault"),
+        (["--scenario", "hapt-faults:1", "--methods", "coteach", "--norm", "none"], "norm"),
+    ],
+)
+def test_bench_refuses_bad_fault_options_before_writing(tmp_path, args, message):
+    out = tmp_path / "b"
+    r = run("bench", *args, "--users", "2", "--out", str(out))
+    assert r.exit_code != 0 and message in r.output and not (out / "results.jsonl").exists()
