@@ -54,6 +54,7 @@ BASE: dict[str, dict[str, str]] = {
     "fairness": {"DIR": "@bench_dir"},
     "card": {"DIR": "@model_dir"},
     "methods": {},
+    "faults": {},
 }
 POSITIONAL = {"DIR"}
 
@@ -132,6 +133,7 @@ def option_cases() -> list[Case]:
     out += [C("option:crop --threads", "methods", "--threads", "2"), C("option:crop", "--bogus", "methods")]
     out += [C("option:crop", "nope"), C("option:crop --threads", "--threads")]
     out += [C("option:methods", "methods", "extra"), C("option:methods", "methods", "--bogus")]
+    out += [C("option:faults", "faults", "extra"), C("option:faults", "faults", "--bogus")]
     ints = {
         "personalize": ["--user", "--seed"],
         "tune": ["--user", "--seed", "--budget"],
@@ -142,7 +144,7 @@ def option_cases() -> list[Case]:
         for opt in opts:
             add(cmd, opt, ["abc", "1.5", "", "1e3"], flags=("--tune",) if opt == "--tune-budget" else ())
     for cmd in BASE:
-        if cmd != "methods":
+        if cmd not in ("methods", "faults"):
             out.append(C(f"option:{cmd}", *command(cmd), "--bogus"))
             out.append(C(f"option:{cmd}", *command(cmd), "stray-argument"))
     # missing values / flags given values
@@ -204,6 +206,13 @@ def option_cases() -> list[Case]:
     add("bench", "--norm", ["bogus", "BATCH", ""])
     add("bench", "--protocol", ["bogus", "", "TEST"])
     add("bench", "--generic", ["bogus", "", "hapt-nobn"])
+    add("bench", "--faults", ["noise=0.1"])  # hapt-session: no faulted context to set
+    add(
+        "bench",
+        "--faults",
+        ["", "melted=1", "noise=-1", "noise=", "dead-gyro=2", "noise=1,noise=1", "all,"],
+        scenario="hapt-faults:1",
+    )
     out.append(
         C("option:bench --protocol", *command("bench", ("--tune",), tune_on="population", protocol="development"))
     )
