@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from crop.data.transforms import resample
 from crop.errors import CropError
 
 ACC = slice(0, 3)
@@ -114,29 +115,19 @@ def quantization(X: np.ndarray, severity: float, rng: np.random.Generator) -> np
     return (np.round(X / severity) * severity).astype(np.float32)
 
 
-def _resample(X: np.ndarray, source: np.ndarray) -> np.ndarray:
-    """Read each window at fractional sample positions ``source`` (linear interpolation)."""
-    T = X.shape[2]
-    source = np.clip(source, 0, T - 1)
-    lo = np.floor(source).astype(int)
-    hi = np.minimum(lo + 1, T - 1)
-    w = (source - lo).astype(np.float32)
-    return (X[:, :, lo] * (1 - w) + X[:, :, hi] * w).astype(np.float32)
-
-
 def clock_drift(X: np.ndarray, severity: float, rng: np.random.Generator) -> np.ndarray:
     if severity == 0:
         return X.copy()
     T = X.shape[2]
     t = np.arange(T, dtype=np.float64)
     # instantaneous rate 1 + severity * t / T: the position is its integral
-    return _resample(X, t + severity * t**2 / (2 * T))
+    return resample(X, t + severity * t**2 / (2 * T))
 
 
 def sample_rate(X: np.ndarray, severity: float, rng: np.random.Generator) -> np.ndarray:
     if severity == 0:
         return X.copy()
-    return _resample(X, np.arange(X.shape[2], dtype=np.float64) * (1 + severity))
+    return resample(X, np.arange(X.shape[2], dtype=np.float64) * (1 + severity))
 
 
 @dataclass(frozen=True)

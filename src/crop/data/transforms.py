@@ -102,15 +102,21 @@ def gain(X: np.ndarray, rng: np.random.Generator, spread: float = 0.15) -> np.nd
     return X * factors[None, :, None]
 
 
-def tempo(X: np.ndarray, rng: np.random.Generator | None = None, rate: float = 1.15) -> np.ndarray:
-    """Movements ``rate`` times faster: each window resampled (linear interpolation) so that it
-    covers ``rate`` times the time, keeping its length (the end reads the window's last sample)."""
+def resample(X: np.ndarray, source: np.ndarray) -> np.ndarray:
+    """Read each window at fractional sample positions ``source`` (linear interpolation; positions
+    beyond the window read its last sample, since a window holds no later ones)."""
     T = X.shape[2]
-    source = np.clip(np.arange(T) * rate, 0, T - 1)
+    source = np.clip(source, 0, T - 1)
     lo = np.floor(source).astype(int)
     hi = np.minimum(lo + 1, T - 1)
     w = (source - lo).astype(np.float32)
     return (X[:, :, lo] * (1 - w) + X[:, :, hi] * w).astype(np.float32)
+
+
+def tempo(X: np.ndarray, rng: np.random.Generator | None = None, rate: float = 1.15) -> np.ndarray:
+    """Movements ``rate`` times faster: each window resampled (linear interpolation) so that it
+    covers ``rate`` times the time, keeping its length (the end reads the window's last sample)."""
+    return resample(X, np.arange(X.shape[2]) * rate)
 
 
 def apply_heldout(kind: str, X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
