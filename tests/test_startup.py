@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-HEAVY = ("sklearn", "matplotlib", "scipy", "fairlearn", "pandas")
+HEAVY = ("sklearn", "matplotlib", "scipy", "fairlearn", "pandas", "sympy")
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -35,7 +35,7 @@ def test_f1_matches_sklearn_including_absent_classes(seed):
 
 def _modules_after(code: str) -> set[str]:
     out = subprocess.run(
-        [sys.executable, "-c", code + "\nimport sys\nprint(' '.join(sorted(sys.modules)))"],
+        [sys.executable, "-c", "import sys\n" + code + "\nprint(' '.join(sorted(sys.modules)))"],
         capture_output=True,
         text=True,
         check=True,
@@ -62,5 +62,36 @@ from crop.models.hapt import HAPTNet
 result = crop.personalize(HAPTNet(), split, {"initial": {"epochs": 1}, "final": {"epochs": 1}}, seed=0)
 crop.evaluate(result.model, {"test": split.test})
 """
-    loaded = _modules_after(code)
+    loaded = _modules_after(code + "\nprint('torch._dynamo' in sys.modules and 'torch_dynamo')")
     assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
+    assert "torch_dynamo" not in loaded  # torch.optim's compile guards are not on this path
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 1e-3])
+def test_eager_adam_is_bit_identical_to_torch_adam(weight_decay):
+    import torch
+    from torch import nn
+
+    from crop.optim import EagerAdam, adam
+
+    def run(make):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Conv1d(3, 4, 3), nn.BatchNorm1d(4), nn.Flatten(), nn.Linear(24, 3))
+        model[3].bias.requires_grad_(False)  # a parameter without gradient is skipped by both
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = make(params)
+        gen = torch.Generator().manual_seed(1)
+        for step in range(25):
+            x = torch.randn(8, 3, 8, generator=gen)
+            loss = nn.functional.cross_entropy(model(x), torch.arange(8) % 3)
+            opt.zero_grad(set_to_none=step % 2 == 0)
+            loss.backward()
+            opt.step()
+        return [p.detach().clone() for p in model.parameters()]
+
+    ours = run(lambda ps: EagerAdam(ps, lr=1e-2, weight_decay=weight_decay))
+    theirs = run(lambda ps: torch.optim.Adam(ps, lr=1e-2, weight_decay=weight_decay))
+    assert all(torch.equal(a, b) for a, b in zip(ours, theirs, strict=True))
+    assert isinstance(adam(nn.Linear(2, 2).parameters(), lr=0.1), EagerAdam)
+    with pytest.raises(ValueError):
+        EagerAdam([], lr=0.1)
