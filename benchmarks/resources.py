@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from crop.deploy.resources import machine, measure_resources, write_resources
-from crop.personalize.registry import available_methods
+from crop.personalization.registry import available_methods
 
 
 def main() -> None:

@@ -75,7 +75,7 @@ def test_hapt_model_parity_and_metadata(tmp_path):
 
 
 def test_sparse_model_parity(tmp_path):
-    from crop.certify.sparse import save_sparse
+    from crop.models.io import save_sparse
 
     model = _trained_like(HAPTNet(), seed=1)
     with torch.no_grad():  # 80 % of every weight matrix pruned

@@ -12,20 +12,6 @@ from crop.deploy.resources import COLUMNS, MethodCost, machine, measure_resource
 from crop.errors import CropError
 
 
-def test_generic_measured_in_fresh_process(tmp_path):
-    pytest.importorskip("onnxruntime")
-    seen = []
-    (cost,) = measure_resources(["generic"], repeats=1, progress=lambda m, i, n: seen.append((m, i, n)))
-    assert seen == [("generic", 0, 1)]
-    assert cost.error is None and cost.repeats == 1
-    assert cost.parameters == cost.nonzero_parameters == 17238  # the generic HAPT network, unpruned
-    assert 0 <= cost.personalize_s < 60
-    assert cost.peak_rss_mb >= cost.rss_before_mb > 50  # torch alone is more than that
-    assert cost.latency_ms_torch > 0 and cost.latency_ms_onnx > 0
-    assert cost.throughput_torch > 0 and cost.throughput_onnx > 0
-    assert cost.file_bytes > 4 * 17238 and cost.onnx_file_bytes > 4 * 17238 and cost.sparse_file_bytes is None
-
-
 def test_unknown_method_is_reported_not_raised():
     (cost,) = measure_resources(["no-such-method"], repeats=1)
     assert cost.repeats == 0 and "no-such-method" in cost.error

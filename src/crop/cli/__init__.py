@@ -1,7 +1,7 @@
 """crop: trustworthy static personalization of human-sensing models (CRoP).
 
 Personalize (personalize, tune), compare (bench, report, demo), explain (analyze), certify (certify),
-audit fairness (fairness).
+audit fairness (fairness), deploy (export, resources).
 
 Bad input ends in one line on stderr ("crop: error: ...") and exit code 2, with no half-written output.
 """
@@ -15,11 +15,11 @@ from typing import Annotated, Any
 
 import typer
 
-from crop.cli import bench, certify, generic, personalize, report
+from crop.cli import bench, certify, deploy, generic, personalize, report
 from crop.cli._common import _guard, _say, console
 from crop.validate import MAX_THREADS
 
-# The commands live in one module per family (bench, report, personalize, certify, generic); this
+# The commands live in one module per family (bench, report, personalize, certify, generic, deploy); this
 # module holds the app, the global --threads option and the in-process runner. Commands are
 # registered here, in the order `crop --help` lists them.
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help=__doc__)
@@ -56,6 +56,8 @@ app.command()(personalize.personalize)
 app.command()(personalize.tune)
 app.command()(certify.certify)
 app.command("train-generic")(generic.train_generic_cmd)
+app.command()(deploy.export)
+app.command()(deploy.resources)
 
 
 def run(argv: Sequence[str] | None = None) -> int:

@@ -156,7 +156,7 @@ def measure_one(method: str, user: int, scenario: str, seed: int, workdir: Path)
     dense = save_model(model, workdir / "model.safetensors", {"method": method, "seed": seed})
     row["file_bytes"] = dense.stat().st_size
     if "density" in result.info and "masks" in result.info:  # as `crop personalize` does
-        from crop.certify.sparse import save_sparse
+        from crop.models.io import save_sparse
 
         row["sparse_file_bytes"] = save_sparse(model, workdir / "model.sparse.safetensors").stat().st_size
     row["parameters"] = sum(p.numel() for p in model.parameters())
