@@ -126,6 +126,20 @@ def test_unexportable_layer_is_named_in_one_line(tmp_path):
     assert not out.exists() and not list(tmp_path.iterdir())
 
 
+class BatchBaked(nn.Module):
+    """Reshapes with the batch size read at trace time: the traced graph fixes it."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(int(x.shape[0]), -1)[:, :3]
+
+
+def test_graph_that_fails_in_onnxruntime_is_one_line(tmp_path):
+    with pytest.raises(CropError) as err:
+        export_model(nn.Sequential(nn.Linear(4, 4), BatchBaked()), tmp_path / "m.onnx", input_shape=(2, 4))
+    assert "\n" not in str(err.value) and "onnxruntime" in str(err.value)
+    assert not list(tmp_path.iterdir())
+
+
 def test_unknown_input_shape_and_missing_file(tmp_path):
     with pytest.raises(CropError, match="input shape"):
         export_model(nn.Linear(3, 2), tmp_path / "x.onnx")

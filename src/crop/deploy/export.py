@@ -177,7 +177,7 @@ def onnx_session(model: str | Path | bytes, threads: int = 1) -> Any:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = threads
-    options.log_severity_level = 3
+    options.log_severity_level = 4  # fatal only: failures reach the caller as one CropError line
     source = model if isinstance(model, bytes) else str(model)
     return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
@@ -247,7 +247,13 @@ def export_model(
     except Exception as exc:  # onnx raises ValidationError / InferenceError
         raise CropError(f"the exported graph fails onnx.checker: {_first_line(exc)}") from None
     data = proto.SerializeToString()
-    got = run_session(onnx_session(data), example)
+    try:
+        got = run_session(onnx_session(data), example)
+    except Exception as exc:  # onnxruntime raises its own Fail / InvalidArgument kinds
+        raise CropError(
+            f"the exported graph does not run in onnxruntime on a batch of {len(example)} "
+            f"(a size fixed when it was traced?): {_first_line(exc)}"
+        ) from None
     diff = float(np.max(np.abs(got - expected.numpy()))) if got.shape == tuple(expected.shape) else float("inf")
     if not diff <= tolerance:
         raise CropError(f"onnxruntime's output differs from PyTorch's by {diff:.3g} (> {tolerance:g}); not written")

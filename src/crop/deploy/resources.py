@@ -8,7 +8,8 @@ memory never counts for the next, and every method pays the same imports) that
    one thread, and records the time and the process's peak RSS (``ru_maxrss``: imports, data
    and the generic model included, which a device pays as well) right after;
 3. writes the model as crop writes it (``model.safetensors``, plus ``model.sparse.safetensors``
-   for sparse methods) and, when ``onnx`` / ``onnxruntime`` are installed, as ONNX;
+   for sparse methods) and, when ``onnx`` / ``onnxruntime`` are installed, exports the module
+   to ONNX (also the methods whose model is a class of their own);
 4. times inference on the user's own test windows, one thread: the median latency of one
    window (batch 1) and the throughput of batches of :data:`BATCH` windows, in PyTorch and in
    onnxruntime; and counts parameters and non-zero parameters.
@@ -161,15 +162,16 @@ def measure_one(method: str, user: int, scenario: str, seed: int, workdir: Path)
         row["sparse_file_bytes"] = save_sparse(model, workdir / "model.sparse.safetensors").stat().st_size
     row["parameters"] = sum(p.numel() for p in model.parameters())
     row["nonzero_parameters"] = sum(int((p != 0).sum()) for p in model.parameters())
+    windows = us.available.test.X if len(us.available.test) else us.available.train.X
     onnx_path = None
-    try:
-        from crop.deploy.export import export_file
+    try:  # the module itself (a method may return a class of its own, e.g. PTN's prototype head)
+        from crop.deploy.export import export_model
 
-        onnx_path = export_file(dense, workdir / "model.onnx").path
+        shape = tuple(windows.shape[1:])
+        onnx_path = export_model(model, workdir / "model.onnx", input_shape=shape, metadata={"method": method}).path
         row["onnx_file_bytes"] = onnx_path.stat().st_size
     except CropError as exc:  # onnx not installed, or the model does not export
         row["onnx_error"] = str(exc)
-    windows = us.available.test.X if len(us.available.test) else us.available.train.X
     row.update(_inference(model, windows, onnx_path))
     return row
 
