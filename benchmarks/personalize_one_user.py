@@ -6,12 +6,17 @@
    checkpoint-selection work) and CRoP's overhead beyond the two phases: ToleratedPrune,
    mixing, and checkpoint selection (validation passes and state copies) of both phases.
 
-Usage: .venv/bin/python benchmarks/personalize_one_user.py [--seeds 0,1,2]
+Usage: .venv/bin/python benchmarks/personalize_one_user.py [--seeds 0,1,2] [--repeats 3] [--skip-phases]
+
+``--repeats N`` runs the command N times per user and reports medians, with the CPU time (user +
+system) beside the wall time: on a shared machine wall time grows with the other jobs' load,
+CPU time much less. ``--skip-phases`` skips part 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import statistics
 import subprocess
@@ -26,7 +31,7 @@ from crop.data.scenarios import PERSONALIZATION_USERS, build_user_scenario, pars
 from crop.generic import generic_for
 
 
-def command_run(user: int) -> tuple[float, float]:
+def command_run(user: int) -> tuple[float, float, float]:
     crop_bin = Path(sys.executable).with_name("crop")
     with tempfile.TemporaryDirectory() as tmp:
         proc = subprocess.run(
@@ -39,25 +44,36 @@ def command_run(user: int) -> tuple[float, float]:
     h, m, s = wall.groups()
     seconds = int(h or 0) * 3600 + int(m) * 60 + float(s)
     rss_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr).group(1))
-    return seconds, rss_kb / 1024
+    cpu = sum(
+        float(re.search(rf"{kind} time \(seconds\): ([\d.]+)", proc.stderr).group(1)) for kind in ("User", "System")
+    )
+    return seconds, rss_kb / 1024, cpu
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--skip-phases", action="store_true")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     torch.set_num_threads(1)  # as the crop command does by default
 
-    print("## `crop personalize --user U` (whole command, /usr/bin/time -v)\n")
-    print("| user | wall (s) | peak RSS (MB) |\n|---|---|---|")
-    walls, rsss = [], []
+    print(f"## `crop personalize --user U` (whole command, /usr/bin/time -v, median of {args.repeats})\n")
+    print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}\n")
+    print("| user | wall (s) | CPU user+sys (s) | peak RSS (MB) |\n|---|---|---|---|")
+    walls, rsss, cpus = [], [], []
     for user in PERSONALIZATION_USERS:
-        wall, rss = command_run(user)
+        runs = [command_run(user) for _ in range(args.repeats)]
+        wall, rss, cpu = (statistics.median(r[i] for r in runs) for i in range(3))
         walls.append(wall)
         rsss.append(rss)
-        print(f"| {user} | {wall:.2f} | {rss:.0f} |")
-    print(f"| max | {max(walls):.2f} | {max(rsss):.0f} |\n")
+        cpus.append(cpu)
+        print(f"| {user} | {wall:.2f} | {cpu:.2f} | {rss:.0f} |")
+    print(f"| max | {max(walls):.2f} | {max(cpus):.2f} | {max(rsss):.0f} |\n")
+    print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}\n")
+    if args.skip_phases:
+        return
 
     scenario = parse_scenarios("hapt-session:1")[0]
     generic, _ = generic_for(scenario.generic, list(PERSONALIZATION_USERS))

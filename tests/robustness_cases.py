@@ -55,6 +55,8 @@ BASE: dict[str, dict[str, str]] = {
     "card": {"DIR": "@model_dir"},
     "methods": {},
     "faults": {},
+    "export": {"DIR": "@ok_model", "--out": "m.onnx"},
+    "resources": {"--methods": "generic", "--out": "r"},
 }
 POSITIONAL = {"DIR"}
 
@@ -175,6 +177,28 @@ def option_cases() -> list[Case]:
             out.append(C(f"option:{cmd} --{key}", *command(cmd, **{key: None})))
     out += [C("option:report DIR", "report"), C("option:analyze DIR", "analyze"), C("option:fairness DIR", "fairness")]
     out.append(C("option:card DIR", "card"))
+
+    # export / resources (crop.deploy): every bad value is refused before any work
+    some = REGULAR + (("dir", "empty"),)
+    add("export", "DIR", ["", "%missing", "%plain.txt", "/dev/null", "%empty"], setup=some)
+    add("export", "--out", ["", "%empty", "/dev/null"], setup=some)
+    add("export", "--generic", ["%missing", "%empty"], setup=some)
+    add("export", "--input-shape", ["", "abc", "0,128", "6,-1", "6,,128"])
+    add("resources", "--methods", ["magic", ",", "crop,crop"])
+    add("resources", "--user", ["0", "31", "abc"])
+    add("resources", "--scenario", ["hapt-nope", "hapt-session", "hapt-session:3"])
+    add("resources", "--seed", ["-1", "abc"])
+    add("resources", "--repeats", ["0", "51", "abc"])
+    add("resources", "--out", ["", "/dev/null", "%plain.txt"], setup=some)
+    for opt in ("--out", "--generic", "--input-shape"):
+        out.append(C(f"option:export {opt}", *command("export"), opt))
+    for opt in ("--out", "--methods", "--user", "--scenario", "--seed", "--repeats"):
+        out.append(C(f"option:resources {opt}", *command("resources"), opt))
+    out += [
+        C("option:export --out", *command("export", out=None)),
+        C("option:resources --out", *command("resources", out=None)),
+    ]
+    out.append(C("option:export DIR", "export", "--out", "m.onnx"))
 
     # bench
     add("bench", "--scenario", SCENARIOS)

@@ -1,7 +1,7 @@
 """crop: trustworthy static personalization of human-sensing models (CRoP).
 
 Personalize (personalize, tune), compare (bench, report, demo), explain (analyze), certify (certify),
-audit fairness (fairness), report (card).
+audit fairness (fairness), report (card), deploy (export, resources).
 
 Bad input ends in one line on stderr ("crop: error: ...") and exit code 2, with no half-written output.
 """
@@ -15,11 +15,11 @@ from typing import Annotated, Any
 
 import typer
 
-from crop.cli import bench, card, certify, generic, personalize, report
+from crop.cli import bench, card, certify, deploy, generic, personalize, report
 from crop.cli._common import _guard, _say, console
 from crop.validate import MAX_THREADS
 
-# The commands live in one module per family (bench, report, personalize, certify, card, generic); this
+# The commands live in one module per family (bench, report, personalize, certify, card, generic, deploy); this
 # module holds the app, the global --threads option and the in-process runner. Commands are
 # registered here, in the order `crop --help` lists them.
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help=__doc__)
@@ -58,6 +58,8 @@ app.command()(certify.certify)
 app.command()(card.card)
 app.command("train-generic")(generic.train_generic_cmd)
 app.command()(generic.faults)
+app.command()(deploy.export)
+app.command()(deploy.resources)
 
 
 def run(argv: Sequence[str] | None = None) -> int:

@@ -106,14 +106,18 @@ def personalize(
     if "mixed_selected" in result.info:
         summary["mixed_model_selected"] = result.info["mixed_selected"]
         summary["timings"] = result.info.get("timings")
-    save_model(result.model, out / "model.safetensors", {"method": method, "seed": seed})
+    file_meta: dict[str, Any] = {"method": method, "seed": seed}
+    generic_file = generic_info.get("path") or generic_info.get("source")
+    if generic_file and Path(generic_file).is_file():  # crop export carries it into the ONNX metadata
+        from crop.deploy.export import sha256_file
+
+        file_meta["generic_sha256"] = generic_info["sha256"] = sha256_file(generic_file)
+    save_model(result.model, out / "model.safetensors", file_meta)
     (out / "model.sparse.safetensors").unlink(missing_ok=True)  # never leave one from an earlier run
     if "density" in result.info and "masks" in result.info:  # a sparse method: also write the compressed file
         from crop.certify.sparse import save_sparse
 
-        sparse_path = save_sparse(
-            result.model, out / "model.sparse.safetensors", metadata={"method": method, "seed": seed}
-        )
+        sparse_path = save_sparse(result.model, out / "model.sparse.safetensors", metadata=file_meta)
         summary["density"] = result.info.get("density")
         summary["verified_val"] = result.info.get("verified_val")
         summary["file_bytes"] = {

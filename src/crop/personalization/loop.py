@@ -13,7 +13,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +22,7 @@ from torch import nn
 from crop.data.sensing import SensingData
 from crop.metrics import get_metric
 from crop.models.utils import State, predict_logits, state_copy
+from crop.optim import adam
 
 Objective = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -152,8 +153,11 @@ def train(
     y = torch.as_tensor(train_data.y)
     params = list(trainable) if trainable is not None else [p for p in model.parameters() if p.requires_grad]
     params += [p for h in hooks for p in h.parameters()]
-    if config.optimizer == "adam":
-        opt: torch.optim.Optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    custom = any(type(h).on_optimizer is not Hook.on_optimizer for h in hooks if hasattr(h, "on_optimizer"))
+    if config.optimizer == "adam" and not custom:  # torch's Adam update without torch.compile's imports
+        opt: Any = adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    elif config.optimizer == "adam":  # a hook attaches a torch.optim schedule: it needs a torch optimizer
+        opt = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
     else:
         opt = torch.optim.SGD(params, lr=config.lr, momentum=0.9, weight_decay=config.weight_decay)
     for h in hooks:

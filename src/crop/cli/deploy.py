@@ -1,0 +1,102 @@
+"""``crop export`` (a model file as ONNX) and ``crop resources`` (the paper's Tables 7 and 8:
+what each method costs to personalize and to run, on this machine)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from crop.cli._common import _guard, _methods, console
+from crop.errors import CropError
+from crop.outputs import check_out_dir, check_out_file
+from crop.validate import MAX_SEED
+
+
+def _shape(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        shape = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise CropError(
+            f"--input-shape must be comma-separated positive integers such as 6,128, got {text!r}"
+        ) from None
+    if not shape or any(v < 1 or v > 1_000_000 for v in shape):
+        raise CropError(f"--input-shape must be comma-separated positive integers such as 6,128, got {text!r}")
+    return shape
+
+
+@_guard
+def export(
+    model: Annotated[Path, typer.Argument(help="a crop model file (model.safetensors or model.sparse.safetensors)")],
+    out: Annotated[str, typer.Option(help="the ONNX file to write")],
+    generic: Annotated[
+        Path | None, typer.Option(help="the generic model file, whose SHA-256 goes into the metadata")
+    ] = None,
+    input_shape: Annotated[
+        str | None, typer.Option(help="one sample's shape, e.g. 13,100 (default: the architecture's)")
+    ] = None,
+) -> None:
+    """Export a crop model file (dense or sparse) to ONNX, checked and run with onnxruntime.
+
+    The graph passes onnx.checker and onnxruntime's outputs are compared with PyTorch's before
+    anything is written; classes, input shape, method and hashes go into the file's metadata.
+    Needs the onnx extra (onnx and onnxruntime)."""
+    from crop.deploy.export import export_file, require
+
+    target = check_out_file(out)
+    require("onnx")
+    require("onnxruntime")
+    result = export_file(model, target, generic=generic, input_shape=_shape(input_shape))
+    meta = result.metadata
+    console.print(
+        f"wrote {result.path} ({result.bytes / 1024:.1f} KiB, input {meta['input_shape']}, "
+        f"method {meta.get('method', 'unknown')}); onnxruntime vs PyTorch max |diff| {result.max_abs_diff:.2e}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@_guard
+def resources(
+    out: Annotated[str, typer.Option(help="output directory: resources.md, resources.csv, machine.json")],
+    methods: Annotated[str, typer.Option(help="comma-separated methods, or all (every registered method)")] = "all",
+    user: Annotated[int, typer.Option(help="the HAPT user personalized", min=1, max=30)] = 2,
+    scenario: Annotated[str, typer.Option(help="the HAPT scenario")] = "hapt-session:1",
+    seed: Annotated[int, typer.Option(help="split and training seed", min=0, max=MAX_SEED)] = 0,
+    repeats: Annotated[
+        int, typer.Option(help="fresh-process runs per method; medians are reported", min=1, max=50)
+    ] = 3,
+) -> None:
+    """Measure what each method costs on this machine (the paper's Tables 7 and 8).
+
+    One-time personalization time and peak memory (a fresh process per method and repeat),
+    inference latency and throughput on one thread (PyTorch and onnxruntime), parameters,
+    non-zero parameters and file sizes; Markdown + CSV with the machine described."""
+    from rich.progress import Progress
+
+    from crop.data.scenarios import parse_scenarios
+    from crop.deploy.resources import machine, measure_resources, write_resources
+    from crop.personalization.registry import available_methods
+
+    target = check_out_dir(out, "--out", ("resources.md", "resources.csv", "machine.json"))
+    chosen = available_methods() if methods.strip() == "all" else _methods(methods)
+    if len(parse_scenarios(scenario)) != 1:
+        raise CropError(f"--scenario must name one scenario such as {scenario}:1")
+    info = machine()
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task("measuring", total=repeats * len(chosen))
+
+        def progress(method: str, done: int, total: int) -> None:
+            bar.update(task, completed=done, description=f"{method} ({done // len(chosen) + 1}/{repeats})")
+
+        costs = measure_resources(chosen, user=user, scenario=scenario, seed=seed, repeats=repeats, progress=progress)
+    info["load_average_end_1_5_15"] = machine()["load_average_1_5_15"]
+    setting = {"user": user, "scenario": scenario, "seed": seed, "repeats": repeats}
+    paths = write_resources(target, costs, info, setting)
+    failed = [c.method for c in costs if c.repeats == 0]
+    if failed:
+        console.print(f"not measured: {', '.join(failed)} (see resources.md)", highlight=False)
+    console.print(f"wrote {', '.join(str(p) for p in paths)}", highlight=False, soft_wrap=True)
