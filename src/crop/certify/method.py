@@ -5,7 +5,10 @@ Starting from the generic model, two phases of the shared training loop:
 1. **robust sparse training** -- ``kappa * CE(clean) + (1 - kappa) * CE(worst-case logits)``,
    the worst case from IBP or CROWN-IBP margin bounds on the L-inf (or L2) ball of radius
    ``eps`` (ramped linearly from 0, ``kappa`` from 1 to ``kappa_end``), while gradual magnitude
-   pruning (cubic schedule) removes prunable weights down to ``density``;
+   pruning (cubic schedule) removes prunable weights down to ``density`` -- by default by global
+   magnitude; optionally with a per-layer density allocation (``allocation = "erk"`` or
+   ``"uniform"``) and RigL-style regrowth of the mask under the certified loss (``regrow``), see
+   :mod:`crop.certify.sparse_train`;
 2. **masked robust finetuning** -- same objective at full ``eps`` with the mask fixed; the
    checkpoint with the best clean validation score is kept (the phase-1 result included).
 
@@ -32,6 +35,7 @@ from torch import nn
 
 from crop.certify.gradual_prune import FixedMask, FreezeBatchNormStatistics, GradualMagnitudePrune, density_of
 from crop.certify.margin import verified_accuracy
+from crop.certify.sparse_train import ScheduledSparsity, kept_counts
 from crop.certify.training import CertifiedObjective
 from crop.data.sensing import ContextSplit
 from crop.errors import CropError
@@ -64,6 +68,16 @@ class CertifiedConfig:
         prune_start, prune_end: fractions of phase-1 steps where the cubic pruning schedule
             starts and reaches ``density``.
         exclude_last: never prune the decision layer.
+        allocation: how the kept weights are shared among layers: ``"global"`` (one magnitude
+            ranking over all prunable weights; the original behaviour), ``"uniform"`` (the same
+            density in every layer) or ``"erk"`` (Erdos-Renyi-Kernel: thin layers such as the
+            first convolution denser). Per-layer and total counts are exact.
+        regrow: RigL-style mask regrowth during phase 1: fraction (cosine-decayed) of each
+            layer's kept weights whose smallest-magnitude members are dropped and replaced by the
+            pruned positions with the largest certified-loss gradient, every ``regrow_every``
+            optimizer steps from ``prune_start`` until ``regrow_end`` (fractions of phase-1
+            steps). 0 (default): masks only shrink. The mask is fixed after ``regrow_end`` and
+            in phase 2 in every case.
         robust, final: the two training phases (phase 1 keeps its last epoch, phase 2 the best
             clean validation score, the phase-1 model included).
     """
@@ -78,6 +92,10 @@ class CertifiedConfig:
     prune_start: float = 0.1
     prune_end: float = 0.6
     exclude_last: bool = True
+    allocation: Literal["global", "uniform", "erk"] = "global"
+    regrow: float = 0.0
+    regrow_every: int = 10
+    regrow_end: float = 0.8
     robust: TrainConfig = field(default_factory=_robust_phase)
     final: TrainConfig = field(default_factory=_final_phase)
 
@@ -93,6 +111,14 @@ def _check(config: CertifiedConfig) -> None:
         raise CropError(f"unknown norm {config.norm!r}; choose linf or l2")
     if not 0 <= config.prune_start <= config.prune_end <= 1:
         raise CropError("need 0 <= prune_start <= prune_end <= 1")
+    if config.allocation not in ("global", "uniform", "erk"):
+        raise CropError(f"unknown allocation {config.allocation!r}; choose global, uniform or erk")
+    if not 0 <= config.regrow <= 1:
+        raise CropError(f"regrow must lie in [0, 1], got {config.regrow}")
+    if config.regrow_every < 1:
+        raise CropError(f"regrow_every must be >= 1, got {config.regrow_every}")
+    if not 0 <= config.regrow_end <= 1:
+        raise CropError(f"regrow_end must lie in [0, 1], got {config.regrow_end}")
 
 
 def _steps_per_epoch(n: int, batch_size: int) -> int:
@@ -128,9 +154,22 @@ def fit_certified(
         ramp_steps=max(1, int(config.ramp * steps)),
         kappa_end=config.kappa_end,
     )
-    pruner = GradualMagnitudePrune(
-        model, names, config.density, int(config.prune_start * steps), max(1, int(config.prune_end * steps))
-    )
+    start, end = int(config.prune_start * steps), max(1, int(config.prune_end * steps))
+    pruner: GradualMagnitudePrune | ScheduledSparsity
+    if config.allocation == "global" and config.regrow == 0:
+        pruner = GradualMagnitudePrune(model, names, config.density, start, end)  # the original behaviour
+    else:
+        pruner = ScheduledSparsity(
+            model,
+            names,
+            config.density,
+            start,
+            end,
+            allocation=config.allocation,
+            regrow=config.regrow,
+            every=config.regrow_every,
+            stop=int(config.regrow_end * steps),
+        )
     freeze = FreezeBatchNormStatistics()
     robust_cfg = TrainConfig(**{**config.robust.__dict__, "select": "last"})
     phase1 = train(
@@ -194,5 +233,7 @@ def fit_certified(
             "nonzero_parameters": int(nonzero),
             "parameters": int(total),
             "prunable": float(np.sum([m.numel() for m in masks.values()])),
+            "kept": kept_counts(masks),
+            "regrown": getattr(pruner, "regrown", 0),
         },
     )
