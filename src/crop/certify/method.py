@@ -40,9 +40,10 @@ from crop.certify.training import CertifiedObjective
 from crop.data.sensing import ContextSplit
 from crop.errors import CropError
 from crop.models.utils import clone_model, score, state_copy
-from crop.personalization.loop import TrainConfig, train
+from crop.personalization.loop import Hook, TrainConfig, train
+from crop.personalization.norm import recalibrate_batchnorm
 from crop.personalization.prune import prunable_names
-from crop.personalization.registry import PersonalizationResult, check_available, register_method
+from crop.personalization.registry import PersonalizationResult, check_available, register_method, register_variant
 
 
 def _robust_phase() -> TrainConfig:
@@ -78,6 +79,10 @@ class CertifiedConfig:
             optimizer steps from ``prune_start`` until ``regrow_end`` (fractions of phase-1
             steps). 0 (default): masks only shrink. The mask is fixed after ``regrow_end`` and
             in phase 2 in every case.
+        recalibrate_bn: re-estimate the batch-norm running statistics on the available-context
+            training windows whenever the pruning schedule removes weights (and once when phase 1
+            ends), so the frozen statistics describe the pruned network rather than the dense
+            generic one. Off by default (the original behaviour).
         robust, final: the two training phases (phase 1 keeps its last epoch, phase 2 the best
             clean validation score, the phase-1 model included).
     """
@@ -96,6 +101,7 @@ class CertifiedConfig:
     regrow: float = 0.0
     regrow_every: int = 10
     regrow_end: float = 0.8
+    recalibrate_bn: bool = False
     robust: TrainConfig = field(default_factory=_robust_phase)
     final: TrainConfig = field(default_factory=_final_phase)
 
@@ -119,6 +125,28 @@ def _check(config: CertifiedConfig) -> None:
         raise CropError(f"regrow_every must be >= 1, got {config.regrow_every}")
     if not 0 <= config.regrow_end <= 1:
         raise CropError(f"regrow_end must lie in [0, 1], got {config.regrow_end}")
+
+
+class RecalibrateOnPrune(Hook):
+    """Re-estimate batch-norm statistics on ``X`` after every optimizer step at which ``pruner``
+    removed weights; the training mode (and the frozen batch-norm layers) are restored."""
+
+    def __init__(self, pruner: GradualMagnitudePrune | ScheduledSparsity, X: np.ndarray) -> None:
+        self.pruner, self.X, self.last = pruner, X, pruner.density
+        self.count = 0
+
+    def recalibrate(self, model: nn.Module) -> None:
+        training = model.training
+        recalibrate_batchnorm(model, self.X)
+        self.count += 1
+        if training:
+            model.train()
+            FreezeBatchNormStatistics().on_epoch_start(model)
+
+    def after_step(self, model: nn.Module) -> None:
+        if self.pruner.density < self.last - 1e-12:
+            self.last = self.pruner.density
+            self.recalibrate(model)
 
 
 def _steps_per_epoch(n: int, batch_size: int) -> int:
@@ -172,6 +200,7 @@ def fit_certified(
         )
     freeze = FreezeBatchNormStatistics()
     robust_cfg = TrainConfig(**{**config.robust.__dict__, "select": "last"})
+    recal = RecalibrateOnPrune(pruner, available.train.X) if config.recalibrate_bn else None
     phase1 = train(
         model,
         available.train,
@@ -180,9 +209,12 @@ def fit_certified(
         seed=seed,
         metric=metric,
         objective=objective,
-        hooks=[freeze, pruner],
+        hooks=[freeze, pruner] + ([recal] if recal else []),
     )
     pruner.finish(model)  # a schedule longer than the phase ends here
+    if recal is not None:
+        recal.recalibrate(model)
+        model.eval()
     masks = pruner.masks
     timings["robust_sparse"] = time.perf_counter() - t0
 
@@ -237,3 +269,20 @@ def fit_certified(
             "regrown": getattr(pruner, "regrown", 0),
         },
     )
+
+
+@dataclass
+class DenseCertifiedConfig(CertifiedConfig):
+    """``crop-certified``'s configuration with ``density = 1.0``: no pruning."""
+
+    density: float = 1.0
+
+
+fit_finetune_certified = register_variant(
+    "finetune-certified",
+    DenseCertifiedConfig,
+    "finetune with the certified (CROWN-IBP) objective, dense: crop-certified at density 1",
+    fit_certified,
+    "Finetuning with the robust objective of crop-certified and no pruning (density 1.0): the "
+    "'finetune with a robust objective' of the research programme's claim (docs/ROBUSTNESS.md).",
+)
