@@ -24,7 +24,11 @@ width 128 has about 260 k weights against 17 k), and ``-cert`` (``hapt-cert``,
 same fold and width, then :data:`CERT_EPOCHS` epochs of CROWN-IBP robust training at L-inf
 eps = :data:`CERT_EPS` on the same training users (eps and the clean/robust weight ramped over
 the first half, batch-norm statistics frozen so the trained network is the one the bounds
-describe; last epoch kept). These kinds have no shipped weights and are trained and cached per
+describe; last epoch kept). ``-s<percent>`` (``hapt-s5``) gives a *sparse* generic model: the
+plain one, then :data:`SPARSE_EPOCHS` epochs of training on the same users while gradual
+magnitude pruning (cubic schedule over the first two thirds) keeps ``percent`` % of the
+prunable weights (last epoch kept); ``crop-certified`` with ``start_mask = "generic"``
+personalizes inside its mask. These kinds have no shipped weights and are trained and cached per
 fold on first use.
 """
 
@@ -53,21 +57,23 @@ from crop.personalization.loop import TrainConfig, train
 GENERIC_KINDS = ("hapt", "hapt-rot", "hapt-nobn", "hapt-rot-nobn")
 CERT_EPS = 0.01
 CERT_EPOCHS = 10
+SPARSE_EPOCHS = 15
 _MAX_WIDTH = 512
 
 
 @dataclass(frozen=True)
 class KindSpec:
-    """A parsed generic model kind: ``<base>[-w<width>][-cert][-nobn]``."""
+    """A parsed generic model kind: ``<base>[-w<width>][-s<percent>|-cert][-nobn]``."""
 
     base: str  # hapt or hapt-rot
     width: int | None  # None: the default width (32)
     certified: bool
     nobn: bool
+    sparse: int | None = None  # kept percent of the prunable weights (None: dense)
 
     @property
     def plain(self) -> str:
-        """The kind without ``-cert`` (the starting point of a certified generic model)."""
+        """The kind without ``-cert`` / ``-s`` (the starting point of a certified or sparse one)."""
         return self.base + (f"-w{self.width}" if self.width else "") + ("-nobn" if self.nobn else "")
 
 
@@ -75,6 +81,12 @@ def parse_kind(kind: str) -> KindSpec:
     """Parse a generic model kind; a one-line :class:`CropError` names any unknown one."""
     rest, nobn = (kind[: -len("-nobn")], True) if kind.endswith("-nobn") else (kind, False)
     rest, certified = (rest[: -len("-cert")], True) if rest.endswith("-cert") else (rest, False)
+    sparse = None
+    head, _, tail = rest.rpartition("-s")
+    if head and tail.isdigit():
+        sparse, rest = int(tail), head
+        if not 1 <= sparse <= 99 or certified:
+            raise CropError(f"generic model kind {kind!r}: -s<percent> takes 1-99 and no -cert")
     width = None
     head, _, tail = rest.rpartition("-w")
     if head and tail.isdigit():
@@ -84,9 +96,9 @@ def parse_kind(kind: str) -> KindSpec:
     if rest not in ("hapt", "hapt-rot"):
         raise CropError(
             f"unknown generic model kind {kind!r}; choose {', '.join(GENERIC_KINDS)}, "
-            "optionally with -w<width> and/or -cert before -nobn (e.g. hapt-w128-cert)"
+            "optionally with -w<width> and then -s<percent> or -cert, before -nobn (e.g. hapt-w128-cert)"
         )
-    return KindSpec(rest, width, certified, nobn)
+    return KindSpec(rest, width, certified, nobn, sparse)
 
 
 def check_kind(kind: str) -> str:
@@ -149,8 +161,10 @@ def train_generic(
 ) -> tuple[HAPTNet, dict]:
     """Train a HAPT generic model on all users but ``exclude`` and ``val_users``."""
     spec = parse_kind(kind)
-    if spec.certified:
-        raise CropError(f"{kind}: certified generic models are made by generic_for_fold (from the plain kind)")
+    if spec.certified or spec.sparse:
+        raise CropError(
+            f"{kind}: certified and sparse generic models are made by generic_for_fold (from the plain kind)"
+        )
     from crop.validate import check_config
 
     config = check_config(config or GenericTrainConfig(), "generic training")
@@ -233,12 +247,43 @@ def certify_generic(
     return model.eval(), info
 
 
+def sparsify_generic(
+    plain: nn.Module, percent: int, exclude: tuple[int, ...], val_users: tuple[int, ...], seed: int = 0
+) -> tuple[nn.Module, dict]:
+    """Train a copy of ``plain`` on its training users while pruning it to ``percent`` % of the
+    prunable weights (global magnitude, cubic schedule; the decision layer is not pruned)."""
+    from copy import deepcopy
+
+    from crop.certify.gradual_prune import GradualMagnitudePrune, density_of
+    from crop.personalize.prune import prunable_names
+
+    train_users = tuple(u for u in hapt.USERS if u not in exclude and u not in val_users)
+    train_data = hapt.load_users(train_users)
+    val_data = hapt.load_users(tuple(u for u in val_users if u not in exclude))
+    model = deepcopy(plain)
+    batch_size = GenericTrainConfig().batch_size
+    steps = SPARSE_EPOCHS * -(-len(train_data) // batch_size)
+    pruner = GradualMagnitudePrune(model, prunable_names(model), percent / 100, 0, max(1, 2 * steps // 3))
+    phase = TrainConfig(epochs=SPARSE_EPOCHS, lr=1e-3, batch_size=batch_size, select="last")
+    torch.manual_seed(seed)
+    out = train(model, train_data, val_data, phase, seed=seed, hooks=[pruner])
+    pruner.finish(model)
+    info = {
+        "train_users": list(train_users),
+        "val_users": list(val_users),
+        "excluded_users": sorted(exclude),
+        "val_balanced_accuracy": out.history[-1].get("val_metric") if out.history else None,
+        "sparse": {"percent": percent, "epochs": SPARSE_EPOCHS, "density": density_of(pruner.masks)},
+    }
+    return model.eval(), info
+
+
 def _cached_fold_model(kind: str, fold: int, cache: Path | None) -> tuple[nn.Module, dict]:
     config = GenericTrainConfig()
     spec = parse_kind(kind)
     exclude = fold_users(fold)
     val_users = fold_users(validation_fold(fold))
-    extra = [CERT_EPS, CERT_EPOCHS] if spec.certified else []
+    extra = [CERT_EPS, CERT_EPOCHS] if spec.certified else [SPARSE_EPOCHS] if spec.sparse else []
     key = json.dumps([kind, "fold", fold, exclude, val_users, asdict(config)] + extra)
     key = hashlib.sha256(key.encode()).hexdigest()[:16]
     target = (cache or hapt.cache_dir()) / "generic" / f"{kind}-fold{fold}-{key}.safetensors"
@@ -251,6 +296,10 @@ def _cached_fold_model(kind: str, fold: int, cache: Path | None) -> tuple[nn.Mod
     if spec.certified:
         plain, _ = generic_for_fold(spec.plain, fold, cache)
         model, trained = certify_generic(plain, exclude, val_users)
+        trained = {"kind": kind, **trained, "config": asdict(config)}
+    elif spec.sparse:
+        plain, _ = generic_for_fold(spec.plain, fold, cache)
+        model, trained = sparsify_generic(plain, spec.sparse, exclude, val_users)
         trained = {"kind": kind, **trained, "config": asdict(config)}
     else:
         model, trained = train_generic(kind, exclude=exclude, val_users=val_users, config=config)

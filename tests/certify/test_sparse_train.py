@@ -149,3 +149,38 @@ def test_generic_kinds_parse():
     for bad in ("hapt-w7", "hapt-w0", "cifar", "hapt-nobn-cert", "hapt-wide"):
         with pytest.raises(CropError, match="generic model kind"):
             parse_kind(bad)
+
+
+def test_start_mask_generic_personalizes_inside_the_generic_mask():
+    model = seq_net()
+    names = prunable_names(model)
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        params = dict(model.named_parameters())
+        for n in names:
+            params[n].mul_((torch.rand(params[n].shape, generator=gen) < 0.1).to(params[n].dtype))
+    pattern = {n: params[n].detach() != 0 for n in names}
+    generic_density = sum(int(p.sum()) for p in pattern.values()) / sum(p.numel() for p in pattern.values())
+    split = stratified_split(make_data(), seed=0)
+    phases = {
+        "robust": TrainConfig(epochs=3, lr=1e-2, batch_size=16, select="last"),
+        "final": TrainConfig(epochs=2, lr=1e-2, batch_size=16, include_initial=True),
+    }
+    config = CertifiedConfig(eps=0.05, density=generic_density, start_mask="generic", **phases)
+    result = crop.personalize(model, split, config, method="crop-certified", seed=0)
+    for n in names:  # the mask is the generic's, fixed: nothing regrew, nothing else was pruned
+        assert torch.equal(result.info["masks"][n], pattern[n])
+    assert result.info["density"] == pytest.approx(generic_density)
+    # denser than the generic's mask cannot be asked for
+    with pytest.raises(CropError, match="start_mask"):
+        crop.personalize(
+            model, split, CertifiedConfig(density=0.5, start_mask="generic", **phases), method="crop-certified"
+        )
+
+
+def test_sparse_generic_kind_parses():
+    spec = parse_kind("hapt-w64-s5")
+    assert (spec.width, spec.sparse, spec.plain) == (64, 5, "hapt-w64")
+    for bad in ("hapt-s0", "hapt-s100", "hapt-s5-cert"):
+        with pytest.raises(CropError, match="generic model kind"):
+            parse_kind(bad)

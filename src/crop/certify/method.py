@@ -79,6 +79,11 @@ class CertifiedConfig:
             optimizer steps from ``prune_start`` until ``regrow_end`` (fractions of phase-1
             steps). 0 (default): masks only shrink. The mask is fixed after ``regrow_end`` and
             in phase 2 in every case.
+        start_mask: ``"dense"`` (default): phase 1 starts from every weight of the generic model.
+            ``"generic"``: the generic model's zero prunable weights (a sparse generic model such
+            as the ``hapt-s5`` kind of :mod:`crop.generic`) are pruned from the first step and
+            never come back; the schedule goes on from the generic's density down to
+            ``density`` (equal densities: personalization inside the generic's mask).
         recalibrate_bn: re-estimate the batch-norm running statistics on the available-context
             training windows whenever the pruning schedule removes weights (and once when phase 1
             ends), so the frozen statistics describe the pruned network rather than the dense
@@ -101,6 +106,7 @@ class CertifiedConfig:
     regrow: float = 0.0
     regrow_every: int = 10
     regrow_end: float = 0.8
+    start_mask: Literal["dense", "generic"] = "dense"
     recalibrate_bn: bool = False
     robust: TrainConfig = field(default_factory=_robust_phase)
     final: TrainConfig = field(default_factory=_final_phase)
@@ -121,6 +127,8 @@ def _check(config: CertifiedConfig) -> None:
         raise CropError(f"unknown allocation {config.allocation!r}; choose global, uniform or erk")
     if not 0 <= config.regrow <= 1:
         raise CropError(f"regrow must lie in [0, 1], got {config.regrow}")
+    if config.start_mask not in ("dense", "generic"):
+        raise CropError(f"unknown start_mask {config.start_mask!r}; choose dense or generic")
     if config.regrow_every < 1:
         raise CropError(f"regrow_every must be >= 1, got {config.regrow_every}")
     if not 0 <= config.regrow_end <= 1:
@@ -198,6 +206,16 @@ def fit_certified(
             every=config.regrow_every,
             stop=int(config.regrow_end * steps),
         )
+    if config.start_mask == "generic":
+        params = dict(model.named_parameters())
+        pruner.masks = {n: params[n].detach() != 0 for n in names}
+        start_density = density_of(pruner.masks)
+        if start_density < config.density - 1e-3:
+            raise CropError(
+                f"start_mask = 'generic': the generic model keeps {start_density:.4f} of its prunable weights, "
+                f"less than density = {config.density}"
+            )
+        pruner.density = min(pruner.density, start_density)
     freeze = FreezeBatchNormStatistics()
     robust_cfg = TrainConfig(**{**config.robust.__dict__, "select": "last"})
     recal = RecalibrateOnPrune(pruner, available.train.X) if config.recalibrate_bn else None
