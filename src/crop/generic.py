@@ -255,7 +255,7 @@ def sparsify_generic(
     from copy import deepcopy
 
     from crop.certify.gradual_prune import GradualMagnitudePrune, density_of
-    from crop.personalize.prune import prunable_names
+    from crop.personalization.prune import prunable_names
 
     train_users = tuple(u for u in hapt.USERS if u not in exclude and u not in val_users)
     train_data = hapt.load_users(train_users)
