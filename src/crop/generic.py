@@ -22,6 +22,20 @@ networks of the sensor-fault methods (:mod:`crop.models.modality`): a HAPTNet tr
 random sensor masked, and the co-teaching network trained with the co-teaching loss
 (:mod:`crop.personalization.coteach`), on the same users and folds; trained on first use too.
 :func:`kind_for_method` gives the kind a method personalizes.
+
+Two more modifiers, for the certified-robustness study (``docs/ROBUSTNESS.md``), come between
+the base name and ``-nobn``: ``-w<N>`` (``hapt-w128``) sets the network width (default 32;
+width 128 has about 260 k weights against 17 k), and ``-cert`` (``hapt-cert``,
+``hapt-w128-cert``) gives a *certifiably trained* generic model: the plain generic model of the
+same fold and width, then :data:`CERT_EPOCHS` epochs of CROWN-IBP robust training at L-inf
+eps = :data:`CERT_EPS` on the same training users (eps and the clean/robust weight ramped over
+the first half, batch-norm statistics frozen so the trained network is the one the bounds
+describe; last epoch kept). ``-s<percent>`` (``hapt-s5``) gives a *sparse* generic model: the
+plain one, then :data:`SPARSE_EPOCHS` epochs of training on the same users while gradual
+magnitude pruning (cubic schedule over the first two thirds) keeps ``percent`` % of the
+prunable weights (last epoch kept); ``crop-certified`` with ``start_mask = "generic"``
+personalizes inside its mask. These kinds have no shipped weights and are trained and cached per
+fold on first use.
 """
 
 from __future__ import annotations
@@ -59,6 +73,62 @@ GENERIC_KINDS = (
 )
 # Generic models for the sensor-fault methods (crop.personalization.coteach): the method picks its variant.
 VARIANTS = {"modality-dropout": "dropout", "coteach": "coteach"}
+CERT_EPS = 0.01
+CERT_EPOCHS = 10
+SPARSE_EPOCHS = 15
+_MAX_WIDTH = 512
+
+
+@dataclass(frozen=True)
+class KindSpec:
+    """A parsed generic model kind: ``<base>[-w<width>][-s<percent>|-cert][-nobn]``."""
+
+    base: str  # hapt or hapt-rot
+    width: int | None  # None: the default width (32)
+    certified: bool
+    nobn: bool
+    sparse: int | None = None  # kept percent of the prunable weights (None: dense)
+    variant: str | None = None  # "dropout" / "coteach": the network of a sensor-fault method
+
+    @property
+    def plain(self) -> str:
+        """The kind without ``-cert`` / ``-s`` (the starting point of a certified or sparse one)."""
+        return self.base + (f"-w{self.width}" if self.width else "") + ("-nobn" if self.nobn else "")
+
+
+def parse_kind(kind: str) -> KindSpec:
+    """Parse a generic model kind; a one-line :class:`CropError` names any unknown one."""
+    for variant in ("dropout", "coteach"):
+        if kind in (f"hapt-{variant}", f"hapt-rot-{variant}"):
+            return KindSpec(kind[: -len(variant) - 1], None, False, False, None, variant)
+    rest, nobn = (kind[: -len("-nobn")], True) if kind.endswith("-nobn") else (kind, False)
+    rest, certified = (rest[: -len("-cert")], True) if rest.endswith("-cert") else (rest, False)
+    sparse = None
+    head, _, tail = rest.rpartition("-s")
+    if head and tail.isdigit():
+        sparse, rest = int(tail), head
+        if not 1 <= sparse <= 99 or certified:
+            raise CropError(f"generic model kind {kind!r}: -s<percent> takes 1-99 and no -cert")
+    width = None
+    head, _, tail = rest.rpartition("-w")
+    if head and tail.isdigit():
+        width, rest = int(tail), head
+        if not 2 <= width <= _MAX_WIDTH or width % 2:
+            raise CropError(f"generic model kind {kind!r}: width must be even and in 2-{_MAX_WIDTH}")
+    if rest not in ("hapt", "hapt-rot"):
+        raise CropError(
+            f"unknown generic model kind {kind!r}; choose {', '.join(GENERIC_KINDS)}, "
+            "optionally with -w<width> and then -s<percent> or -cert, before -nobn (e.g. hapt-w128-cert)"
+        )
+    return KindSpec(rest, width, certified, nobn, sparse)
+
+
+def check_kind(kind: str) -> str:
+    """``kind`` if it is a known generic model kind, else a one-line :class:`CropError`."""
+    parse_kind(kind)
+    return kind
+
+
 N_FOLDS = 6
 SHIPPED_FOLD = 2  # the documented personalization users; served by the shipped models
 
@@ -112,19 +182,24 @@ def train_generic(
     config: GenericTrainConfig | None = None,
 ) -> tuple[HAPTNet, dict]:
     """Train a HAPT generic model on all users but ``exclude`` and ``val_users``."""
-    if kind not in GENERIC_KINDS:
-        raise CropError(f"unknown generic model kind {kind!r}; choose {', '.join(GENERIC_KINDS)}")
+    spec = parse_kind(kind)
+    if spec.certified or spec.sparse:
+        raise CropError(
+            f"{kind}: certified and sparse generic models are made by generic_for_fold (from the plain kind)"
+        )
     from crop.validate import check_config
 
     config = check_config(config or GenericTrainConfig(), "generic training")
+    if spec.width is not None:
+        config = GenericTrainConfig(**{**asdict(config), "width": spec.width})
     train_users = tuple(u for u in hapt.USERS if u not in exclude and u not in val_users)
     val_users = tuple(u for u in val_users if u not in exclude)
     train_data = hapt.load_users(train_users)
     val_data = hapt.load_users(val_users)
     torch.manual_seed(config.seed)
-    norm = "none" if kind.endswith("-nobn") else config.norm
-    rotated = kind.startswith("hapt-rot")
-    variant = kind.rpartition("-")[2] if kind.endswith(("-dropout", "-coteach")) else None
+    norm = "none" if spec.nobn else config.norm
+    rotated = spec.base == "hapt-rot"
+    variant = spec.variant
     model, standardize = _new_network(variant, config, norm)
     stats = train_data.X.transpose(1, 0, 2).reshape(6, -1)
     mean, std = stats.mean(axis=1), stats.std(axis=1)
@@ -214,11 +289,75 @@ def _training_users(path: Path) -> set[int]:
     return set(json.loads(meta.get("train_users", "[]"))) | set(json.loads(meta.get("val_users", "[]")))
 
 
+def certify_generic(
+    plain: nn.Module, exclude: tuple[int, ...], val_users: tuple[int, ...], seed: int = 0
+) -> tuple[nn.Module, dict]:
+    """Robust-train a copy of the plain generic model ``plain`` (CROWN-IBP at :data:`CERT_EPS`,
+    :data:`CERT_EPOCHS` epochs, batch-norm statistics frozen) on the users it was trained on."""
+    from copy import deepcopy
+
+    from crop.certify.gradual_prune import FreezeBatchNormStatistics
+    from crop.certify.training import CertifiedObjective
+
+    train_users = tuple(u for u in hapt.USERS if u not in exclude and u not in val_users)
+    train_data = hapt.load_users(train_users)
+    val_data = hapt.load_users(tuple(u for u in val_users if u not in exclude))
+    model = deepcopy(plain)
+    batch_size = GenericTrainConfig().batch_size
+    steps = CERT_EPOCHS * -(-len(train_data) // batch_size)
+    objective = CertifiedObjective(CERT_EPS, "linf", "crown-ibp", ramp_steps=max(1, steps // 2), kappa_end=0.5)
+    phase = TrainConfig(epochs=CERT_EPOCHS, lr=1e-3, batch_size=batch_size, select="last")
+    torch.manual_seed(seed)
+    out = train(model, train_data, val_data, phase, seed=seed, objective=objective, hooks=[FreezeBatchNormStatistics()])
+    info = {
+        "train_users": list(train_users),
+        "val_users": list(val_users),
+        "excluded_users": sorted(exclude),
+        "val_balanced_accuracy": out.history[-1].get("val_metric") if out.history else None,
+        "certified": {"eps": CERT_EPS, "epochs": CERT_EPOCHS, "bound": "crown-ibp", "norm": "linf"},
+    }
+    return model.eval(), info
+
+
+def sparsify_generic(
+    plain: nn.Module, percent: int, exclude: tuple[int, ...], val_users: tuple[int, ...], seed: int = 0
+) -> tuple[nn.Module, dict]:
+    """Train a copy of ``plain`` on its training users while pruning it to ``percent`` % of the
+    prunable weights (global magnitude, cubic schedule; the decision layer is not pruned)."""
+    from copy import deepcopy
+
+    from crop.certify.gradual_prune import GradualMagnitudePrune, density_of
+    from crop.personalization.prune import prunable_names
+
+    train_users = tuple(u for u in hapt.USERS if u not in exclude and u not in val_users)
+    train_data = hapt.load_users(train_users)
+    val_data = hapt.load_users(tuple(u for u in val_users if u not in exclude))
+    model = deepcopy(plain)
+    batch_size = GenericTrainConfig().batch_size
+    steps = SPARSE_EPOCHS * -(-len(train_data) // batch_size)
+    pruner = GradualMagnitudePrune(model, prunable_names(model), percent / 100, 0, max(1, 2 * steps // 3))
+    phase = TrainConfig(epochs=SPARSE_EPOCHS, lr=1e-3, batch_size=batch_size, select="last")
+    torch.manual_seed(seed)
+    out = train(model, train_data, val_data, phase, seed=seed, hooks=[pruner])
+    pruner.finish(model)
+    info = {
+        "train_users": list(train_users),
+        "val_users": list(val_users),
+        "excluded_users": sorted(exclude),
+        "val_balanced_accuracy": out.history[-1].get("val_metric") if out.history else None,
+        "sparse": {"percent": percent, "epochs": SPARSE_EPOCHS, "density": density_of(pruner.masks)},
+    }
+    return model.eval(), info
+
+
 def _cached_fold_model(kind: str, fold: int, cache: Path | None) -> tuple[nn.Module, dict]:
     config = GenericTrainConfig()
+    spec = parse_kind(kind)
     exclude = fold_users(fold)
     val_users = fold_users(validation_fold(fold))
-    key = hashlib.sha256(json.dumps([kind, "fold", fold, exclude, val_users, asdict(config)]).encode()).hexdigest()[:16]
+    extra = [CERT_EPS, CERT_EPOCHS] if spec.certified else [SPARSE_EPOCHS] if spec.sparse else []
+    key = json.dumps([kind, "fold", fold, exclude, val_users, asdict(config)] + extra)
+    key = hashlib.sha256(key.encode()).hexdigest()[:16]
     target = (cache or hapt.cache_dir()) / "generic" / f"{kind}-fold{fold}-{key}.safetensors"
     info = {"fold": fold, "excluded_users": list(exclude), "val_users": list(val_users), "path": str(target)}
     if target.is_file():
@@ -226,7 +365,16 @@ def _cached_fold_model(kind: str, fold: int, cache: Path | None) -> tuple[nn.Mod
         seconds = json.loads(meta.get("train_seconds", "null"))
         return load_model(target), {**info, "source": "cached", "train_seconds": seconds}
     t0 = time.perf_counter()
-    model, trained = train_generic(kind, exclude=exclude, val_users=val_users, config=config)
+    if spec.certified:
+        plain, _ = generic_for_fold(spec.plain, fold, cache)
+        model, trained = certify_generic(plain, exclude, val_users)
+        trained = {"kind": kind, **trained, "config": asdict(config)}
+    elif spec.sparse:
+        plain, _ = generic_for_fold(spec.plain, fold, cache)
+        model, trained = sparsify_generic(plain, spec.sparse, exclude, val_users)
+        trained = {"kind": kind, **trained, "config": asdict(config)}
+    else:
+        model, trained = train_generic(kind, exclude=exclude, val_users=val_users, config=config)
     seconds = round(time.perf_counter() - t0, 2)
     meta = {k: v for k, v in trained.items() if k != "config"} | {"config": trained["config"], "fold": fold}
     save_model(model, target, meta | {"train_seconds": seconds})
@@ -240,8 +388,7 @@ def generic_for_fold(kind: str, fold: int, cache: Path | None = None) -> tuple[n
     cached. Returns the model and its provenance (``source``: shipped, cached or trained;
     ``fold``; ``train_seconds`` when it was trained here or read from the cache).
     """
-    if kind not in GENERIC_KINDS:
-        raise CropError(f"unknown generic model kind {kind!r}; choose {', '.join(GENERIC_KINDS)}")
+    parse_kind(kind)
     fold_users(fold)
     path = shipped_path(kind)
     if fold == SHIPPED_FOLD and path.is_file() and not (_training_users(path) & set(fold_users(fold))):

@@ -108,6 +108,9 @@ RULES: dict[str, Rule] = {
     "density": Rule(0, 1, lo_open=True),
     "prune_start": UNIT,
     "prune_end": UNIT,
+    "regrow": UNIT,
+    "regrow_every": Rule(1, 1_000_000),
+    "regrow_end": UNIT,
     # baselines and peers
     "momentum": UNIT,
     "restore_prob": UNIT,

@@ -283,17 +283,18 @@ def serving_fold(user: int, protocol: str = "test") -> int:
 
 
 def generic_kind(scenario: Scenario, norm: str = "batch", generic: str | None = None) -> str:
-    """The generic model kind a scenario uses: its own (``hapt`` or ``hapt-rot``) or ``generic``,
-    as the ``-nobn`` variant with ``norm="none"``."""
-    from crop.generic import GENERIC_KINDS
+    """The generic model kind a scenario uses: its own (``hapt`` or ``hapt-rot``) or ``generic``
+    (any kind of :func:`crop.generic.parse_kind` without ``-nobn``, e.g. ``hapt-cert`` or
+    ``hapt-w128``), as the ``-nobn`` variant with ``norm="none"``."""
+    from crop.generic import parse_kind
 
     if norm not in ("batch", "none"):
         raise CropError(f"norm must be 'batch' or 'none', got {norm!r}")
     base = generic if generic is not None else scenario.generic
-    if base not in ("hapt", "hapt-rot"):
-        raise CropError(f"unknown generic model kind {base!r}; choose hapt or hapt-rot")
+    if parse_kind(base).nobn:
+        raise CropError(f"generic model kind {base!r}: give the kind without -nobn and use --norm none")
     kind = base + ("-nobn" if norm == "none" else "")
-    assert kind in GENERIC_KINDS
+    parse_kind(kind)
     return kind
 
 

@@ -157,7 +157,10 @@ def bench(
     ] = "test",
     generic: Annotated[
         str | None,
-        typer.Option(help="generic model kind for every scenario: hapt or hapt-rot (default: each scenario's own)"),
+        typer.Option(
+            help="generic model kind for every scenario: hapt or hapt-rot, optionally -w<width> and/or -cert "
+            "(e.g. hapt-cert, hapt-w128; docs/ROBUSTNESS.md) (default: each scenario's own)"
+        ),
     ] = None,
     workers: Annotated[
         int | None,
