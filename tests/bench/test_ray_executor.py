@@ -1,0 +1,120 @@
+"""``crop bench --executor ray``: the same results file as the local executor, resume across
+executors, a worker that dies is retried without losing or doubling records, and the options
+are checked before anything is written. The Ray runs are skipped when Ray is not installed."""
+
+import json
+import os
+import shutil
+
+import pytest
+
+from crop.bench.runner import BenchSpec, run_bench
+from crop.data.scenarios import parse_scenarios
+from crop.errors import CropError
+from crop.personalize.finetune import FinetuneConfig
+from crop.personalize.loop import TrainConfig
+
+USERS = [2, 8]
+FAST = {"finetune": FinetuneConfig(TrainConfig(epochs=2))}
+
+
+def spec(out, users=USERS, executor="local", workers=None, hook=None, **kw):
+    return BenchSpec(
+        parse_scenarios("hapt-session:1"),
+        list(users),
+        [0],
+        ["generic", "finetune"],
+        out,
+        configs=FAST,
+        executor=executor,
+        workers=workers,
+        unit_hook=hook,
+        **kw,
+    )
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """results.jsonl of the local executor, in this process."""
+    out = tmp_path_factory.mktemp("local")
+    run_bench(spec(out), progress=False)
+    return (out / "results.jsonl").read_bytes()
+
+
+def test_ray_run_equals_the_local_run_byte_for_byte(tmp_path, reference):
+    ray = pytest.importorskip("ray")
+    run_bench(spec(tmp_path / "ray", executor="ray", workers=2), progress=False)
+    assert (tmp_path / "ray" / "results.jsonl").read_bytes() == reference
+    assert not ray.is_initialized()  # the private local instance was shut down
+    timings = [json.loads(line) for line in (tmp_path / "ray" / "timings.jsonl").read_text().splitlines()]
+    assert sorted((t["user"], t["method"]) for t in timings) == [(u, m) for u in USERS for m in ("finetune", "generic")]
+
+    # A Ray run killed after some units left a prefix of that file (torn in the middle of a
+    # unit here); the local executor resumes it to the same file.
+    killed = tmp_path / "killed"
+    shutil.copytree(tmp_path / "ray", killed)
+    data = (killed / "results.jsonl").read_bytes()
+    (killed / "results.jsonl").write_bytes(data[: len(data) // 2])
+    with pytest.warns(UserWarning):  # the abandoned records of the unfinished unit are reported
+        run_bench(spec(killed), progress=False)
+    assert (killed / "results.jsonl").read_bytes() == reference
+
+
+def test_a_worker_that_dies_is_retried_and_nothing_is_lost_or_doubled(tmp_path, reference):
+    pytest.importorskip("ray")
+    out = tmp_path / "out"
+    run_bench(spec(out, users=USERS[:1]), progress=False)  # started with the local executor ...
+    marker = tmp_path / "died"
+
+    def die_once(base, model, us):
+        """Kill this worker process the first time any unit gets here (after its personalization)."""
+        try:
+            fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return []
+        os.write(fd, f"{os.getpid()} {base['user']} {base['method']}".encode())
+        os.close(fd)
+        os._exit(1)
+
+    run_bench(spec(out, executor="ray", workers=2, hook=die_once), progress=False)  # ... resumed with Ray
+    pid, user, _ = marker.read_text().split()
+    assert int(user) == USERS[1] and int(pid) != os.getpid()  # a worker died on a unit of this run
+    assert (out / "results.jsonl").read_bytes() == reference  # nothing lost, nothing written twice
+    timings = [json.loads(line) for line in (out / "timings.jsonl").read_text().splitlines()]
+    assert len(timings) == len({(t["user"], t["method"]) for t in timings}) == 2 * len(USERS)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"executor": "dask"}, "--executor must be one of local, ray"),
+        ({"address": "auto"}, "--address applies with --executor ray only"),
+        ({"executor": "ray", "address": "not an address"}, "--address must be"),
+        ({"executor": "ray", "address": "head:99999"}, "--address must be"),
+        ({"executor": "ray", "address": ""}, "--address must be"),
+        ({"executor": "ray", "address": 6379}, "--address must be"),
+    ],
+)
+def test_executor_options_are_refused_before_anything_is_written(tmp_path, change, message):
+    with pytest.raises(CropError, match=message):
+        run_bench(spec(tmp_path / "out", **change), progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_ray_is_one_line_naming_the_install(tmp_path, monkeypatch):
+    from crop.bench import ray_executor
+
+    monkeypatch.setattr(ray_executor, "ray_available", lambda: False)
+    with pytest.raises(CropError, match=r"pip install 'crop\[ray\]'") as info:
+        run_bench(spec(tmp_path / "out", executor="ray"), progress=False)
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("address", ["auto", "127.0.0.1:6379", "ray://head.example.org:10001", "head-node:6379"])
+def test_cluster_addresses_ray_accepts_pass_the_check(address):
+    from crop.bench.ray_executor import check_executor
+
+    if not __import__("crop.bench.ray_executor", fromlist=["x"]).ray_available():
+        pytest.skip("ray is not installed")
+    check_executor("ray", address)
