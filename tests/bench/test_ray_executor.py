@@ -41,11 +41,24 @@ def reference(tmp_path_factory):
     return (out / "results.jsonl").read_bytes()
 
 
-def test_ray_run_equals_the_local_run_byte_for_byte(tmp_path, reference):
+@pytest.fixture(scope="module")
+def ray_session():
+    """One local Ray instance with 2 CPUs for the tests of this module, started as ``crop bench
+    --executor ray --workers 2`` starts it (runs reuse a session that is already up: starting
+    Ray and its workers costs more than these small benches)."""
     ray = pytest.importorskip("ray")
+    from crop.bench.ray_executor import start_ray
+
+    started, cpus = start_ray(workers=2)
+    assert started and cpus == 2
+    yield ray
+    ray.shutdown()
+
+
+def test_ray_run_equals_the_local_run_byte_for_byte(tmp_path, reference, ray_session):
     run_bench(spec(tmp_path / "ray", executor="ray", workers=2), progress=False)
     assert (tmp_path / "ray" / "results.jsonl").read_bytes() == reference
-    assert not ray.is_initialized()  # the private local instance was shut down
+    assert ray_session.is_initialized()  # a session the caller started is left running
     timings = [json.loads(line) for line in (tmp_path / "ray" / "timings.jsonl").read_text().splitlines()]
     assert sorted((t["user"], t["method"]) for t in timings) == [(u, m) for u in USERS for m in ("finetune", "generic")]
 
@@ -60,8 +73,7 @@ def test_ray_run_equals_the_local_run_byte_for_byte(tmp_path, reference):
     assert (killed / "results.jsonl").read_bytes() == reference
 
 
-def test_a_worker_that_dies_is_retried_and_nothing_is_lost_or_doubled(tmp_path, reference):
-    pytest.importorskip("ray")
+def test_a_worker_that_dies_is_retried_and_nothing_is_lost_or_doubled(tmp_path, reference, ray_session):
     out = tmp_path / "out"
     run_bench(spec(out, users=USERS[:1]), progress=False)  # started with the local executor ...
     marker = tmp_path / "died"

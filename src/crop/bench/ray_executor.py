@@ -81,8 +81,14 @@ def _group_task(task: Any, hooks: Sequence[Callable]) -> tuple[list[list[dict[st
     return _run_group(task, hooks)
 
 
-def _start(ray: Any, workers: int | None, address: str | None) -> tuple[bool, int]:
-    """Start (or join) Ray quietly; returns whether this call started the session and the CPUs it offers."""
+def start_ray(workers: int | None = None, address: str | None = None) -> tuple[bool, int]:
+    """Start a private local Ray instance with ``workers`` CPUs, or join the cluster at ``address``,
+    without Ray's start-up messages; returns whether this call started the session (a session
+    already running is used as it is) and the CPUs tasks may use."""
+    try:
+        import ray
+    except ImportError:
+        raise CropError(INSTALL_HINT) from None
     if ray.is_initialized():
         return False, int(ray.cluster_resources().get("CPU", 1))
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report and no notice about it
@@ -100,7 +106,9 @@ def _start(ray: Any, workers: int | None, address: str | None) -> tuple[bool, in
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
         ray.shutdown()
         where = f"the Ray cluster at {address}" if address is not None else "a local Ray instance"
-        raise CropError(f"cannot start {where}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        raise CropError(
+            f"cannot start {where}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        ) from None
     return True, max(1, cpus)
 
 
@@ -130,12 +138,10 @@ def run_on_ray(
     is up (the progress bar names the CPUs)."""
     if not tasks:
         return
-    try:
-        import ray
-        from ray.exceptions import RayError
-    except ImportError:
-        raise CropError(INSTALL_HINT) from None
-    started, cpus = _start(ray, workers, address)
+    started, cpus = start_ray(workers, address)
+    import ray
+    from ray.exceptions import RayError
+
     if on_start is not None:
         on_start(cpus)
     remote = ray.remote(num_cpus=1, max_retries=MAX_RETRIES)(_group_task)
