@@ -13,7 +13,7 @@ $(BIN)/python:
 
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(TORCH)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]' $(TORCH)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,ray]' $(TORCH)
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -19,6 +19,10 @@ robustness measure (``metric`` such as ``verified@linf:0.01``, plus ``norm``, ``
 for smoothing, ``sigma``); see :mod:`crop.certify.robustness`. With ``fairness`` (``crop bench
 --fairness``) every (unit, context) also gets its confusion matrix (``metric`` ``confusion``;
 see :mod:`crop.fairness`); without it ``results.jsonl`` is exactly as before.
+
+Groups run in this process, in a local process pool (``workers``), or as Ray tasks
+(``executor="ray"``, :mod:`crop.bench.ray_executor`); whichever runs them, only this process
+writes records, in plan order, so ``results.jsonl`` is the same and a run resumes with any executor.
 """
 
 from __future__ import annotations
