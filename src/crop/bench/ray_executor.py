@@ -51,8 +51,8 @@ def ray_available() -> bool:
 
 
 def check_executor(executor: Any, address: Any) -> None:
-    """``--executor`` and ``--address``: a known executor, an address only with Ray and of a form
-    Ray accepts, and Ray installed when asked for. One-line :class:`CropError` otherwise."""
+    """``--executor`` and ``--address``: a known executor, an address only with Ray, of a form
+    Ray accepts and reachable, and Ray installed when asked for. One-line :class:`CropError` otherwise."""
     if executor not in EXECUTORS:
         raise CropError(f"--executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
     if address is not None:
@@ -64,6 +64,8 @@ def check_executor(executor: Any, address: Any) -> None:
             raise CropError(f"--address must be 'auto', HOST:PORT or ray://HOST:PORT, got {str(address)[:80]!r}")
     if executor == "ray" and not ray_available():
         raise CropError(INSTALL_HINT)
+    if address is not None:
+        _probe(address)  # a cluster nobody listens on is refused before anything is written
 
 
 def default_ray_workers() -> int:
@@ -99,10 +101,13 @@ def start_ray(workers: int | None = None, address: str | None = None) -> tuple[b
             # "local": always a private instance, never a cluster that `ray start` left on this machine
             ray.init(address="local", num_cpus=cpus, runtime_env=_local_env(), **quiet)
         else:
+            _probe(address)
             ray.init(address=address, **quiet)
             cpus = int(ray.cluster_resources().get("CPU", 1))
             if workers is not None:
                 cpus = min(cpus, workers)
+    except CropError:
+        raise
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
         ray.shutdown()
         where = f"the Ray cluster at {address}" if address is not None else "a local Ray instance"
@@ -110,6 +115,22 @@ def start_ray(workers: int | None = None, address: str | None = None) -> tuple[b
             f"cannot start {where}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
         ) from None
     return True, max(1, cpus)
+
+
+def _probe(address: str, timeout: float = 5.0) -> None:
+    """Refuse at once a cluster address nobody listens on. Ray itself keeps retrying such an
+    address for minutes, logging from its C++ core, before it gives up: a plain TCP connection
+    tells the user in seconds. (``auto`` is resolved by Ray, which fails fast when no cluster runs.)"""
+    import socket
+
+    if address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise CropError(f"cannot reach the Ray cluster at {address}: {exc.strerror or exc}") from None
 
 
 def _local_env() -> dict[str, Any]:
