@@ -14,13 +14,16 @@ whole HAPT grid would cost on a 16-worker cluster.
    ``hapt-faults``, both directions) x 3 seeds x every method on a 16-worker cluster. The 6
    scenarios share personalizations: 4 groups per (user, seed, method) (docs/BENCHMARKS.md).
    Seconds per group: the all-user run's ``docs/results/main-timings.jsonl`` (or
-   ``ablations-timings.jsonl``) where it measured the method, else step 2's measurement.
+   ``ablations-timings.jsonl``, both measured with nothing else running) where it measured the
+   method, else step 2's measurement divided by the slow-down of this machine now: the median
+   ratio of step 2's seconds to the recorded seconds of the same personalization (user 2, seed
+   0, ``hapt-session:1``) over the methods timed in both.
    Estimate = generic models trained in the driver (the all-user run's 160 s) + Ray start-up +
    sum of group seconds / 16, scaled by the measured per-group overhead of Ray (1-worker Ray
-   wall over 1-worker local wall on the grid of step 1), and assumes each worker gets one
+   wall over 1-worker local wall on the grid of step 1, medians), and assumes each worker gets one
    core like this machine's.
 
-Usage: .venv/bin/python benchmarks/ray_scaling.py [--out out/ray-scaling] [--skip-methods]
+Usage: .venv/bin/python benchmarks/ray_scaling.py [--out out/ray-scaling] [--repeats 2] [--skip-methods]
 Writes OUT/scaling.json, prints the Markdown tables, and saves docs/figures/ray-scaling.png.
 """
 
@@ -89,18 +92,21 @@ def method_seconds(out: Path) -> dict[str, float]:
     return {r["method"]: r["seconds"] for r in rows}
 
 
-def recorded_seconds() -> tuple[dict[str, float], dict[str, str]]:
-    """Mean seconds per group of each method in the all-user run (and the ablations run)."""
-    means, source = {}, {}
+def recorded_seconds() -> tuple[dict[str, float], dict[str, str], dict[str, float]]:
+    """Mean seconds per group of each method in the all-user run (and the ablations run), their
+    source, and the seconds of the same group as step 2 (user 2, seed 0, hapt-session:1)."""
+    means, source, same_unit = {}, {}, {}
     for name in ("main", "ablations"):
         per: dict[str, list[float]] = {}
         for line in (DOCS / "results" / f"{name}-timings.jsonl").read_text().splitlines():
             r = json.loads(line)
             per.setdefault(r["method"], []).append(r["seconds"])
+            if (r["user"], r["seed"], r["scenarios"][0]) == (2, 0, "hapt-session:1"):
+                same_unit.setdefault(r["method"], r["seconds"])
         for m, xs in per.items():
             if m not in means:
                 means[m], source[m] = statistics.mean(xs), f"{name}-timings.jsonl ({len(xs)} groups)"
-    return means, source
+    return means, source, same_unit
 
 
 def figure(runs: list[dict], path: Path) -> None:
@@ -113,12 +119,15 @@ def figure(runs: list[dict], path: Path) -> None:
     width = 0.38
     for i, executor in enumerate(("local", "ray")):
         xs = [w + (i - 0.5) * width for w in (1, 2)]
-        ys = [next(r["units_per_min"] for r in runs if r["executor"] == executor and r["workers"] == w) for w in (1, 2)]
+        ys = [
+            statistics.median(r["units_per_min"] for r in runs if r["executor"] == executor and r["workers"] == w)
+            for w in (1, 2)
+        ]
         bars = ax.bar(xs, ys, width, label=executor)
         ax.bar_label(bars, fmt="%.1f", fontsize=8)
     loads = [r["load_before"] for r in runs] + [r["load_after"] for r in runs]
     ax.set_xticks([1, 2], ["1 worker", "2 workers"])
-    ax.set_ylabel("units per minute")
+    ax.set_ylabel("units per minute (median of runs)")
     ax.set_title(f"crop bench, 12-unit grid, 2-core machine (load {min(loads):.1f}-{max(loads):.1f})", fontsize=9)
     ax.legend(title="executor", fontsize=8)
     fig.tight_layout()
@@ -129,41 +138,59 @@ def figure(runs: list[dict], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, default=Path("out/ray-scaling"))
+    parser.add_argument("--repeats", type=int, default=2, help="runs of each executor x workers on the grid")
     parser.add_argument("--skip-methods", action="store_true", help="reuse OUT/scaling.json's per-method seconds")
     args = parser.parse_args()
     torch.set_num_threads(1)
     saved = json.loads((args.out / "scaling.json").read_text()) if (args.out / "scaling.json").is_file() else {}
 
-    runs = [grid_run(args.out / f"{ex}-{w}", ex, w) for ex, w in [("local", 1), ("ray", 1), ("local", 2), ("ray", 2)]]
+    configs = [("local", 1), ("ray", 1), ("local", 2), ("ray", 2)]
+    runs = []
+    for rep in range(args.repeats):  # interleaved, so a change of the machine's load hits every executor
+        order = configs if rep % 2 == 0 else configs[::-1]
+        runs += [grid_run(args.out / f"{ex}-{w}", ex, w) | {"repeat": rep} for ex, w in order]
     assert len({r["results"] for r in runs}) == 1, "the executors wrote different results"
     startup = ray_startup()
     measured = saved.get("method_seconds") if args.skip_methods else None
     if measured is None:
         measured = method_seconds(args.out / "methods")
-    recorded, source = recorded_seconds()
+    recorded, source, same_unit = recorded_seconds()
+    # This machine's load now against the quiet all-user run: the same personalization timed twice
+    common = sorted(set(same_unit) & set(measured))
+    slowdown = statistics.median(measured[m] / same_unit[m] for m in common if same_unit[m] > 0.1)
 
-    print("| executor | workers | units | wall (s) | units / min | load avg before / after |")
-    print("|---|---|---|---|---|---|")
-    for r in runs:
+    print("| executor | workers | run | units | wall (s) | units / min | load avg before / after |")
+    print("|---|---|---|---|---|---|---|")
+    for r in sorted(runs, key=lambda r: (r["workers"], r["executor"], r["repeat"])):
         print(
-            f"| {r['executor']} | {r['workers']} | {r['units']} | {r['wall_s']:.1f} | {r['units_per_min']:.1f} "
-            f"| {r['load_before']:.1f} / {r['load_after']:.1f} |"
+            f"| {r['executor']} | {r['workers']} | {r['repeat'] + 1} | {r['units']} | {r['wall_s']:.1f} "
+            f"| {r['units_per_min']:.1f} | {r['load_before']:.1f} / {r['load_after']:.1f} |"
         )
     print(f"\nRay start-up and shut-down of an idle local instance: {startup:.1f} s")
 
-    wall = {(r["executor"], r["workers"]): r["wall_s"] for r in runs}
+    wall = {c: statistics.median(r["wall_s"] for r in runs if (r["executor"], r["workers"]) == c) for c in configs}
     overhead = wall[("ray", 1)] / wall[("local", 1)]
     groups = ALL_USERS * SEEDS * GROUPS_PER_USER_SEED
     print("\n| method | s / group | source | groups | CPU hours |\n|---|---|---|---|---|")
     total = 0.0
     for m in available_methods():
-        sec, where = (recorded[m], source[m]) if m in recorded else (measured[m], "measured here (user 2, 1 group)")
+        if m in recorded:
+            sec, where = recorded[m], source[m]
+        else:
+            sec, where = (
+                measured[m] / slowdown,
+                f"measured here (user 2, 1 group: {measured[m]:.1f} s) / {slowdown:.2f}",
+            )
         total += sec * groups
         print(f"| {m} | {sec:.2f} | {where} | {groups} | {sec * groups / 3600:.2f} |")
     n_groups = groups * len(available_methods())
     ideal = GENERIC_TRAINING_S + startup + total / CLUSTER
     with_overhead = GENERIC_TRAINING_S + startup + overhead * total / CLUSTER
     print(f"| all {len(available_methods())} methods | | | {n_groups} | {total / 3600:.2f} |")
+    print(
+        f"\nslow-down of this run against the quiet all-user run: {slowdown:.2f} (median over {len(common)} methods "
+        "of the same personalization, user 2 seed 0 hapt-session:1, timed in both)"
+    )
     print(
         f"\n16-worker estimate: {ideal / 60:.1f} min with ideal scaling; {with_overhead / 60:.1f} min with the "
         f"measured Ray/local wall ratio at 1 worker ({overhead:.2f})"
@@ -175,6 +202,7 @@ def main() -> None:
         "method_seconds": measured,
         "ray_over_local_1_worker": round(overhead, 3),
         "groups": n_groups,
+        "slowdown_vs_all_user_run": round(slowdown, 3),
         "cpu_hours": round(total / 3600, 3),
         "estimate_16_workers_min": {"ideal": round(ideal / 60, 2), "with_ray_overhead": round(with_overhead / 60, 2)},
     }
