@@ -19,11 +19,11 @@ whole HAPT grid would cost on a 16-worker cluster.
    ratio of step 2's seconds to the recorded seconds of the same personalization (user 2, seed
    0, ``hapt-session:1``) over the methods timed in both.
    Estimate = generic models trained in the driver (the all-user run's 160 s) + Ray start-up +
-   sum of group seconds / 16, scaled by the measured per-group overhead of Ray (1-worker Ray
-   wall over 1-worker local wall on the grid of step 1, medians), and assumes each worker gets one
-   core like this machine's.
+   sum of group seconds / 16, plus Ray's per-task cost beyond start-up where the grid of step 1
+   measured one (1-worker Ray wall - 1-worker local wall - start-up, medians, per unit); it
+   assumes each worker has a core like this machine's to itself.
 
-Usage: .venv/bin/python benchmarks/ray_scaling.py [--out out/ray-scaling] [--repeats 2] [--skip-methods]
+Usage: .venv/bin/python benchmarks/ray_scaling.py [--out out/ray-scaling] [--repeats 2] [--skip-methods] [--reuse]
 Writes OUT/scaling.json, prints the Markdown tables, and saves docs/figures/ray-scaling.png.
 """
 
@@ -139,21 +139,25 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, default=Path("out/ray-scaling"))
     parser.add_argument("--repeats", type=int, default=2, help="runs of each executor x workers on the grid")
+    parser.add_argument("--reuse", action="store_true", help="only the tables and figure, from OUT/scaling.json")
     parser.add_argument("--skip-methods", action="store_true", help="reuse OUT/scaling.json's per-method seconds")
     args = parser.parse_args()
     torch.set_num_threads(1)
     saved = json.loads((args.out / "scaling.json").read_text()) if (args.out / "scaling.json").is_file() else {}
 
     configs = [("local", 1), ("ray", 1), ("local", 2), ("ray", 2)]
-    runs = []
-    for rep in range(args.repeats):  # interleaved, so a change of the machine's load hits every executor
-        order = configs if rep % 2 == 0 else configs[::-1]
-        runs += [grid_run(args.out / f"{ex}-{w}", ex, w) | {"repeat": rep} for ex, w in order]
-    assert len({r["results"] for r in runs}) == 1, "the executors wrote different results"
-    startup = ray_startup()
-    measured = saved.get("method_seconds") if args.skip_methods else None
-    if measured is None:
-        measured = method_seconds(args.out / "methods")
+    if args.reuse:
+        runs, startup, measured = saved["runs"], saved["ray_startup_s"], saved["method_seconds"]
+    else:
+        runs = []
+        for rep in range(args.repeats):  # interleaved, so a change of the machine's load hits every executor
+            order = configs if rep % 2 == 0 else configs[::-1]
+            runs += [grid_run(args.out / f"{ex}-{w}", ex, w) | {"repeat": rep} for ex, w in order]
+        assert len({r.pop("results") for r in runs}) == 1, "the executors wrote different results"
+        startup = ray_startup()
+        measured = saved.get("method_seconds") if args.skip_methods else None
+        if measured is None:
+            measured = method_seconds(args.out / "methods")
     recorded, source, same_unit = recorded_seconds()
     # This machine's load now against the quiet all-user run: the same personalization timed twice
     common = sorted(set(same_unit) & set(measured))
@@ -169,7 +173,9 @@ def main() -> None:
     print(f"\nRay start-up and shut-down of an idle local instance: {startup:.1f} s")
 
     wall = {c: statistics.median(r["wall_s"] for r in runs if (r["executor"], r["workers"]) == c) for c in configs}
-    overhead = wall[("ray", 1)] / wall[("local", 1)]
+    units = runs[0]["units"]
+    # Ray's cost per task beyond its start-up: 1-worker Ray wall minus 1-worker local wall minus start-up
+    per_task = (wall[("ray", 1)] - wall[("local", 1)] - startup) / units
     groups = ALL_USERS * SEEDS * GROUPS_PER_USER_SEED
     print("\n| method | s / group | source | groups | CPU hours |\n|---|---|---|---|---|")
     total = 0.0
@@ -185,22 +191,24 @@ def main() -> None:
         print(f"| {m} | {sec:.2f} | {where} | {groups} | {sec * groups / 3600:.2f} |")
     n_groups = groups * len(available_methods())
     ideal = GENERIC_TRAINING_S + startup + total / CLUSTER
-    with_overhead = GENERIC_TRAINING_S + startup + overhead * total / CLUSTER
+    with_overhead = ideal + max(0.0, per_task) * n_groups / CLUSTER
     print(f"| all {len(available_methods())} methods | | | {n_groups} | {total / 3600:.2f} |")
     print(
         f"\nslow-down of this run against the quiet all-user run: {slowdown:.2f} (median over {len(common)} methods "
         "of the same personalization, user 2 seed 0 hapt-session:1, timed in both)"
     )
     print(
-        f"\n16-worker estimate: {ideal / 60:.1f} min with ideal scaling; {with_overhead / 60:.1f} min with the "
-        f"measured Ray/local wall ratio at 1 worker ({overhead:.2f})"
+        f"Ray's cost per task beyond start-up (1 worker, medians): {per_task:+.2f} s"
+        f"\n\n16-worker estimate: {ideal / 60:.1f} min = {GENERIC_TRAINING_S:.0f} s generic models + "
+        f"{startup:.0f} s Ray start-up + {total:.0f} s of groups / {CLUSTER}; "
+        f"{with_overhead / 60:.1f} min adding Ray's measured per-task cost (when positive)"
     )
     figure(runs, DOCS / "figures" / "ray-scaling.png")
     summary = {
-        "runs": [{k: v for k, v in r.items() if k != "results"} for r in runs],
+        "runs": runs,
         "ray_startup_s": round(startup, 2),
         "method_seconds": measured,
-        "ray_over_local_1_worker": round(overhead, 3),
+        "ray_per_task_s": round(per_task, 3),
         "groups": n_groups,
         "slowdown_vs_all_user_run": round(slowdown, 3),
         "cpu_hours": round(total / 3600, 3),
