@@ -2,6 +2,7 @@
 executors, a worker that dies is retried without losing or doubling records, and the options
 are checked before anything is written. The Ray runs are skipped when Ray is not installed."""
 
+import builtins
 import json
 import os
 import shutil
@@ -15,6 +16,7 @@ from crop.personalize.finetune import FinetuneConfig
 from crop.personalize.loop import TrainConfig
 
 USERS = [2, 8]
+PRINT = builtins.print
 FAST = {"finetune": FinetuneConfig(TrainConfig(epochs=2))}
 
 
@@ -94,6 +96,7 @@ def test_a_worker_that_dies_is_retried_and_nothing_is_lost_or_doubled(tmp_path, 
     assert (out / "results.jsonl").read_bytes() == reference  # nothing lost, nothing written twice
     timings = [json.loads(line) for line in (out / "timings.jsonl").read_text().splitlines()]
     assert len(timings) == len({(t["user"], t["method"]) for t in timings}) == 2 * len(USERS)
+    assert builtins.print is PRINT  # reporting the dead worker did not make Ray rebind print in this process
 
 
 @pytest.mark.parametrize(

@@ -94,6 +94,7 @@ def start_ray(workers: int | None = None, address: str | None = None) -> tuple[b
     if ray.is_initialized():
         return False, int(ray.cluster_resources().get("CPU", 1))
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report and no notice about it
+    os.environ.setdefault("RAY_TQDM_PATCH_PRINT", "0")  # Ray would otherwise rebind builtins.print in this process
     quiet = {"log_to_driver": False, "logging_level": logging.ERROR, "include_dashboard": False}
     try:
         if address is None:
