@@ -41,7 +41,7 @@ import torch
 
 from crop.bench.runner import BenchSpec, run_bench
 from crop.data.scenarios import parse_scenarios
-from crop.personalize.registry import available_methods
+from crop.personalization.registry import available_methods
 
 GRID_USERS = [2, 8, 14, 20]
 GRID_METHODS = ["generic", "finetune", "crop"]

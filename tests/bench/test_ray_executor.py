@@ -12,8 +12,8 @@ import pytest
 from crop.bench.runner import BenchSpec, run_bench
 from crop.data.scenarios import parse_scenarios
 from crop.errors import CropError
-from crop.personalize.finetune import FinetuneConfig
-from crop.personalize.loop import TrainConfig
+from crop.personalization.finetune import FinetuneConfig
+from crop.personalization.loop import TrainConfig
 
 USERS = [2, 8]
 PRINT = builtins.print
@@ -140,3 +140,51 @@ def test_cluster_addresses_of_every_form_ray_accepts_pass_the_format_check(addre
     monkeypatch.setattr(ray_executor, "ray_available", lambda: True)
     monkeypatch.setattr(ray_executor, "_probe", lambda address: None)  # no cluster here: the form only
     ray_executor.check_executor("ray", address)
+
+
+def test_cli_executor_errors_are_one_line(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from crop.bench import ray_executor
+    from crop.cli import app
+
+    def bench(*extra):
+        args = ["bench", "--scenario", "hapt-session:1", "--users", "2", "--methods", "generic", "--out"]
+        return CliRunner().invoke(app, [*args, str(tmp_path / "out"), *extra])
+
+    for extra, message in [
+        (("--executor", "dask"), "--executor must be one of local, ray"),
+        (("--address", "auto"), "--address applies with --executor ray only"),
+    ]:
+        result = bench(*extra)
+        assert result.exit_code == 2 and message in result.output
+        assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+    monkeypatch.setattr(ray_executor, "ray_available", lambda: False)
+    result = bench("--executor", "ray")
+    assert result.exit_code == 2 and result.output.strip() == f"crop: error: {ray_executor.INSTALL_HINT}"
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_cli_ray_run_prints_no_ray_messages(tmp_path):
+    """The whole command in a fresh process (a fresh local Ray instance): Ray's start-up and
+    shut-down print nothing; the output is the command's own last line."""
+    pytest.importorskip("ray")
+    import subprocess
+    import sys
+
+    import crop
+
+    env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(crop.__file__))}
+    args = ["bench", "--scenario", "hapt-session:1", "--users", "2", "--methods", "generic,finetune", "--quiet"]
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "crop.cli", *args, "--executor", "ray", "--workers", "2", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    assert " ".join(proc.stdout.split()) == f"wrote {out / 'results.jsonl'} and {out / 'table.md'}"
