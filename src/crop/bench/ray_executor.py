@@ -135,8 +135,9 @@ def _probe(address: str, timeout: float = 5.0) -> None:
 
 
 def _local_env() -> dict[str, Any]:
-    """Local workers import ``crop`` from where this process does (an absolute path: a relative
-    ``PYTHONPATH`` would not survive Ray's own working directory)."""
+    """Local workers import the same ``crop`` as this process, however it was put on the path
+    (installed, or a ``PYTHONPATH`` that may be relative to this process's directory): the
+    directory this ``crop`` comes from, then this process's ``PYTHONPATH``, made absolute."""
     import crop
 
     here = os.path.dirname(os.path.dirname(os.path.abspath(crop.__file__)))
