@@ -13,7 +13,7 @@ $(BIN)/python:
 
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(TORCH)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,onnx]' $(TORCH)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,onnx,ray]' $(TORCH)
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -153,7 +153,7 @@ def option_cases() -> list[Case]:
     for cmd, opts in {
         "bench": ["--scenario", "--out", "--dataset", "--users", "--seeds", "--methods", "--config", "--metric"]
         + ["--tune-on", "--tune-budget", "--certify", "--norm", "--workers", "--protocol", "--generic"]
-        + ["--root", "--model", "--arch"],
+        + ["--root", "--model", "--arch", "--executor", "--address"],
         "personalize": ["--out", "--user", "--scenario", "--data", "--model", "--available", "--method", "--seed"]
         + ["--config", "--metric", "--dataset", "--root", "--arch"],
         "tune": ["--out", "--user", "--scenario", "--data", "--model", "--available", "--method", "--grid"]
@@ -241,6 +241,9 @@ def option_cases() -> list[Case]:
         C("option:bench --protocol", *command("bench", ("--tune",), tune_on="population", protocol="development"))
     )
     add("bench", "--workers", ["0", "65", "-2"])
+    add("bench", "--executor", ["bogus", "", "RAY"])
+    add("bench", "--address", ["auto"])  # without --executor ray
+    add("bench", "--address", ["nohost", "", "h:0", "127.0.0.1:1"], executor="ray")
     # report / analyze
     add("report", "--metric", ["bogus", ""])
     add("report", "DIR", ["", "%missing", "%plain.txt", "/dev/null", "%empty"], setup=REGULAR + (("dir", "empty"),))

@@ -164,6 +164,9 @@ def _check_options(spec: Any) -> None:
         check_int(spec.workers, "--workers", 1, MAX_WORKERS)
     if spec.norm not in ("batch", "none"):
         raise CropError(f"--norm must be 'batch' or 'none', got {spec.norm!r}")
+    from crop.bench.ray_executor import check_executor
+
+    check_executor(getattr(spec, "executor", "local"), getattr(spec, "address", None))
     _check_serving(spec)
     if spec.unit_hook is not None and not callable(spec.unit_hook):
         raise CropError("unit_hook must be callable")

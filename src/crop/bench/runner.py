@@ -19,6 +19,10 @@ robustness measure (``metric`` such as ``verified@linf:0.01``, plus ``norm``, ``
 for smoothing, ``sigma``); see :mod:`crop.certify.robustness`. With ``fairness`` (``crop bench
 --fairness``) every (unit, context) also gets its confusion matrix (``metric`` ``confusion``;
 see :mod:`crop.fairness`); without it ``results.jsonl`` is exactly as before.
+
+Groups run in this process, in a local process pool (``workers``), or as Ray tasks
+(``executor="ray"``, :mod:`crop.bench.ray_executor`); whichever runs them, only this process
+writes records, in plan order, so ``results.jsonl`` is the same and a run resumes with any executor.
 """
 
 from __future__ import annotations
@@ -72,6 +76,8 @@ class BenchSpec:
     generic_training: Any = None  # a PaperGenericConfig (default: the dataset's Table 9 preset)
     fairness: bool = False  # confusion-matrix records per (unit, context), for crop.fairness
     faults: list[tuple[str, float]] | None = None  # hapt-faults' unseen contexts (crop.data.faults); None: its four
+    executor: str = "local"  # "ray": groups run as Ray tasks (crop.bench.ray_executor); same results.jsonl
+    address: str | None = None  # with executor "ray": an existing cluster (None: a private local instance)
 
     def __post_init__(self) -> None:
         if self.metric is None:
@@ -474,8 +480,8 @@ def run_bench(spec: BenchSpec, progress: bool = True) -> Path:
     todo = [u for u in units if (spec.dataset, u[0].name, u[1], u[2], u[3]) not in done]
     groups = group_units(todo, spec.norm, spec.generic, source)
     workers = spec.workers if spec.workers is not None else default_workers(len(groups))
-    if workers > 1 and spec.unit_hook is not None:
-        raise CropError("a unit_hook runs in this process only: use workers=1")
+    if workers > 1 and spec.unit_hook is not None and spec.executor == "local":
+        raise CropError("a unit_hook runs in this process only: use workers=1 (or the Ray executor)")
 
     from rich.progress import (
         BarColumn,
@@ -556,8 +562,15 @@ def run_bench(spec: BenchSpec, progress: bool = True) -> Path:
                 },
             )
 
-        if workers <= 1:
-            hooks = [spec.unit_hook] if spec.unit_hook is not None else []
+        hooks = [spec.unit_hook] if spec.unit_hook is not None else []
+        if spec.executor == "ray":
+            from crop.bench.ray_executor import run_on_ray
+
+            def named(cpus: int) -> None:
+                bar.update(task, description=f"bench (Ray, {cpus} CPUs)")
+
+            run_on_ray(tasks, finish, spec.workers, spec.address, hooks, on_start=named)
+        elif workers <= 1:
             for t in tasks:
                 g = t.group
                 bar.update(task, description=f"{g.scenarios[0].name} user {g.user} seed {g.seed} {g.method}")

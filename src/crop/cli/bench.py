@@ -166,9 +166,24 @@ def bench(
         int | None,
         typer.Option(
             help="worker processes (default: one per CPU core for large runs, 1 for small ones); "
-            "results are identical for any number",
+            "results are identical for any number; with --executor ray the CPUs of the local Ray instance "
+            "(or at most this many tasks at once on a cluster)",
             min=1,
             max=MAX_WORKERS,
+        ),
+    ] = None,
+    executor: Annotated[
+        str,
+        typer.Option(
+            help="'local' (this machine: in process or a process pool) or 'ray' (each personalization a Ray task; "
+            "pip install 'crop[ray]'); the same results.jsonl either way, and a run resumes with either"
+        ),
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(
+            help="with --executor ray: the cluster to join, 'auto', HOST:PORT or ray://HOST:PORT (crop installed on "
+            "every node); default: a private local Ray instance"
         ),
     ] = None,
     fairness: Annotated[
@@ -192,12 +207,14 @@ def bench(
 ) -> None:
     """Run methods over users x scenarios x seeds; write results.jsonl and table.md."""
     from crop.bench.checks import BENCH_FILES
+    from crop.bench.ray_executor import check_executor
     from crop.bench.runner import BenchSpec, run_bench
     from crop.certify.robustness import parse_robustness_spec
     from crop.data.scenarios import PERSONALIZATION_USERS, parse_scenarios
 
     # Everything is checked here (and again by run_bench) before anything is written.
     out_dir = check_out_dir(out, "--out", BENCH_FILES)
+    check_executor(executor, address)
     _check_report_targets(out_dir)
     if tune_on not in ("available", "population"):
         raise CropError(f"--tune-on must be 'available' or 'population', got {tune_on!r}")
@@ -247,6 +264,8 @@ def bench(
         tune_on=tune_on,
         certify=parse_robustness_spec(certify) if certify is not None else None,
         workers=workers,
+        executor=executor,
+        address=address,
         norm=norm,
         protocol=protocol,
         generic=generic,

@@ -1,0 +1,204 @@
+"""Run a bench's personalization groups as Ray tasks (``crop bench --executor ray``).
+
+A team with thousands of enrolled people spreads ``crop bench`` over a cluster. Ray does the
+scheduling, the transport and the retries; this module only decides *what* runs and keeps the
+results file exactly as the local executor writes it:
+
+* each :class:`~crop.bench.runner.UnitGroup` (one personalization, evaluated in each of its
+  scenarios) is one Ray task calling the same :func:`~crop.bench.runner._run_group` as the local
+  worker pool, so a unit's records are the same whichever executor computed them;
+* the driver (this process) alone writes ``results.jsonl``, once per group, in plan order:
+  tasks are submitted in a bounded window ahead of the next group to write, and a result that
+  arrives early waits for the groups before it. ``results.jsonl`` is therefore byte-identical to
+  the local executor's, for any number of workers, and a run started with one executor resumes
+  with the other (the executor is not a setting of ``bench.json``);
+* a worker process that dies (killed, out of memory, node lost) is retried by Ray
+  (``max_retries``). A task's records only exist in the driver once the task has returned, so a
+  retry can never write a unit twice. When every retry fails, the run stops with a one-line
+  error; what was written stays valid and a resumed run recomputes the rest.
+
+Without ``--address`` a private local Ray instance is started with ``num_cpus`` = ``--workers``
+(default: one per core, at most 8) and shut down at the end; with ``--address`` (``auto``,
+``HOST:PORT`` or ``ray://HOST:PORT``) the run joins an existing cluster, whose every node must
+have the same version of ``crop`` installed. A Ray session the caller already started (for
+example in a notebook) is used as it is and left running.
+
+Ray is an optional extra (``pip install 'crop[ray]'``): it is imported here only, when a run
+asks for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from crop.errors import CropError
+
+EXECUTORS = ("local", "ray")
+MAX_RETRIES = 3  # Ray re-runs a task whose worker process died this many times before giving up
+INSTALL_HINT = "--executor ray needs Ray: pip install 'crop[ray]' (or pip install 'ray>=2.9')"
+_ADDRESS = re.compile(r"^(?:auto|(?:ray://)?[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})?:(\d{1,5}))$")
+
+
+def ray_available() -> bool:
+    """Whether Ray can be imported (without importing it)."""
+    import importlib.util
+
+    return importlib.util.find_spec("ray") is not None
+
+
+def check_executor(executor: Any, address: Any) -> None:
+    """``--executor`` and ``--address``: a known executor, an address only with Ray, of a form
+    Ray accepts and reachable, and Ray installed when asked for. One-line :class:`CropError` otherwise."""
+    if executor not in EXECUTORS:
+        raise CropError(f"--executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+    if address is not None:
+        if executor != "ray":
+            raise CropError("--address applies with --executor ray only (the Ray cluster to join)")
+        match = _ADDRESS.match(address) if isinstance(address, str) else None
+        port = match.group(1) if match is not None else None
+        if match is None or (port is not None and not 1 <= int(port) <= 65535):
+            raise CropError(f"--address must be 'auto', HOST:PORT or ray://HOST:PORT, got {str(address)[:80]!r}")
+    if executor == "ray" and not ray_available():
+        raise CropError(INSTALL_HINT)
+    if address is not None:
+        _probe(address)  # a cluster nobody listens on is refused before anything is written
+
+
+def default_ray_workers() -> int:
+    """CPUs of a local Ray instance when ``--workers`` is not given: one per core, at most 8."""
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+def _group_task(task: Any, hooks: Sequence[Callable]) -> tuple[list[list[dict[str, Any]]], float, str | None]:
+    """The body of one Ray task: one thread, as in the local worker pool, then the shared group runner."""
+    import torch
+
+    from crop.bench.runner import _run_group
+
+    torch.set_num_threads(1)
+    return _run_group(task, hooks)
+
+
+def start_ray(workers: int | None = None, address: str | None = None) -> tuple[bool, int]:
+    """Start a private local Ray instance with ``workers`` CPUs, or join the cluster at ``address``,
+    without Ray's start-up messages; returns whether this call started the session (a session
+    already running is used as it is) and the CPUs tasks may use."""
+    try:
+        import ray
+    except ImportError:
+        raise CropError(INSTALL_HINT) from None
+    if ray.is_initialized():
+        return False, int(ray.cluster_resources().get("CPU", 1))
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report and no notice about it
+    os.environ.setdefault("RAY_TQDM_PATCH_PRINT", "0")  # Ray would otherwise rebind builtins.print in this process
+    quiet = {"log_to_driver": False, "logging_level": logging.ERROR, "include_dashboard": False}
+    try:
+        if address is None:
+            cpus = workers if workers is not None else default_ray_workers()
+            # "local": always a private instance, never a cluster that `ray start` left on this machine
+            ray.init(address="local", num_cpus=cpus, runtime_env=_local_env(), **quiet)
+        else:
+            _probe(address)
+            ray.init(address=address, **quiet)
+            cpus = int(ray.cluster_resources().get("CPU", 1))
+            if workers is not None:
+                cpus = min(cpus, workers)
+    except CropError:
+        raise
+    except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
+        ray.shutdown()
+        where = f"the Ray cluster at {address}" if address is not None else "a local Ray instance"
+        raise CropError(
+            f"cannot start {where}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        ) from None
+    return True, max(1, cpus)
+
+
+def _probe(address: str, timeout: float = 5.0) -> None:
+    """Refuse at once a cluster address nobody listens on. Ray itself keeps retrying such an
+    address for minutes, logging from its C++ core, before it gives up: a plain TCP connection
+    tells the user in seconds. (``auto`` is resolved by Ray, which fails fast when no cluster runs.)"""
+    import socket
+
+    if address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise CropError(f"cannot reach the Ray cluster at {address}: {exc.strerror or exc}") from None
+
+
+def _local_env() -> dict[str, Any]:
+    """Local workers import the same ``crop`` as this process, however it was put on the path
+    (installed, or a ``PYTHONPATH`` that may be relative to this process's directory): the
+    directory this ``crop`` comes from, then this process's ``PYTHONPATH``, made absolute."""
+    import crop
+
+    here = os.path.dirname(os.path.dirname(os.path.abspath(crop.__file__)))
+    paths = [here] + [os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    return {"env_vars": {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}}
+
+
+def run_on_ray(
+    tasks: list[Any],
+    finish: Callable[..., None],
+    workers: int | None = None,
+    address: str | None = None,
+    hooks: Sequence[Callable] = (),
+    on_start: Callable[[int], None] | None = None,
+) -> None:
+    """Run ``tasks`` (``runner._Task``) as Ray tasks; hand each result to ``finish(task, blocks,
+    seconds, error)`` in task order, from this process only.
+
+    ``hooks`` (``BenchSpec.unit_hook``) travel to the workers with Ray's serializer, so unlike the
+    local process pool they work with any number of workers. ``on_start(cpus)`` is called once Ray
+    is up (the progress bar names the CPUs)."""
+    if not tasks:
+        return
+    started, cpus = start_ray(workers, address)
+    import ray
+    from ray.exceptions import RayError
+
+    if on_start is not None:
+        on_start(cpus)
+    remote = ray.remote(num_cpus=1, max_retries=MAX_RETRIES)(_group_task)
+    hooks_ref = ray.put(list(hooks))
+    pending: dict[Any, int] = {}
+    ready: dict[int, tuple] = {}
+    next_submit = next_finish = 0
+    window = 4 * cpus  # bounded look-ahead keeps the driver's memory flat and the write order exact
+    try:
+        while next_finish < len(tasks):
+            while next_submit < len(tasks) and next_submit < next_finish + window:
+                pending[remote.remote(tasks[next_submit], hooks_ref)] = next_submit
+                next_submit += 1
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                index = pending.pop(ref)
+                try:
+                    ready[index] = ray.get(ref)
+                except RayError as exc:
+                    g = tasks[index].group
+                    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                    raise CropError(
+                        f"Ray could not run user {g.user} seed {g.seed} {g.method} after {MAX_RETRIES} retries "
+                        f"({type(exc).__name__}: {first[:200]}); the results written so far are kept, run the "
+                        "same command again to resume"
+                    ) from None
+            while next_finish in ready:
+                finish(tasks[next_finish], *ready.pop(next_finish))
+                next_finish += 1
+    finally:
+        for ref in pending:
+            try:
+                ray.cancel(ref, force=True)
+            except Exception:  # noqa: BLE001 - the task may have ended meanwhile; shutting down matters more
+                pass
+        if started:
+            ray.shutdown()
