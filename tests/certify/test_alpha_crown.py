@@ -182,3 +182,18 @@ def test_bad_alpha_options_are_one_line_errors():
         assert "\n" not in str(info.value)
     with pytest.raises(CropError, match="alpha-crown"):
         margin_bounds(model, x, y, 0.1, method="alpha")
+
+
+def test_robustness_spec_reports_alpha_crown(hapt_model, hapt_windows):
+    from crop.certify.robustness import parse_robustness_spec, robustness_measures
+
+    spec = parse_robustness_spec("eps=0.03,steps=0,alpha_crown=3")
+    assert spec.alpha_crown == 3 and parse_robustness_spec(spec.to_option()) == spec
+    X, y = hapt_windows
+    values = {m["metric"]: m["value"] for m in robustness_measures(hapt_model, X[:12].numpy(), y[:12].numpy(), spec)}
+    assert set(values) == {f"{k}@linf:0.03" for k in ("verified_ibp", "verified_crown", "verified_alpha", "verified")}
+    assert values["verified@linf:0.03"] >= max(values["verified_crown@linf:0.03"], values["verified_ibp@linf:0.03"])
+    assert values["verified@linf:0.03"] == values["verified_alpha@linf:0.03"]
+    for bad in ("eps=0.01,alpha_crown=-1", "eps=0.01,alpha_crown=2.5", "eps=0.01,alpha_crown=5000"):
+        with pytest.raises(CropError):
+            parse_robustness_spec(bad)
