@@ -197,3 +197,11 @@ def test_robustness_spec_reports_alpha_crown(hapt_model, hapt_windows):
     for bad in ("eps=0.01,alpha_crown=-1", "eps=0.01,alpha_crown=2.5", "eps=0.01,alpha_crown=5000"):
         with pytest.raises(CropError):
             parse_robustness_spec(bad)
+
+
+def test_the_api_example_in_robustness_md_runs():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "ROBUSTNESS.md").read_text()
+    block = text.split("<!-- api-example", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    exec(compile(block, "ROBUSTNESS.md api-example", "exec"), {})
