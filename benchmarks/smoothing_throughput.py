@@ -102,7 +102,24 @@ def main() -> None:
 
         for name, fn in (("noise", noise), ("forward", net), ("count", count)):
             parts[name] = measure(fn, max(5, args.repeats))[1] * 1e6 / batch  # CPU us per pass
-    results = {"n": args.n, "sigma": args.sigma, "rows": rows, "cpu_us_per_pass_parts_batch": batch, "parts": parts}
+        # the forward pass by operator (torch.profiler, self CPU time)
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            for _ in range(5):
+                forward(holder["h"])
+        ops = {
+            e.key: e.self_cpu_time_total / 5 / batch  # us per pass (with the profiler's overhead)
+            for e in prof.key_averages()
+            if e.self_cpu_time_total > 0
+        }
+    top = dict(sorted(ops.items(), key=lambda kv: -kv[1])[:8])
+    results = {
+        "n": args.n,
+        "sigma": args.sigma,
+        "rows": rows,
+        "cpu_us_per_pass_parts_batch": batch,
+        "parts": parts,
+        "forward_ops_us_per_pass": top,
+    }
     print(json.dumps(results, indent=2))
     print("\n| threads | batch | path | noisy passes / s | CPU us / pass | load (1 min) before / after |")
     print("|---|---|---|---|---|---|")
@@ -115,6 +132,11 @@ def main() -> None:
     print(
         f"\nfast path, one thread, batch {batch}: CPU us per pass "
         + ", ".join(f"{k} {v:.2f} ({100 * v / total:.0f} %)" for k, v in parts.items())
+    )
+    share = sum(top.values())
+    print(
+        "forward by operator (share of profiled self CPU time): "
+        + ", ".join(f"{k} {100 * v / share:.0f} %" for k, v in top.items() if v / share >= 0.005)
     )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
