@@ -42,6 +42,7 @@ MAX_WORKERS = 64
 MAX_CERTIFY_N = 1_000_000  # smoothing samples (n)
 MAX_CERTIFY_N0 = 100_000  # smoothing selection samples (n0)
 MAX_PGD_STEPS = 10_000
+MAX_ALPHA_CROWN_ITERATIONS = 1_000
 MAX_PGD_RESTARTS = 100
 MAX_RADII = 32  # eps values / smoothing radii in one --certify
 MAX_GRID_POINTS = 1_000  # tune grid combinations (and --budget)
@@ -156,6 +157,7 @@ RULES: dict[str, Rule] = {
     "RobustnessSpec.n": Rule(1, MAX_CERTIFY_N),
     "RobustnessSpec.alpha": FRACTION_OPEN,
     "RobustnessSpec.pgd_steps": Rule(0, MAX_PGD_STEPS),
+    "RobustnessSpec.alpha_crown": Rule(0, MAX_ALPHA_CROWN_ITERATIONS),
     "RobustnessSpec.pgd_restarts": Rule(1, MAX_PGD_RESTARTS),
     "RobustnessSpec.batch_size": Rule(1, 65_536),
 }

@@ -126,3 +126,47 @@ def test_gaussian_noise_objective_trains_deterministically(tiny_split):
         return model[1].weight.detach().clone()
 
     assert torch.equal(run(), run())
+
+
+def test_fast_forward_matches_the_model_on_hapt(hapt_model, hapt_windows):
+    from crop.certify.fast_forward import fast_forward
+
+    X, _ = hapt_windows
+    forward = fast_forward(hapt_model, X[:8])
+    assert forward is not None  # HAPTNet takes the channels-last path
+    noisy = X + 0.05 * torch.randn(X.shape, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        expected = hapt_model(noisy)
+        got = forward(noisy[:, :, None, :].contiguous(memory_format=torch.channels_last))
+    assert torch.allclose(got, expected, rtol=1e-4, atol=1e-4)
+    assert torch.equal(got.argmax(1), expected.argmax(1))
+    assert fast_forward(nn.Sequential(nn.Flatten(), nn.Linear(768, 6)), X[:8]) is None  # no convolution: plain path
+
+
+def test_fast_sampling_is_seeded_and_has_the_plain_paths_distribution(hapt_model, hapt_windows):
+    X, _ = hapt_windows
+    x = X[:3]
+    sigma, num = 0.3, 4000  # noise large enough that the counts spread over several classes
+
+    def counts(fast, seed):
+        gen = torch.Generator().manual_seed(seed)
+        return sample_counts(hapt_model, x, sigma, num, batch_size=1500, generator=gen, fast=fast)
+
+    fast = counts(True, 0)
+    assert np.array_equal(fast, counts(True, 0))  # reproducible
+    assert not np.array_equal(fast, counts(True, 1))
+    plain = counts(False, 0)
+    assert fast.sum(1).tolist() == plain.sum(1).tolist() == [num] * 3
+    assert (fast.max(1) < num).any()  # a real test: not every copy gives one class
+    # same class probabilities: each count within 5 binomial standard deviations of the other path's
+    p = (fast + plain) / (2 * num)
+    sd = np.sqrt(num * p * (1 - p)) + 1
+    assert (np.abs(fast - plain) <= 5 * sd).all()
+
+
+def test_models_without_the_fast_path_give_the_previous_counts():
+    model = nn.Sequential(nn.Linear(4, 3))
+    X = torch.randn(5, 4, generator=torch.Generator().manual_seed(0))
+    a = sample_counts(model, X, 0.5, 300, batch_size=200, generator=torch.Generator().manual_seed(2))
+    b = sample_counts(model, X, 0.5, 300, batch_size=200, generator=torch.Generator().manual_seed(2), fast=False)
+    assert np.array_equal(a, b)

@@ -23,6 +23,7 @@ Coefficients travel as rows ``a`` of shape ``(R, *shape)``, row ``r`` belonging 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Container
 from typing import Literal
 
 import torch
@@ -34,6 +35,8 @@ from crop.certify.ops.relu import ReLURelaxation, relu_relaxation
 from crop.certify.patches import patch_bounds, patch_row_size, patch_supported
 
 Intermediate = Literal["crown", "ibp"]
+SlopeHook = Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor]
+Optimizer = Callable[[Callable[[SlopeHook | None], torch.Tensor]], torch.Tensor]
 CHUNK_ELEMENTS = 1 << 21
 
 
@@ -45,13 +48,17 @@ def backsubstitute(
     relaxations: dict[int, ReLURelaxation],
     domain: NormBall | Box,
     domain_index: int = -1,
+    slope_hook: SlopeHook | None = None,
 ) -> torch.Tensor:
     """Lower bound of ``a[r] . z_end(x)`` over the inputs of sample ``index[r]``.
 
     ``a`` has shape ``(R, *ops[end].out_shape)``. Goes back through layers
     ``end, ..., domain_index + 1`` and minimises over ``domain``, the set ``z_{domain_index}``
     lies in (the network input when ``domain_index == -1``). Every ReLU in between needs its
-    entry in ``relaxations``. Returns ``(R,)``.
+    entry in ``relaxations``. ``slope_hook(i, slopes, intercepts)``, where given, returns the
+    lower-line slopes ``(R, *shape)`` to use at ReLU ``i`` instead of CROWN's ``slopes``
+    (alpha-CROWN; ``intercepts > 0`` marks the unstable neurons, where any slope in ``[0, 1]``
+    is sound). Returns ``(R,)``.
     """
     bias = a.new_zeros(a.shape[0])
     for i in range(end, domain_index, -1):
@@ -64,7 +71,10 @@ def backsubstitute(
             rel = relaxations[i]
             neg = a.clamp(max=0)
             bias = bias + (neg * rel.upper_intercept[index]).flatten(1).sum(-1)
-            a = torch.where(a >= 0, a * rel.lower_slope[index], neg * rel.upper_slope[index])
+            slope = rel.lower_slope[index]
+            if slope_hook is not None:
+                slope = slope_hook(i, slope, rel.upper_intercept[index])
+            a = torch.where(a >= 0, a * slope, neg * rel.upper_slope[index])
         else:
             raise ValueError(f"cannot back-substitute through {op!r}; stop at it")
     return bias + domain.lower(a, index)
@@ -107,8 +117,12 @@ def _refine(
     index: int,
     relaxations: dict[int, ReLURelaxation],
     domain: NormBall | Box,
+    optimize: Optimizer | None = None,
 ) -> Interval:
-    """CROWN bounds for the unstable entries of ``z_index``, intersected with ``bounds[index]``."""
+    """CROWN bounds for the unstable entries of ``z_index``, intersected with ``bounds[index]``.
+
+    With ``optimize`` (alpha-CROWN) each chunk's bounds are ``optimize(bound_fn)``, where
+    ``bound_fn(slope_hook)`` computes them with the hook's lower slopes."""
     lower, upper = bounds[index]
     batch, shape = lower.shape[0], lower.shape[1:]
     flat_l, flat_u = lower.reshape(batch, -1).clone(), upper.reshape(batch, -1).clone()
@@ -128,11 +142,18 @@ def _refine(
             s, nrn = sample[start : start + chunk], neuron[start : start + chunk]
             signs = lower.new_full((len(s),), sign)
             if patched:
-                out.append(patch_bounds(net, index, relaxations, domain, s, nrn, signs))
+
+                def bound_fn(hook, s=s, nrn=nrn, signs=signs):
+                    return patch_bounds(net, index, relaxations, domain, s, nrn, signs, slope_hook=hook)
             else:
                 a = lower.new_zeros(len(s), numel)
                 a[torch.arange(len(s), device=lower.device), nrn] = signs
-                out.append(backsubstitute(net, a.reshape(len(s), *shape), s, index, relaxations, sub_domain, sub_index))
+                a = a.reshape(len(s), *shape)
+
+                def bound_fn(hook, a=a, s=s):
+                    return backsubstitute(net, a, s, index, relaxations, sub_domain, sub_index, hook)
+
+            out.append(bound_fn(None) if optimize is None else optimize(bound_fn))
         return torch.cat(out) if out else lower.new_zeros(0)
 
     # Upper bounds first: a neuron whose upper bound drops to <= 0 is inactive, its relaxation
@@ -148,7 +169,13 @@ def _refine(
 
 
 def relaxed_bounds(
-    net: Network, domain: NormBall | Box, intermediate: Intermediate = "crown"
+    net: Network,
+    domain: NormBall | Box,
+    intermediate: Intermediate = "crown",
+    *,
+    start: list[Interval] | None = None,
+    optimize: Optimizer | None = None,
+    optimize_layers: Container[int] | None = None,
 ) -> tuple[list[Interval], dict[int, ReLURelaxation]]:
     """Bounds of every layer and the ReLU relaxations built from them.
 
@@ -156,8 +183,12 @@ def relaxed_bounds(
     module docstring); with ``"ibp"`` they are the IBP bounds. A neuron that CROWN proves
     inactive (upper bound <= 0) keeps its IBP lower bound: its relaxation is zero either way, so
     only that (sound, looser) pre-activation lower bound differs from two-sided CROWN.
+
+    ``start`` (sound bounds of every layer, e.g. an earlier result) replaces the IBP bounds the
+    refinement starts from; ``optimize`` is handed to the refinement of every layer in
+    ``optimize_layers`` (all when ``None``; alpha-CROWN, see :mod:`crop.certify.alpha_crown`).
     """
-    bounds = interval_bounds(net, domain)
+    bounds = list(start) if start is not None else interval_bounds(net, domain)
     relaxations: dict[int, ReLURelaxation] = {}
     for i, op in enumerate(net.ops):
         if op.kind != "relu":
@@ -166,7 +197,8 @@ def relaxed_bounds(
             pre = domain.box()
         else:
             if intermediate == "crown" and not _ibp_exact(net, i - 1, domain, bounds):
-                bounds[i - 1] = _refine(net, bounds, i - 1, relaxations, domain)
+                use = optimize if optimize_layers is None or i - 1 in optimize_layers else None
+                bounds[i - 1] = _refine(net, bounds, i - 1, relaxations, domain, use)
                 repropagate(net, bounds, i - 1)
             pre = bounds[i - 1]
         relaxations[i] = relu_relaxation(*pre)
@@ -201,14 +233,47 @@ def crown_linear_bounds(
     return lb[:rows].reshape(batch, n_spec), -lb[rows:].reshape(batch, n_spec)
 
 
-def crown_output_bounds(net: Network, domain: NormBall | Box, intermediate: Intermediate = "crown") -> Interval:
-    """CROWN bounds of every output, shape ``(B, *output_shape)`` each (CROWN alone, not
-    intersected with IBP at the output)."""
+def crown_output_bounds(
+    net: Network,
+    domain: NormBall | Box,
+    intermediate: Intermediate = "crown",
+    *,
+    iterations: int = 0,
+    lr: float = 0.5,
+) -> Interval:
+    """Bounds of every output, shape ``(B, *output_shape)`` each: CROWN's (alpha-CROWN's with
+    ``iterations > 0``, :mod:`crop.certify.alpha_crown`) intersected element-wise with the
+    interval bounds computed on the way (IBP, tightened after every CROWN refinement), so
+    they are never looser than either.
+
+    Example:
+        >>> import torch
+        >>> from crop.certify import NormBall, compile_network, ibp_output_bounds
+        >>> model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+        >>> net = compile_network(model, (4,))
+        >>> ball = NormBall.of(torch.zeros(2, 4), 0.1)
+        >>> lower, upper = crown_output_bounds(net, ball)
+        >>> ibp_lower, ibp_upper = ibp_output_bounds(net, ball)
+        >>> lower.shape, bool((lower >= ibp_lower).all() and (upper <= ibp_upper).all())
+        (torch.Size([2, 3]), True)
+    """
     ref = domain.box()[0]
     batch, out_shape = ref.shape[0], net.output_shape
     n = 1
     for s in out_shape:
         n *= s
     eye = torch.eye(n, dtype=ref.dtype, device=ref.device).reshape(1, n, *out_shape).expand(batch, n, *out_shape)
-    lower, upper = crown_linear_bounds(net, domain, eye, intermediate)
-    return lower.reshape(batch, *out_shape), upper.reshape(batch, *out_shape)
+    state = relaxed_bounds(net, domain, intermediate)
+    if iterations > 0:
+        from crop.certify.alpha_crown import alpha_crown_linear_bounds  # imports this module
+
+        lower, upper = alpha_crown_linear_bounds(
+            net, domain, eye, intermediate, iterations=iterations, lr=lr, state=state
+        )
+    else:
+        lower, upper = crown_linear_bounds(net, domain, eye, intermediate, state=state)
+    assert upper is not None
+    ibp_lower, ibp_upper = state[0][-1]
+    lower = torch.maximum(lower.reshape(batch, *out_shape), ibp_lower)
+    upper = torch.minimum(upper.reshape(batch, *out_shape), ibp_upper)
+    return lower, upper

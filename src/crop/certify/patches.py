@@ -92,12 +92,15 @@ def patch_bounds(
     sample: torch.Tensor,
     neuron: torch.Tensor,
     sign: torch.Tensor | None = None,
+    slope_hook=None,
 ) -> tuple[torch.Tensor, torch.Tensor] | torch.Tensor:
     """CROWN lower and upper bounds of the neurons ``neuron`` (flat index into ``(C, T)``) of
     layer ``end`` for the inputs of ``sample``; ``(R,)`` each.
 
     With ``sign`` (``(R,)`` of +1 / -1) only one bound per row is computed and returned: the
-    lower bound of ``sign * z`` (so ``-result`` is the upper bound where ``sign`` is -1)."""
+    lower bound of ``sign * z`` (so ``-result`` is the upper bound where ``sign`` is -1).
+    ``slope_hook`` is :func:`~crop.certify.crown.backsubstitute`'s, called with the patch-shaped
+    ``(R, C, size)`` slopes and intercepts of each ReLU."""
     channels, steps = net.ops[end].out_shape
     center = domain.center
     n = len(sample)
@@ -138,6 +141,8 @@ def patch_bounds(
             rel = relaxations[i]
             stacked = torch.cat([rel.lower_slope, rel.upper_slope, rel.upper_intercept], 1)
             alpha, slope, intercept = _rows(stacked, offset, step, size, steps, flat_row).chunk(3, 1)
+            if slope_hook is not None:
+                alpha = slope_hook(i, alpha, intercept)
             neg = a.clamp(max=0)
             bias = bias + (neg * intercept).sum((1, 2))
             a = torch.where(a >= 0, a * alpha, neg * slope)

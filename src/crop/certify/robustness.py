@@ -5,7 +5,9 @@ For each evaluated context (the available-context test split and every unseen co
 
 * ``verified_ibp@linf:0.01``, ``verified_crown@linf:0.01``, ``verified@linf:0.01`` -- the
   fraction of windows verified at that radius by IBP, by CROWN, and by the element-wise best of
-  the two bounds (the reported certificate);
+  the two bounds (the reported certificate); with ``alpha_crown=N`` also
+  ``verified_alpha@linf:0.01`` (alpha-CROWN, N iterations), and ``verified`` is then the best
+  of all three;
 * ``lipschitz@linf:0.01`` (with ``lipschitz=power`` or ``1``, or ``lipschitz=fft``) -- the
   fraction certified by the margin / Lipschitz bound: certified L2 radius
   ``margin / (sqrt(2) L)`` with ``L`` the product of the layers' spectral norms, compared with
@@ -56,6 +58,8 @@ class RobustnessSpec:
             Lipschitz bound of :func:`~crop.certify.lipschitz.lipschitz_bound` method ``"power"``
             (estimate) or ``"fft"`` (guaranteed); ``None``: not reported.
         batch_size: windows per bound-propagation batch.
+        alpha_crown: iterations of alpha-CROWN (:mod:`crop.certify.alpha_crown`) on top of
+            CROWN; 0 (default): not run.
     """
 
     eps: tuple[float, ...] = (0.003, 0.01, 0.03)
@@ -69,6 +73,7 @@ class RobustnessSpec:
     pgd_restarts: int = 1
     lipschitz: str | None = None
     batch_size: int = 256
+    alpha_crown: int = 0
 
     def smoothing_radii(self) -> tuple[float, ...]:
         if self.sigma is None:
@@ -97,6 +102,7 @@ class RobustnessSpec:
 
 
 _LIST_KEYS = {"eps", "radii"}
+_INT_KEYS = ("n0", "n", "pgd_steps", "pgd_restarts", "batch_size", "alpha_crown")
 _ALIASES = {"radius": "radii", "r": "radii", "steps": "pgd_steps", "restarts": "pgd_restarts"}
 
 
@@ -105,7 +111,8 @@ def parse_robustness_spec(text: str) -> RobustnessSpec:
 
     Items are ``key=value``; a bare value extends the list of the key before it (``eps`` and
     ``radii`` take lists). Keys: eps, norm, sigma, radii (radius), n0, n, alpha, pgd_steps
-    (steps), pgd_restarts (restarts), lipschitz (power, fft, 1 = power, 0 = off), batch_size.
+    (steps), pgd_restarts (restarts), lipschitz (power, fft, 1 = power, 0 = off), batch_size,
+    alpha_crown (alpha-CROWN iterations, 0 = off).
     """
     if not isinstance(text, str) or not text.strip():
         raise CropError("--certify: empty; give e.g. eps=0.003,0.01,sigma=0.05")
@@ -136,13 +143,13 @@ def parse_robustness_spec(text: str) -> RobustnessSpec:
                 if raw.lower() not in choices:
                     raise ValueError(raw)
                 value = choices[raw.lower()]
-            elif key in ("n0", "n", "pgd_steps", "pgd_restarts", "batch_size"):
+            elif key in _INT_KEYS:
                 value = int(raw)
             else:
                 value = float(raw)
         except ValueError:
             what = "not power, fft, 1 or 0" if key == "lipschitz" else "not a number"
-            if key in ("n0", "n", "pgd_steps", "pgd_restarts", "batch_size"):
+            if key in _INT_KEYS:
                 what = "not an integer"
             raise CropError(f"--certify {key}: {raw!r} is {what}") from None
         if key in _LIST_KEYS:
@@ -187,9 +194,14 @@ def robustness_measures(
     if int(yt.min()) < 0 or int(yt.max()) >= n_classes:
         raise CropError(f"labels must lie in 0..{n_classes - 1} for this model, got {int(yt.min())}..{int(yt.max())}")
     for eps in spec.eps:
-        v = verify(model, Xt, yt, eps, spec.norm, "both", batch_size=spec.batch_size)
+        method = "alpha-crown" if spec.alpha_crown else "both"
+        iterations = spec.alpha_crown or 0
+        v = verify(model, Xt, yt, eps, spec.norm, method, batch_size=spec.batch_size, iterations=iterations)
         tag = f"{spec.norm}:{_fmt(eps)}"
-        for name, key in (("verified_ibp", "ibp"), ("verified_crown", "crown"), ("verified", "both")):
+        names = [("verified_ibp", "ibp"), ("verified_crown", "crown"), ("verified", "both")]
+        if spec.alpha_crown:
+            names.insert(2, ("verified_alpha", "alpha-crown"))
+        for name, key in names:
             out.append({"metric": f"{name}@{tag}", "value": float(v[key].mean()), "norm": spec.norm, "radius": eps})
         if spec.pgd_steps > 0:
             kept = 0
@@ -245,11 +257,17 @@ def robustness_metrics(records: Sequence[dict[str, Any]]) -> list[str]:
     """The robustness metric names present in ``records``, in a readable order."""
     names = {r["metric"] for r in records if r.get("status") == "ok" and "radius" in r and r.get("metric")}
 
-    def key(name: str) -> tuple[int, float]:
+    def key(name: str) -> tuple[float, float]:
         kind, _, tag = name.partition("@")
-        order = {"verified_ibp": 1, "verified_crown": 2, "verified": 3, "lipschitz": 4, "pgd": 5, "smoothed": 6}.get(
-            kind, 9
-        )
+        order = {
+            "verified_ibp": 1,
+            "verified_crown": 2,
+            "verified_alpha": 2.5,
+            "verified": 3,
+            "lipschitz": 4,
+            "pgd": 5,
+            "smoothed": 6,
+        }.get(kind, 9)
         return (order, float(tag.rpartition(":")[2] or 0))
 
     return sorted(names, key=key)
