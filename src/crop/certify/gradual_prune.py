@@ -34,7 +34,33 @@ def gmp_density(step: int, start: int, end: int, final: float) -> float:
     return final + (1.0 - final) * (1.0 - progress) ** 3
 
 
-class GradualMagnitudePrune(Hook):
+class ScheduledPruning(Hook):
+    """The pruning schedule shared by the gradual pruners: after each optimizer step, prune to the
+    cubic schedule's density when it falls (``_prune``), else re-apply the masks (``apply``).
+    Subclasses keep ``step``, ``start``, ``end``, ``final_density`` and ``density``."""
+
+    step: int
+    start: int
+    end: int
+    final_density: float
+    density: float
+
+    def _prune(self, model: nn.Module, density: float) -> None:
+        raise NotImplementedError
+
+    def apply(self, model: nn.Module) -> None:
+        raise NotImplementedError
+
+    def after_step(self, model: nn.Module) -> None:
+        self.step += 1
+        target = gmp_density(self.step, self.start, self.end, self.final_density)
+        if target < self.density - 1e-12:
+            self._prune(model, target)
+        else:
+            self.apply(model)
+
+
+class GradualMagnitudePrune(ScheduledPruning):
     """Prune ``names`` of ``model`` to ``final_density`` between steps ``start`` and ``end``.
 
     ``masks`` (``True`` = kept) and ``density`` hold the current state.
@@ -74,14 +100,6 @@ class GradualMagnitudePrune(Hook):
         for name, keep in self.masks.items():
             if params[name].grad is not None:
                 params[name].grad.mul_(keep.to(params[name].grad.dtype))
-
-    def after_step(self, model: nn.Module) -> None:
-        self.step += 1
-        target = gmp_density(self.step, self.start, self.end, self.final_density)
-        if target < self.density - 1e-12:
-            self._prune(model, target)
-        else:
-            self.apply(model)
 
 
 class FixedMask(Hook):

@@ -34,9 +34,8 @@ from typing import Literal
 import torch
 from torch import nn
 
-from crop.certify.gradual_prune import gmp_density
+from crop.certify.gradual_prune import ScheduledPruning, gmp_density
 from crop.errors import CropError
-from crop.personalization.loop import Hook
 from crop.personalization.prune import Masks
 
 Allocation = Literal["global", "uniform", "erk"]
@@ -92,7 +91,7 @@ def _top(scores: torch.Tensor, k: int) -> torch.Tensor:
     return keep.view_as(scores)
 
 
-class ScheduledSparsity(Hook):
+class ScheduledSparsity(ScheduledPruning):
     """Prune ``names`` of ``model`` to ``density`` on a cubic schedule, with optional regrowth.
 
     Args:
@@ -208,14 +207,6 @@ class ScheduledSparsity(Hook):
         for name, keep in self.masks.items():
             if params[name].grad is not None:
                 params[name].grad.mul_(keep.to(params[name].grad.dtype))
-
-    def after_step(self, model: nn.Module) -> None:
-        self.step += 1
-        target = gmp_density(self.step, self.start, self.end, self.final_density)
-        if target < self.density - 1e-12:
-            self._prune(model, target)
-        else:
-            self.apply(model)
 
 
 def kept_counts(masks: Masks) -> dict[str, int]:

@@ -39,9 +39,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from crop.certify.gradual_prune import FixedMask, gmp_density
+from crop.certify.gradual_prune import FixedMask, ScheduledPruning, gmp_density
 from crop.errors import CropError
-from crop.personalization.loop import Hook
 from crop.personalization.prune import Masks
 
 _PASSTHROUGH = (nn.ReLU, nn.Dropout, nn.Identity, nn.AvgPool1d, nn.MaxPool1d)
@@ -247,7 +246,7 @@ def removed_units(model: nn.Module, fixed_masks: Masks) -> dict[int, torch.Tenso
     return out
 
 
-class GradualChannelPrune(Hook):
+class GradualChannelPrune(ScheduledPruning):
     """Structured counterpart of :class:`~crop.certify.gradual_prune.GradualMagnitudePrune`:
     units are removed on the same cubic schedule from step ``start`` to ``end`` until the unit
     layers keep ``final_density`` of their weights; removed units never return, and every
@@ -288,11 +287,3 @@ class GradualChannelPrune(Hook):
 
     def after_backward(self, model: nn.Module) -> None:
         FixedMask(self.fixed_masks).after_backward(model)
-
-    def after_step(self, model: nn.Module) -> None:
-        self.step += 1
-        target = gmp_density(self.step, self.start, self.end, self.final_density)
-        if target < self.density - 1e-12:
-            self._prune(model, target)
-        else:
-            self.apply(model)

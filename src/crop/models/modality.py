@@ -70,14 +70,9 @@ class MaskedHAPTNet(nn.Module):
             raise ValueError("MaskedHAPTNet reads 6-channel inertial windows (accelerometer + gyroscope)")
         self.net = HAPTNet(channels, n_classes, length, width, dropout)
         self.route = route
-        self.config = {
-            "channels": channels,
-            "n_classes": n_classes,
-            "length": length,
-            "width": width,
-            "dropout": dropout,
-            "route": route,
-        }
+        self.config = dict(
+            channels=channels, n_classes=n_classes, length=length, width=width, dropout=dropout, route=route
+        )
 
     @classmethod
     def wrap(cls, net: HAPTNet, route: bool = True) -> MaskedHAPTNet:
@@ -151,14 +146,9 @@ class CoTeachNet(nn.Module):
         self.gyro_from_acc = _emulator(features)
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * features, n_classes))
         self.route = route
-        self.config = {
-            "channels": channels,
-            "n_classes": n_classes,
-            "length": length,
-            "width": width,
-            "dropout": dropout,
-            "route": route,
-        }
+        self.config = dict(
+            channels=channels, n_classes=n_classes, length=length, width=width, dropout=dropout, route=route
+        )
 
     def embed_sensors(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         z = self.standardize(x)
