@@ -17,6 +17,8 @@ would make the model dense again, and the point of this method is a sparse model
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import torch
 from torch import nn
 
@@ -34,7 +36,7 @@ def gmp_density(step: int, start: int, end: int, final: float) -> float:
     return final + (1.0 - final) * (1.0 - progress) ** 3
 
 
-class ScheduledPruning(Hook):
+class ScheduledPruning(Hook, ABC):
     """The pruning schedule shared by the gradual pruners: after each optimizer step, prune to the
     cubic schedule's density when it falls (``_prune``), else re-apply the masks (``apply``).
     Subclasses keep ``step``, ``start``, ``end``, ``final_density`` and ``density``."""
@@ -45,11 +47,13 @@ class ScheduledPruning(Hook):
     final_density: float
     density: float
 
+    @abstractmethod
     def _prune(self, model: nn.Module, density: float) -> None:
-        raise NotImplementedError
+        """Prune to ``density`` (and update the masks and ``density``)."""
 
+    @abstractmethod
     def apply(self, model: nn.Module) -> None:
-        raise NotImplementedError
+        """Re-apply the current masks to the weights."""
 
     def after_step(self, model: nn.Module) -> None:
         self.step += 1
