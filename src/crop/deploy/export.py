@@ -39,7 +39,6 @@ import copy
 import hashlib
 import io
 import json
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +51,7 @@ from torch import nn
 
 from crop.errors import CropError
 from crop.outputs import check_write_target
-from crop.report.files import publish
+from crop.report.files import write_bytes_atomic
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
@@ -257,7 +256,7 @@ def export_model(
     diff = float(np.max(np.abs(got - expected.numpy()))) if got.shape == tuple(expected.shape) else float("inf")
     if not diff <= tolerance:
         raise CropError(f"onnxruntime's output differs from PyTorch's by {diff:.3g} (> {tolerance:g}); not written")
-    path = _write_bytes_atomic(out, data)
+    path = write_bytes_atomic(out, data)
     return ExportResult(path, len(data), diff, props)
 
 
@@ -322,18 +321,3 @@ def _crop_version() -> str:
     import crop
 
     return str(getattr(crop, "__version__", "unknown"))
-
-
-def _write_bytes_atomic(path: Path, data: bytes) -> Path:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CropError(f"cannot write {path}: {exc.strerror or exc}") from None
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.unlink(missing_ok=True)
-        tmp.write_bytes(data)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise CropError(f"cannot write {path}: {exc.strerror or exc}") from None
-    return publish(tmp, path)

@@ -43,7 +43,9 @@ def publish(tmp: str | Path, path: str | Path) -> Path:
     return Path(path)
 
 
-def write_text_atomic(path: str | Path, text: str) -> Path:
+def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file and :func:`publish`: a reader never
+    sees a half-written file, and only a regular file is ever replaced."""
     path = check_write_target(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -52,8 +54,12 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         tmp.unlink(missing_ok=True)  # never write through a link left at the temporary name
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_bytes(data)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise CropError(f"cannot write {path}: {exc.strerror or exc}") from None
     return publish(tmp, path)
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    return write_bytes_atomic(path, text.encode("utf-8"))
