@@ -27,14 +27,15 @@ from crop.validate import MAX_GRID_POINTS, MAX_SEED, MAX_SEEDS, MAX_WORKERS, che
 BENCH_FILES = ("results.jsonl", "bench.json", "timings.jsonl", "generics.jsonl", "errors.log", "table.md")
 
 
-def read_json_object(path: Path, what: str) -> dict[str, Any]:
-    """A JSON object from ``path``; a one-line error if it is unreadable, not JSON or not an object."""
+def read_json_object(path: Path, what: str, advice: str = "fix it or use a new directory") -> dict[str, Any]:
+    """A JSON object from ``path``; a one-line error if it is unreadable, not JSON or not an
+    object (``advice`` ends the message of a corrupt file; empty: nothing)."""
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise CropError(f"cannot read {path}: {exc.strerror or exc}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CropError(f"{path} is corrupt ({what}: {exc}); fix it or use a new directory") from None
+        raise CropError(f"{path} is corrupt ({what}: {exc}){'; ' + advice if advice else ''}") from None
     if not isinstance(value, dict):
         raise CropError(f"{path} is corrupt ({what}: a JSON object expected, got {type(value).__name__})")
     return value

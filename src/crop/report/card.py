@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from crop.bench.checks import read_json_object
 from crop.errors import CropError
 from crop.report.stats import HARM_MARGIN
 
@@ -114,18 +115,6 @@ def find_models(root: str | Path) -> list[Path]:
         if SUMMARY in files and MODEL in files:
             found.append(Path(here))
     return sorted(found)
-
-
-def _read_json(path: Path, what: str) -> dict[str, Any]:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise CropError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CropError(f"{path} is corrupt ({what}: {exc})") from None
-    if not isinstance(value, dict):
-        raise CropError(f"{path} is corrupt ({what}: a JSON object expected)")
-    return value
 
 
 def _num(value: Any) -> float | None:
@@ -209,7 +198,7 @@ class _Model:
     @classmethod
     def read(cls, model_dir: Path) -> _Model:
         where = model_dir / SUMMARY
-        s = _read_json(where, "crop personalize summary")
+        s = read_json_object(where, "crop personalize summary", advice="")
         method, metric = s.get("method"), s.get("metric")
         if not isinstance(method, str) or not isinstance(metric, str):
             raise CropError(f"{where} is corrupt: 'method' and 'metric' must be strings")
@@ -425,7 +414,7 @@ def _robustness(m: _Model, bench: Bench | None) -> Section:
         )
     cert = m.dir / CERTIFY
     if cert.is_file():
-        c = _read_json(cert, "crop certify output")
+        c = read_json_object(cert, "crop certify output", advice="")
         results = c.get("results")
         if not isinstance(results, dict) or not all(isinstance(v, dict) for v in results.values()):
             raise CropError(f"{cert} is corrupt: 'results' must map contexts to measures")
