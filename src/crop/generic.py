@@ -171,8 +171,12 @@ class RotationAugmentation:
     def __init__(self, seed: int) -> None:
         self.gen = torch.Generator().manual_seed(seed + 7919)
 
+    def rotate(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` seen through one random rotation per window (both sensors together)."""
+        return rotate_triads(x, uniform_rotations(len(x), self.gen))
+
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(model(rotate_triads(x, uniform_rotations(len(x), self.gen))), y)
+        return F.cross_entropy(model(self.rotate(x)), y)
 
 
 def train_generic(
@@ -254,13 +258,7 @@ def _variant_objective(variant: str, seed: int, rotation: RotationAugmentation |
     rotation of ``hapt-rot`` kinds when there is one."""
     from crop.personalization.coteach import CoTeachConfig, CoTeaching, ModalityDropout, ModalityDropoutConfig
 
-    turn = None
-    if rotation is not None:
-        gen = rotation.gen
-
-        def turn(x: torch.Tensor) -> torch.Tensor:
-            return rotate_triads(x, uniform_rotations(len(x), gen))
-
+    turn = rotation.rotate if rotation is not None else None
     if variant == "dropout":
         return ModalityDropout(ModalityDropoutConfig().p_drop, seed, transform=turn)
     c = CoTeachConfig()

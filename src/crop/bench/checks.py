@@ -208,16 +208,9 @@ def _check_faults(spec: Any) -> None:
         return
     if not any(getattr(sc, "family", None) == "hapt-faults" for sc in spec.scenarios):
         raise CropError("--faults sets the unseen contexts of hapt-faults: add --scenario hapt-faults (or :1, :2)")
-    from crop.data.faults import check_severity, context_name
+    from crop.data.faults import check_faults
 
-    if not faults:
-        raise CropError("--faults is empty")
-    seen = set()
-    for name, severity in faults:
-        key = context_name(name, check_severity(name, severity))
-        if (name, float(severity)) in seen:
-            raise CropError(f"fault {key} given twice in --faults")
-        seen.add((name, float(severity)))
+    check_faults(list(faults))
 
 
 def _check_directory(out: Path) -> None:

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from crop.data.transforms import resample
+from crop.data import transforms
 from crop.errors import CropError
 
 ACC = slice(0, 3)
@@ -58,10 +58,7 @@ def noise(X: np.ndarray, severity: float, rng: np.random.Generator) -> np.ndarra
 
 
 def bias_drift(X: np.ndarray, severity: float, rng: np.random.Generator) -> np.ndarray:
-    n = X.shape[0]
-    final = rng.uniform(-severity, severity, size=X.shape[1]).astype(np.float32)
-    ramp = (np.arange(n, dtype=np.float32) / max(n - 1, 1))[:, None, None]
-    return X + ramp * final[None, :, None]
+    return transforms.bias_drift(X, rng, max_bias=severity)
 
 
 def _dead(channels: slice) -> Callable[[np.ndarray, float, np.random.Generator], np.ndarray]:
@@ -103,10 +100,7 @@ def spikes(X: np.ndarray, severity: float, rng: np.random.Generator) -> np.ndarr
 def saturation(X: np.ndarray, severity: float, rng: np.random.Generator) -> np.ndarray:
     if severity == 0:
         return X.copy()
-    out = X.copy()
-    out[:, ACC] = np.clip(out[:, ACC], -SATURATION_RANGE[0] / severity, SATURATION_RANGE[0] / severity)
-    out[:, GYRO] = np.clip(out[:, GYRO], -SATURATION_RANGE[1] / severity, SATURATION_RANGE[1] / severity)
-    return out
+    return transforms.saturate(X, acc_limit=SATURATION_RANGE[0] / severity, gyro_limit=SATURATION_RANGE[1] / severity)
 
 
 def quantization(X: np.ndarray, severity: float, rng: np.random.Generator) -> np.ndarray:
@@ -121,13 +115,13 @@ def clock_drift(X: np.ndarray, severity: float, rng: np.random.Generator) -> np.
     T = X.shape[2]
     t = np.arange(T, dtype=np.float64)
     # instantaneous rate 1 + severity * t / T: the position is its integral
-    return resample(X, t + severity * t**2 / (2 * T))
+    return transforms.resample(X, t + severity * t**2 / (2 * T))
 
 
 def sample_rate(X: np.ndarray, severity: float, rng: np.random.Generator) -> np.ndarray:
     if severity == 0:
         return X.copy()
-    return resample(X, np.arange(X.shape[2], dtype=np.float64) * (1 + severity))
+    return transforms.resample(X, np.arange(X.shape[2], dtype=np.float64) * (1 + severity))
 
 
 @dataclass(frozen=True)
@@ -220,10 +214,21 @@ def parse_faults(spec: str) -> list[tuple[str, float]]:
             if not value.strip():
                 raise CropError(f"missing severity in {item!r} (NAME=SEVERITY)")
             pairs = [(name, check_severity(name, value.strip()))]
-        for pair in pairs:
-            if pair in out:
-                raise CropError(f"fault {context_name(*pair)} given twice in {spec!r}")
-            out.append(pair)
+        out += pairs
+    return check_faults(out, repr(spec))
+
+
+def check_faults(faults: list[tuple[str, float]], where: str = "--faults") -> list[tuple[str, float]]:
+    """``(fault, severity)`` pairs as floats, each fault and severity checked; an empty list or a
+    pair given twice is refused (``where`` names the list in the message)."""
+    if not faults:
+        raise CropError(f"{where} is empty")
+    out: list[tuple[str, float]] = []
+    for name, severity in faults:
+        pair = (name, check_severity(name, severity))
+        if pair in out:
+            raise CropError(f"fault {context_name(*pair)} given twice in {where}")
+        out.append(pair)
     return out
 
 
