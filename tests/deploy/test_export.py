@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -174,3 +175,34 @@ def test_missing_package_is_one_line(monkeypatch, tmp_path):
     monkeypatch.setattr(builtins, "__import__", fake)
     with pytest.raises(CropError, match=r"pip install 'crop\[onnx\]'"):
         export_model(paper.StressMLP(), tmp_path / "m.onnx")
+
+
+@pytest.mark.parametrize("kind", ["coteach", "modality-dropout"])
+def test_fault_routing_networks_export_every_path(tmp_path, kind):
+    """The exported graph routes a faulty sensor as PyTorch does (the detector, the repair of
+    spikes, the emulation of a dead sensor), not only the path of the clean trace input."""
+    from crop.data import hapt
+    from crop.data.faults import apply_fault
+    from crop.models.modality import CoTeachNet, MaskedHAPTNet
+
+    X = hapt.load_session(2, 1).X[:24].astype(np.float32)
+    model = _trained_like(CoTeachNet() if kind == "coteach" else MaskedHAPTNet(), seed=2)
+    with torch.no_grad():  # the data's statistics (a dead sensor is masked with this mean)
+        for m in model.modules():
+            if type(m).__name__ == "Standardize":
+                m.mean.copy_(torch.as_tensor(X.mean(axis=(0, 2))).reshape(m.mean.shape))
+                m.std.copy_(torch.as_tensor(X.std(axis=(0, 2))).reshape(m.std.shape))
+    result = export_model(model, tmp_path / "m.onnx", input_shape=(6, 128))
+    assert result.max_abs_diff <= PARITY
+    plain = copy.deepcopy(model)
+    plain.route = False  # the same weights reading every window as it is
+    rng = np.random.default_rng(0)
+    for fault, severity in (("dead-gyro", 1.0), ("dead-acc", 1.0), ("spikes", 0.05), ("stuck", 0.5)):
+        x = torch.as_tensor(apply_fault(fault, X, severity, rng))
+        with torch.no_grad():
+            want = model(x).numpy()
+            unrouted = plain(x).numpy()
+        got = run_session(onnx_session(result.path), x)
+        assert np.max(np.abs(got - want)) <= PARITY, fault
+        if fault.startswith("dead"):  # routing changed the output, and the graph has that change
+            assert np.max(np.abs(want - unrouted)) > 1e-3

@@ -8,7 +8,16 @@ import json
 
 import pytest
 
-from crop.deploy.resources import COLUMNS, MethodCost, machine, measure_resources, summarize, to_csv, to_markdown
+from crop.deploy.resources import (
+    COLUMNS,
+    MethodCost,
+    machine,
+    measure_one,
+    measure_resources,
+    summarize,
+    to_csv,
+    to_markdown,
+)
 from crop.errors import CropError
 
 
@@ -44,3 +53,20 @@ def test_tables_and_csv():
     rows = list(csv.DictReader(io.StringIO(to_csv(costs))))
     assert list(rows[0]) == COLUMNS and rows[0]["personalize_s"] == "1.5" and rows[1]["error"] == "does not run"
     json.dumps(info)
+
+
+def test_each_method_gets_the_generic_model_crop_bench_gives_it(monkeypatch, tmp_path):
+    """The sensor-fault methods personalize their own networks (hapt-coteach, hapt-dropout)."""
+    import crop.generic
+
+    asked = []
+
+    def stop(kind, user):
+        asked.append(kind)
+        raise CropError("stop here")
+
+    monkeypatch.setattr(crop.generic, "generic_for_user", stop)
+    for method in ("coteach", "modality-dropout", "crop"):
+        with pytest.raises(CropError, match="stop here"):
+            measure_one(method, 2, "hapt-session:1", 0, tmp_path)
+    assert asked == ["hapt-coteach", "hapt-dropout", "hapt"]

@@ -96,7 +96,7 @@ def detect(x: torch.Tensor) -> FaultFlags:
     rules["magnitude"] = torch.stack([acc_bad, gyro_bad], dim=1)
     faulty = torch.zeros_like(nonfinite)
     for flags in rules.values():
-        faulty |= flags
+        faulty = faulty | flags  # not in place: torch.onnx cannot export aten::__ior_
     return FaultFlags(rules, faulty, _spikes(clean))
 
 
@@ -115,7 +115,7 @@ def _spikes(x: torch.Tensor) -> torch.Tensor:
 def repair(x: torch.Tensor, flags: FaultFlags) -> torch.Tensor:
     """``x`` with non-finite readings set to 0 and spiked samples replaced by their neighbours' mean."""
     out = torch.where(torch.isfinite(x), x, torch.zeros((), dtype=x.dtype))
-    if flags.spikes.any():
+    if torch.jit.is_tracing() or flags.spikes.any():  # traced (ONNX export): keep the path in the graph
         between = torch.zeros_like(out)
         between[..., 1:-1] = (out[..., :-2] + out[..., 2:]) / 2
         out = torch.where(flags.spikes, between, out)

@@ -103,13 +103,17 @@ def class_names(model: nn.Module, n_classes: int) -> list[str]:
 def example_inputs(model: nn.Module, shape: tuple[int, ...], n: int = 16, seed: int = 0) -> torch.Tensor:
     """``n`` inputs of ``shape`` drawn as ``mean + std * N(0, 1)`` with the statistics of the
     model's first ``Standardize`` layer (standard normal without one), so the check runs the
-    model where real data puts it, not far outside its input range."""
+    model where real data puts it, not far outside its input range. A model with an
+    ``export_examples(x)`` method extends them with inputs that take its other paths (the
+    fault-routing networks of :mod:`crop.models.modality` add windows with a dead sensor, a
+    spike, a non-finite reading), so the parity check covers every branch of the graph."""
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn((n, *shape), generator=gen)
     stats = next((m for m in model.modules() if type(m).__name__ == "Standardize"), None)
     if stats is not None and tuple(stats.mean.shape) == tuple(shape[: stats.mean.dim()]):
         x = stats.mean + stats.std * x
-    return x
+    extend = getattr(model, "export_examples", None)  # a model with input-dependent paths adds inputs taking them
+    return extend(x) if callable(extend) else x
 
 
 def _export_bytes(model: nn.Module, example: torch.Tensor) -> bytes:

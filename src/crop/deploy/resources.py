@@ -141,11 +141,11 @@ def measure_one(method: str, user: int, scenario: str, seed: int, workdir: Path)
     torch.set_num_threads(1)
     from crop.api import personalize
     from crop.data.scenarios import build_user_scenario, parse_scenarios
-    from crop.generic import generic_for_user
+    from crop.generic import generic_for_user, kind_for_method
     from crop.models.io import save_model
 
     spec = parse_scenarios(scenario)[0]
-    generic, _ = generic_for_user(spec.generic, user)
+    generic, _ = generic_for_user(kind_for_method(spec.generic, method), user)  # as crop bench picks it
     us = build_user_scenario(user, spec, seed)
     rss_before = _rss_mb()
     t0 = time.perf_counter()

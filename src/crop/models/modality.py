@@ -52,6 +52,21 @@ def _route(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return x, acc_off, gyro_off
 
 
+def fault_examples(x: torch.Tensor) -> torch.Tensor:
+    """``x`` ``(n, 6, T)`` followed by faulty copies of its first windows that take every path of
+    :func:`_route`: dead gyroscope, dead accelerometer, both dead, a spike, a non-finite reading.
+    ``crop export`` checks onnxruntime against PyTorch on these too (``export_examples``)."""
+    k = min(len(x), 4)
+    dead_gyro, dead_acc, both, spike, nan = (x[:k].clone() for _ in range(5))
+    dead_gyro[:, GYRO] = 0.0
+    dead_acc[:, ACC] = 0.0
+    both[:] = 0.0
+    if x.shape[-1] >= 3:
+        spike[:, 0, x.shape[-1] // 2] += 10.0
+    nan[:, 3, 0] = float("nan")
+    return torch.cat([x, dead_gyro, dead_acc, both, spike, nan])
+
+
 class MaskedHAPTNet(nn.Module):
     """A :class:`HAPTNet` (``self.net``) behind the fault detector: a flagged sensor is replaced by
     the network's standardisation mean. ``route=False`` reads every window as it is."""
@@ -93,6 +108,10 @@ class MaskedHAPTNet(nn.Module):
             x, acc_off, gyro_off = _route(x)
             x = mask_sensors(x, self.mean, acc_off, gyro_off)
         return self.net(x)
+
+    def export_examples(self, x: torch.Tensor) -> torch.Tensor:
+        """Inputs for ``crop export``'s parity check: ``x`` and, when routing, faulty copies."""
+        return fault_examples(x) if self.route else x
 
 
 def _encoder(width: int, length: int) -> nn.Sequential:
@@ -166,10 +185,15 @@ class CoTeachNet(nn.Module):
         if self.route:
             x, acc_off, gyro_off = _route(x)
         acc, gyro = self.embed_sensors(x)
-        if acc_off is not None and bool(acc_off.any() | gyro_off.any()):
+        # traced (ONNX export): always emulate, so the graph keeps the path for faulty windows
+        if acc_off is not None and (torch.jit.is_tracing() or bool(acc_off.any() | gyro_off.any())):
             acc_e, gyro_e = self.emulate(acc, gyro)
             acc, gyro = (
                 torch.where(acc_off[:, None], acc_e, acc),
                 torch.where(gyro_off[:, None], gyro_e, gyro),
             )
         return self.classify(acc, gyro)
+
+    def export_examples(self, x: torch.Tensor) -> torch.Tensor:
+        """Inputs for ``crop export``'s parity check: ``x`` and, when routing, faulty copies."""
+        return fault_examples(x) if self.route else x
