@@ -16,7 +16,9 @@ the surviving weights were trained. Measured per model:
   onnxruntime (CPU provider) on the exported dense / masked / compact models (ONNX has no CSR
   path here: the masked model runs dense kernels on its zeros), and the TorchScript-traced,
   frozen module (``torch.jit.freeze``, which folds BatchNorm into the convolutions and cuts the
-  per-layer Python overhead) for the dense and compact models.
+  per-layer Python overhead) for the dense and compact models; at batch 1 also onnxruntime with
+  the input and output bound in advance (IOBinding, what a device runtime pays per call), and
+  the same for a one-node Identity graph (onnxruntime's fixed cost per call).
 
 Part 2 (``--users 2,5,...``): crop-certified personalization of each HAPT user (hapt-session:1,
 the user's own fold's generic model) at each density with ``structure="none"`` and
@@ -68,7 +70,6 @@ def _time(fn, x, repeats: int) -> float:
 
 
 def _onnx(model: nn.Module, path: Path):
-    import onnxruntime as ort
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -81,11 +82,56 @@ def _onnx(model: nn.Module, path: Path):
             output_names=["logits"],
             dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}},
         )
+    session = _session(path)
+    return lambda x: session.run(None, {"x": x})[0]
+
+
+def _session(path: Path):
+    import onnxruntime as ort
+
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    return lambda x: session.run(None, {"x": x})[0]
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _bound(path: Path, x: np.ndarray, output: str, n_out: int):
+    """One call of the ONNX model at ``path`` on ``x`` with input and output bound in advance
+    (onnxruntime's IOBinding): what a device runtime pays per call, without the Python binding's
+    conversion of the input and output arrays."""
+    import onnxruntime as ort
+
+    session = _session(path)
+    binding = session.io_binding()
+    binding.bind_ortvalue_input("x", ort.OrtValue.ortvalue_from_numpy(x))
+    binding.bind_ortvalue_output(output, ort.OrtValue.ortvalue_from_shape_and_type((len(x), n_out), np.float32))
+    return lambda _: session.run_with_iobinding(binding)
+
+
+def onnx_floor_ms(repeats: int) -> float:
+    """Latency of a one-node (Identity) ONNX graph on one window with IOBinding: onnxruntime's
+    fixed cost per call, under every model's batch-1 figure."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    shape = ["batch", 6, 128]
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["logits"])],
+        "floor",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, shape)],
+    )
+    x = np.zeros((1, 6, 128), np.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "floor.onnx"
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+        import onnxruntime as ort
+
+        session = _session(path)
+        binding = session.io_binding()
+        binding.bind_ortvalue_input("x", ort.OrtValue.ortvalue_from_numpy(x))
+        binding.bind_output("logits")
+        return 1000 * _time(lambda _: session.run_with_iobinding(binding), x, repeats)
 
 
 def latency_table(densities: list[float], repeats: int) -> list[dict]:
@@ -118,6 +164,8 @@ def latency_table(densities: list[float], repeats: int) -> list[dict]:
                 row[f"torch_ms_b{b}"] = 1000 * _time(torch_model, x, n)
                 row[f"jit_ms_b{b}"] = None if frozen is None else 1000 * _time(frozen, x, n)
                 row[f"onnx_ms_b{b}"] = 1000 * _time(run_onnx, x.numpy(), n)
+            x1 = inputs[1].numpy()
+            row["onnx_bound_ms_b1"] = 1000 * _time(_bound(onnx_path, x1, "logits", 6), x1, repeats)
             rows.append(row)
             print(json.dumps(row), flush=True)
 
@@ -189,6 +237,7 @@ def main() -> None:
 
         out["onnxruntime"] = onnxruntime.__version__
         out["latency"] = latency_table(densities, args.repeats)
+        out["onnx_floor_ms_b1"] = onnx_floor_ms(args.repeats)
     if args.users:
         out["accuracy"] = accuracy_table(
             [int(u) for u in args.users.split(",")], [d for d in densities if d < 1], args.seed
