@@ -127,7 +127,7 @@ def intermediate_check(net: Network, ball: NormBall, state, n: int) -> dict:
     (window 0 of the batch)."""
     bounds, _ = state
     last = max(i for i, op in enumerate(net.ops) if op.kind == "relu")
-    lo, hi = bounds[last - 1][0].flatten(), bounds[last - 1][1].flatten()
+    lo, hi = bounds[last - 1][0][0].flatten(), bounds[last - 1][1][0].flatten()
     unstable = torch.nonzero((lo < 0) & (hi > 0)).flatten()[:n]
     sub = Network(net.ops[:last], net.input_shape)
     rows = torch.eye(lo.numel())[unstable]
