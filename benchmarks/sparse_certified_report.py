@@ -32,9 +32,9 @@ from crop.report.stats import bootstrap_interval
 CONTEXTS = (("available", "Ca"), ("unseen", "Cu"))
 
 
-def per_user(records: list[dict], method: str, metric: str, context: str) -> dict[int, float]:
-    """Per user: mean over seeds (and unseen contexts) of ``metric``, in %."""
-    values: dict[int, list[float]] = defaultdict(list)
+def _means(records: list[dict], method: str, metric: str, context: str, key) -> dict:
+    """``key(record)`` -> the mean of ``metric`` (in %) over the ok records of ``method`` in ``context``."""
+    values: dict = defaultdict(list)
     for r in records:
         if (
             r.get("status") == "ok"
@@ -42,20 +42,20 @@ def per_user(records: list[dict], method: str, metric: str, context: str) -> dic
             and r.get("metric") == metric
             and r.get("context") == context
         ):
-            values[r["user"]].append(100.0 * r["value"])
-    return {u: float(np.mean(v)) for u, v in values.items()}
+            values[key(r)].append(100.0 * r["value"])
+    return {k: float(np.mean(v)) for k, v in values.items()}
+
+
+def per_user(records: list[dict], method: str, metric: str, context: str) -> dict[int, float]:
+    """Per user: mean over seeds (and unseen contexts) of ``metric``, in %."""
+    return _means(records, method, metric, context, lambda r: r["user"])
 
 
 def per_seed_unseen(records: list[dict], method: str, metric: str) -> dict[int, dict[int, float]]:
     """Per seed, per user: the mean over unseen contexts of ``metric``, in %."""
-    values: dict[tuple[int, int], list[float]] = defaultdict(list)
-    for r in records:
-        if r.get("status") == "ok" and r.get("method") == method and r.get("metric") == metric:
-            if r.get("context") == "unseen":
-                values[(r["seed"], r["user"])].append(100.0 * r["value"])
     out: dict[int, dict[int, float]] = defaultdict(dict)
-    for (seed, user), v in values.items():
-        out[seed][user] = float(np.mean(v))
+    for (seed, user), value in _means(records, method, metric, "unseen", lambda r: (r["seed"], r["user"])).items():
+        out[seed][user] = value
     return out
 
 

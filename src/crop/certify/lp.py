@@ -48,6 +48,11 @@ def _affine_matrix(op, in_shape: tuple[int, ...], dtype: torch.dtype) -> tuple[n
     return columns.T.double().numpy(), bias.double().numpy()
 
 
+def _flat(t: torch.Tensor, sample: int) -> np.ndarray:
+    """Sample ``sample`` of a batched bound tensor, flattened, as float64."""
+    return t[sample].detach().double().flatten().numpy()
+
+
 def lp_lower_bounds(
     net: Network,
     domain: NormBall | Box,
@@ -68,7 +73,7 @@ def lp_lower_bounds(
     if isinstance(domain, NormBall) and domain.norm != "linf":
         raise CropError("the LP relaxation is built for L-inf balls and boxes only")
     dtype = domain.box()[0].dtype
-    lo, hi = (t[sample].detach().double().flatten().numpy() for t in domain.box())
+    lo, hi = (_flat(t, sample) for t in domain.box())
     var_lo, var_hi = [lo], [hi]
     eq_rows, eq_rhs, ub_rows, ub_rhs = [], [], [], []
     n_vars = lo.size
@@ -84,11 +89,8 @@ def lp_lower_bounds(
         return index
 
     for i, op in enumerate(net.ops):
-        out_lo, out_hi = (t[sample].detach().double().flatten().numpy() for t in bounds[i])
         if op.kind == "relu":
-            pre_lo, pre_hi = (
-                (lo, hi) if i == 0 else (t[sample].detach().double().flatten().numpy() for t in bounds[i - 1])
-            )
+            pre_lo, pre_hi = (lo, hi) if i == 0 else (_flat(t, sample) for t in bounds[i - 1])
             h = new_vars(np.zeros_like(pre_lo), np.where(pre_hi <= 0, 0.0, np.inf))
             for k in range(h.size):
                 z, low, up = current[k], pre_lo[k], pre_hi[k]
@@ -106,6 +108,7 @@ def lp_lower_bounds(
             current = h
         elif op.kind == "affine":
             M, b = _affine_matrix(op, shape, dtype)
+            out_lo, out_hi = (_flat(t, sample) for t in bounds[i])
             slack = SLACK * (1.0 + np.abs(out_lo) + np.abs(out_hi))  # float32 bounds, float64 program
             y = new_vars(out_lo - slack, out_hi + slack)
             for k in range(y.size):

@@ -67,7 +67,17 @@ def fault_examples(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([x, dead_gyro, dead_acc, both, spike, nan])
 
 
-class MaskedHAPTNet(nn.Module):
+class _Routing(nn.Module):
+    """A network that routes around a faulty sensor when ``self.route`` is true."""
+
+    route: bool
+
+    def export_examples(self, x: torch.Tensor) -> torch.Tensor:
+        """Inputs for ``crop export``'s parity check: ``x`` and, when routing, faulty copies."""
+        return fault_examples(x) if self.route else x
+
+
+class MaskedHAPTNet(_Routing):
     """A :class:`HAPTNet` (``self.net``) behind the fault detector: a flagged sensor is replaced by
     the network's standardisation mean. ``route=False`` reads every window as it is."""
 
@@ -109,10 +119,6 @@ class MaskedHAPTNet(nn.Module):
             x = mask_sensors(x, self.mean, acc_off, gyro_off)
         return self.net(x)
 
-    def export_examples(self, x: torch.Tensor) -> torch.Tensor:
-        """Inputs for ``crop export``'s parity check: ``x`` and, when routing, faulty copies."""
-        return fault_examples(x) if self.route else x
-
 
 def _encoder(width: int, length: int) -> nn.Sequential:
     """One sensor's encoder (3 channels): HAPTNet's convolutional stack and its hidden layer."""
@@ -138,7 +144,7 @@ def _emulator(features: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(features, features), nn.ReLU(), nn.Linear(features, features), nn.ReLU())
 
 
-class CoTeachNet(nn.Module):
+class CoTeachNet(_Routing):
     """Per-sensor encoders, cross-sensor emulators and a shared classifier (see the module doc).
 
     ``forward(x)`` routes with the detector (``route=True``); :meth:`embed_sensors`,
@@ -193,7 +199,3 @@ class CoTeachNet(nn.Module):
                 torch.where(gyro_off[:, None], gyro_e, gyro),
             )
         return self.classify(acc, gyro)
-
-    def export_examples(self, x: torch.Tensor) -> torch.Tensor:
-        """Inputs for ``crop export``'s parity check: ``x`` and, when routing, faulty copies."""
-        return fault_examples(x) if self.route else x

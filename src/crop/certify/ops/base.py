@@ -16,10 +16,12 @@ takes and returns a batch ``(N, *shape)``.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import torch
 
 
-class Op:
+class Op(ABC):
     """One layer. ``name`` is the module's path in the model (``"4"``, ``"encoder.1"``)."""
 
     kind = "op"
@@ -29,12 +31,13 @@ class Op:
         self.in_shape: tuple[int, ...] = ()
         self.out_shape: tuple[int, ...] = ()
 
+    @abstractmethod
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """The layer's output for a batch ``x`` of shape ``(N, *in_shape)``."""
 
+    @abstractmethod
     def interval(self, lower: torch.Tensor, upper: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Element-wise bounds of the output for inputs in the box ``[lower, upper]``."""
-        raise NotImplementedError
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, {self.in_shape} -> {self.out_shape})"
@@ -52,25 +55,25 @@ class AffineOp(Op):
     diagonal = False
     has_offset = True  # False when ``c`` is identically zero (then ``offset`` is never called)
 
+    @abstractmethod
     def linear(self, x: torch.Tensor) -> torch.Tensor:
         """``L x`` for ``x`` of shape ``(N, *in_shape)``."""
-        raise NotImplementedError
 
+    @abstractmethod
     def transpose(self, a: torch.Tensor) -> torch.Tensor:
         """``L^T a`` for ``a`` of shape ``(N, *out_shape)``; returns ``(N, *in_shape)``."""
-        raise NotImplementedError
 
+    @abstractmethod
     def abs_linear(self, r: torch.Tensor) -> torch.Tensor:
         """``|L| r`` (element-wise absolute entries of ``L``)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def sq_linear(self, v: torch.Tensor) -> torch.Tensor:
         """``(L * L) v`` (element-wise squared entries): output variances of independent inputs."""
-        raise NotImplementedError
 
+    @abstractmethod
     def offset(self) -> torch.Tensor:
         """``c = f(0)``, shape ``out_shape``."""
-        raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(x) + self.offset() if self.has_offset else self.linear(x)

@@ -26,6 +26,10 @@ class _Structural(AffineOp):
 
     has_offset = False
 
+    def offset(self) -> torch.Tensor:
+        """``c = 0`` (never called: ``has_offset`` is false)."""
+        return torch.zeros(self.out_shape)
+
     def interval(self, lower: torch.Tensor, upper: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.linear(lower), self.linear(upper)
 
