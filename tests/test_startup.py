@@ -95,3 +95,68 @@ def test_eager_adam_is_bit_identical_to_torch_adam(weight_decay):
     assert isinstance(adam(nn.Linear(2, 2).parameters(), lr=0.1), EagerAdam)
     with pytest.raises(ValueError):
         EagerAdam([], lr=0.1)
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_paused_collector_restores_the_collector_state(enabled):
+    import gc
+
+    from crop._heap import paused_collector
+
+    was = gc.isenabled()
+    try:
+        (gc.enable if enabled else gc.disable)()
+        with paused_collector():
+            assert not gc.isenabled()
+        assert gc.isenabled() is enabled
+        with pytest.raises(RuntimeError), paused_collector():
+            raise RuntimeError("an import failed")
+        assert gc.isenabled() is enabled
+    finally:
+        (gc.enable if was else gc.disable)()
+
+
+def test_import_leaves_the_collector_on_and_the_command_freezes_the_imports():
+    code = """
+import gc, sys
+import crop, crop.cli
+print(gc.isenabled(), gc.get_freeze_count())
+sys.argv = ["crop", "methods"]
+try:
+    crop.cli.main()
+except SystemExit as exc:
+    print(exc.code, gc.isenabled(), gc.get_freeze_count() > 100_000, file=sys.stderr)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines()[0].split() == ["True", "0"]  # importing the library changes nothing for its user
+    assert out.stderr.split()[-3:] == ["0", "True", "True"]  # the command moved the imports out of reach
+
+
+def test_frozen_heap_gives_bit_identical_personalization():
+    import gc
+
+    import torch
+
+    import crop
+    from crop.data.sensing import SensingData, stratified_split
+    from crop.models.hapt import HAPTNet
+
+    rng = np.random.default_rng(0)
+    y = np.arange(96) % 6
+    X = rng.normal(size=(96, 6, 128)).astype(np.float32)
+    X[np.arange(96), y, :] += 1
+    split = stratified_split(SensingData(X, y, "synthetic"), 0)
+    config = {"initial": {"epochs": 2}, "final": {"epochs": 2}}
+
+    def weights():
+        torch.manual_seed(0)
+        result = crop.personalize(HAPTNet(), split, config, seed=3)
+        return [t.clone() for t in result.model.state_dict().values()]
+
+    plain = weights()
+    gc.freeze()
+    try:
+        frozen = weights()
+    finally:
+        gc.unfreeze()
+    assert all(torch.equal(a, b) for a, b in zip(plain, frozen, strict=True))

@@ -7,11 +7,14 @@ Quick start::
     crop.evaluate(result.model, {"available": test_a, "unseen": test_u})
 """
 
-from crop.api import evaluate, personalize
-from crop.data.sensing import ContextSplit, SensingData, stratified_split
-from crop.errors import CropError
-from crop.models.io import load_model, load_state, save_model
-from crop.personalization import CRoPConfig, FinetuneConfig, PersonalizationResult, TrainConfig, available_methods
+from crop._heap import paused_collector as _paused_collector
+
+with _paused_collector():  # torch's import without the collector's fruitless passes (crop._heap)
+    from crop.api import evaluate, personalize
+    from crop.data.sensing import ContextSplit, SensingData, stratified_split
+    from crop.errors import CropError
+    from crop.models.io import load_model, load_state, save_model
+    from crop.personalization import CRoPConfig, FinetuneConfig, PersonalizationResult, TrainConfig, available_methods
 
 __version__ = "0.1.0"
 

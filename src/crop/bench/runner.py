@@ -430,7 +430,10 @@ def _run_group(
 def _init_worker(threads: int) -> None:
     import torch
 
+    from crop._heap import freeze_imports
+
     torch.set_num_threads(threads)
+    freeze_imports()  # a worker process is ours: its collections skip the imported modules
 
 
 def default_workers(n_groups: int) -> int:

@@ -13,11 +13,14 @@ import warnings
 from collections.abc import Sequence
 from typing import Annotated, Any
 
-import typer
+from crop._heap import freeze_imports, paused_collector
 
-from crop.cli import bench, card, certify, deploy, generic, personalize, report
-from crop.cli._common import _guard, _say, console
-from crop.validate import MAX_THREADS
+with paused_collector():  # crop._heap: the imports without the collector's fruitless passes
+    import typer
+
+    from crop.cli import bench, card, certify, deploy, generic, personalize, report
+    from crop.cli._common import _guard, _say, console
+    from crop.validate import MAX_THREADS
 
 # The commands live in one module per family (bench, report, personalize, certify, card, generic, deploy); this
 # module holds the app, the global --threads option and the in-process runner. Commands are
@@ -103,4 +106,5 @@ def run(argv: Sequence[str] | None = None) -> int:
 
 def main() -> None:
     """Entry point of the ``crop`` console script."""
+    freeze_imports()  # the process is the command's: later collections skip the imported modules
     sys.exit(run())
