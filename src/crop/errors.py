@@ -2,7 +2,8 @@
 
 Every problem caused by the caller's input (bad shapes, NaN values, an unknown user, a corrupt
 model file, ...) raises :class:`CropError`. The command-line interface turns it into a one-line
-message on stderr and exit code 2, without a traceback.
+message on stderr and exit code 2, without a traceback. A damaged line of a results file is not
+fatal: it is skipped with a :class:`ResultsWarning` (one line ``crop: warning: ...``).
 """
 
 from __future__ import annotations
@@ -10,3 +11,7 @@ from __future__ import annotations
 
 class CropError(ValueError):
     """A problem with the caller's input, explained in one line."""
+
+
+class ResultsWarning(UserWarning):
+    """A line of ``results.jsonl`` was skipped (it names the line and why)."""

@@ -23,13 +23,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from crop.errors import CropError
+from crop.errors import CropError, ResultsWarning
 
 UNIT_FIELDS = ("dataset", "scenario", "user", "seed", "method")
-
-
-class ResultsWarning(UserWarning):
-    """A line of ``results.jsonl`` was skipped (it names the line and why)."""
 
 
 def unit_key(record: dict[str, Any]) -> tuple:

@@ -73,7 +73,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     line ``crop: warning: ...`` each."""
     from typer._click.exceptions import NoArgsIsHelpError
 
-    from crop.bench.store import ResultsWarning
+    from crop.errors import ResultsWarning
 
     shown: set[str] = set()
 

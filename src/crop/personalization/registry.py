@@ -86,7 +86,8 @@ def register_variant(name: str, config_class: type, description: str, base: FitF
 
 
 def get_method(name: str) -> MethodSpec:
-    _load_builtin_methods()
+    if name not in METHODS:  # crop, crop-paper, finetune and generic register on `import crop`; the rest here
+        _load_builtin_methods()
     try:
         return METHODS[name]
     except KeyError:
