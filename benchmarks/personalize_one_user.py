@@ -62,15 +62,18 @@ def main() -> None:
     print(f"## `crop personalize --user U` (whole command, /usr/bin/time -v, median of {args.repeats})\n")
     print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}\n")
     print("| user | wall (s) | CPU user+sys (s) | peak RSS (MB) |\n|---|---|---|---|")
-    walls, rsss, cpus = [], [], []
+    walls, rsss, cpus, every = [], [], [], []
     for user in PERSONALIZATION_USERS:
         runs = [command_run(user) for _ in range(args.repeats)]
+        every += [r[0] for r in runs]
         wall, rss, cpu = (statistics.median(r[i] for r in runs) for i in range(3))
         walls.append(wall)
         rsss.append(rss)
         cpus.append(cpu)
         print(f"| {user} | {wall:.2f} | {cpu:.2f} | {rss:.0f} |")
     print(f"| max | {max(walls):.2f} | {max(cpus):.2f} | {max(rsss):.0f} |\n")
+    under = sum(w < 4.0 for w in every)
+    print(f"single runs under 4 s wall: {under} of {len(every)} (slowest {max(every):.2f} s)\n")
     print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}\n")
     if args.skip_phases:
         return

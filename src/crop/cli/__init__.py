@@ -34,7 +34,7 @@ def _setup(
     threads: Annotated[
         int | None,
         typer.Option(
-            help="CPU threads for torch (default: $CROP_THREADS, else 1; 1 is fastest for the small sensing models)",
+            help="CPU threads for torch (default: $CROP_THREADS, else 1: the bits of crop bench's one-thread workers; more threads gain little on the small sensing models)",
             min=1,
             max=MAX_THREADS,
         ),
