@@ -4,19 +4,24 @@ A file written by :func:`save_model` holds the tensors of ``state_dict()`` and, 
 safetensors metadata, the architecture name and its constructor arguments, so
 :func:`load_model` can rebuild a built-in architecture. Models of other classes are saved the
 same way and loaded into a module the caller constructs (:func:`load_state`).
+
+Files are byte-reproducible: the same tensors and metadata always give the same bytes (and so
+the same SHA-256). safetensors 0.8 writes the metadata entries in the iteration order of a Rust
+hash map, which changes from one save to the next (upstream issue safetensors#584, open);
+:func:`canonical_header` sorts them in the header the library wrote, changing nothing else.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
 from crop.errors import CropError
@@ -25,7 +30,7 @@ from crop.models.modality import CoTeachNet, MaskedHAPTNet
 from crop.models.paper import ExtraSensoryCNNGRU, PerceptBiLSTM, StressMLP, WidarLeNet
 from crop.models.sparse_format import decode_sparse, encode_sparse
 from crop.outputs import check_write_target
-from crop.report.files import publish
+from crop.report.files import write_bytes_atomic
 
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "hapt_cnn": HAPTNet,
@@ -77,19 +82,29 @@ def check_tensors(
             raise CropError(f"{where}: BatchNorm buffer {name!r} must be >= 0 (found {float(t.min()):g})")
 
 
+def canonical_header(blob: bytes) -> bytes:
+    """The safetensors file ``blob`` with the ``__metadata__`` entries of its JSON header in
+    sorted order; the tensors' entries, the header's length and the data are kept. A header this
+    function cannot rewrite to the same length is returned unchanged (still a valid file)."""
+    n = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8 : 8 + n])
+    meta = header.pop("__metadata__", None)
+    if meta is None:
+        return blob
+    ordered = {"__metadata__": dict(sorted(meta.items())), **header}
+    text = json.dumps(ordered, separators=(",", ":"), ensure_ascii=False).encode()
+    if len(text) > n:
+        return blob
+    return blob[:8] + text.ljust(n, b" ") + blob[8 + n :]  # the format pads headers with spaces
+
+
 def write_tensors(tensors: dict[str, torch.Tensor], path: str | Path, meta: dict[str, str]) -> Path:
-    """Write a safetensors file atomically (a reader never sees a half-written file). Weights
-    with NaN or inf values are never written, and only a regular file is ever replaced."""
+    """Write a safetensors file atomically (a reader never sees a half-written file) and
+    byte-reproducibly (:func:`canonical_header`). Weights with NaN or inf values are never
+    written, and only a regular file is ever replaced."""
     path = check_write_target(path)
     check_tensors(tensors, f"refusing to write {path}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CropError(f"cannot write {path}: {exc.strerror or exc}") from None
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.unlink(missing_ok=True)
-    save_file(tensors, str(tmp), metadata=meta)
-    return publish(tmp, path)
+    return write_bytes_atomic(path, canonical_header(safetensors_bytes(tensors, metadata=meta)))
 
 
 def save_model(model: nn.Module, path: str | Path, metadata: dict[str, Any] | None = None) -> Path:
