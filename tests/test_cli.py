@@ -55,6 +55,10 @@ def test_personalize_own_data_writes_model_and_summary(tmp_path, generic_file, m
     assert r.exit_code == 0, r.output
     summary = json.loads((out / "summary.json").read_text())
     assert summary["method"] == "crop" and "unseen: right" in summary["scores"]
+    import torch
+
+    assert summary["environment"]["torch"] == torch.__version__
+    assert summary["environment"]["torch_threads"] == torch.get_num_threads()
     from crop.models import load_model
 
     load_model(out / "model.safetensors")

@@ -29,6 +29,22 @@ from crop.validate import (
 )
 
 
+def _environment() -> dict[str, Any]:
+    import platform
+
+    import torch
+
+    import crop
+
+    return {
+        "crop": crop.__version__,
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+    }
+
+
 @_guard
 def personalize(
     out: Annotated[str, typer.Option(help="output directory: model.safetensors and summary.json")],
@@ -102,6 +118,7 @@ def personalize(
         "generic_model": generic_info,
         "config": config_to_dict(configs.get(method) or get_method(method).config_class()),
         "seconds": round(time.perf_counter() - t0, 3),
+        "environment": _environment(),  # what the weights' last bits depend on besides the inputs
     }
     if "mixed_selected" in result.info:
         summary["mixed_model_selected"] = result.info["mixed_selected"]
