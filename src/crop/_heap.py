@@ -1,9 +1,10 @@
 """The garbage collector at start-up: paused while the heavy imports run, then told to skip them.
 
-Importing torch (and with it crop, numpy, typer, rich) leaves about 170,000 Python objects tracked by the collector
-(modules, classes, functions, dispatcher tables) that live as long as the process. CPython's
-cyclic garbage collector walks them again and again: during the import itself, and in every
-full collection afterwards, which the many short-lived objects of a training loop trigger.
+Importing torch (and with it crop, numpy, typer, rich) leaves about 170,000 Python objects
+that the collector tracks (modules, classes, functions, dispatcher tables), all living as long
+as the process. CPython's cyclic garbage collector walks them again and again: during the
+import itself, and in every full collection afterwards, which the many short-lived objects of
+a training loop trigger.
 Those walks find next to nothing and cost time (on this project's 2-core machine: about 0.2 s
 during the import and 0.4 s during one HAPT personalization, of a 3.8 s ``crop personalize``;
 docs/BENCHMARKS.md, start-up).
