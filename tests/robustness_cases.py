@@ -241,6 +241,7 @@ def option_cases() -> list[Case]:
         C("option:bench --protocol", *command("bench", ("--tune",), tune_on="population", protocol="development"))
     )
     add("bench", "--workers", ["0", "65", "-2"])
+    add("tune", "--workers", ["0", "65", "-2", "abc", "2"])  # 2: without --population
     add("bench", "--executor", ["bogus", "", "RAY"])
     add("bench", "--address", ["auto"])  # without --executor ray
     add("bench", "--address", ["nohost", "", "h:0", "127.0.0.1:1"], executor="ray")

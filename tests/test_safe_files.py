@@ -126,7 +126,9 @@ def test_model_files_are_byte_reproducible(tmp_path):
         blobs.add(save_sparse(model, tmp_path / f"s{i}.safetensors", max_density=1.0, metadata=extra).read_bytes())
     assert len(blobs) == 2  # one dense and one sparse file
     loaded = load_model(tmp_path / "m0.safetensors")
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
+    assert all(
+        torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values(), strict=True)
+    )
     with safe_open(str(tmp_path / "m0.safetensors"), framework="pt") as f:
         assert f.metadata() == model_metadata(model, extra)
     header = (tmp_path / "m0.safetensors").read_bytes()

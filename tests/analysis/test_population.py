@@ -62,3 +62,12 @@ def test_a_finished_search_is_read_back_without_fitting(tmp_path, loads, monkeyp
 def test_users_outside_the_validation_fold_are_refused(tmp_path):
     with pytest.raises(CropError, match="not validation users"):
         population_tune("finetune", "hapt", 2, GRID, users=[8], base_config=FAST, cache=tmp_path)
+
+
+def test_worker_processes_give_the_same_search(tmp_path):
+    here = population_tune("finetune", "hapt", 2, GRID, users=[5], base_config=FAST, cache=tmp_path / "a")
+    spread = population_tune("finetune", "hapt", 2, GRID, users=[5], base_config=FAST, cache=tmp_path / "b", workers=2)
+    assert [t.per_person for t in spread.trials] == [t.per_person for t in here.trials]
+    assert [t.index for t in spread.trials] == [0, 1] and spread.chosen == here.chosen
+    with pytest.raises(CropError, match="workers"):
+        population_tune("finetune", "hapt", 2, GRID, users=[5], base_config=FAST, cache=tmp_path, workers=0)

@@ -21,7 +21,7 @@ import dataclasses
 import hashlib
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -127,6 +127,7 @@ def population_tune(
     base_config: Any = None,
     cache: Path | None = None,
     on_trial: Callable[[PopulationTrial], None] | None = None,
+    workers: int = 1,
 ) -> PopulationTuneResult:
     """Grid-search ``method`` on the real session shift of fold ``fold``'s validation users.
 
@@ -139,13 +140,16 @@ def population_tune(
         users: a subset of the validation users (default: all five).
         cache: directory for finished searches (a JSON per search); ``None``: the cache
             directory's ``population/``. A search with the same inputs is read back.
+        workers: processes the grid points are spread over (1: in this process). Every fit
+            is a pure function of its inputs, so the result does not depend on it. Worker
+            processes know the built-in methods only (they import crop afresh).
 
     Returns the trials and the chosen config (the best mean ``Ca + Cu``; ties: grid order).
     """
     from crop.generic import fold_users, generic_for_fold
 
     spec = get_method(method)
-    score_fn = get_metric(metric)
+    get_metric(metric)  # an unknown metric is refused before any fit
     base = base_config if base_config is not None else spec.config_class()
     if not isinstance(base, spec.config_class):
         raise CropError(f"base_config for {method!r} must be a {spec.config_class.__name__}")
@@ -160,6 +164,8 @@ def population_tune(
     if set(people) & set(fold_users(fold)):
         raise CropError("population tuning may never use the users the generic model serves")
     seeds = [int(s) for s in seeds]
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise CropError(f"workers must be a positive integer, got {workers!r}")
     key_src = json.dumps(
         [method, kind, fold, people, seeds, metric, grid, config_to_dict(base)], sort_keys=True, default=str
     )
@@ -173,34 +179,12 @@ def population_tune(
             cached = {t["index"]: t for t in json.loads(cache_file.read_text())["trials"]}
         except (json.JSONDecodeError, KeyError, TypeError):
             cached = {}
-    sessions = {(u, s): hapt.load_session(u, s) for u in people for s in (1, 2)} if len(cached) < len(points) else {}
+    missing = [i for i in range(len(points)) if i not in cached]
+    jobs = [_TrialJob(i, points[i], configs[i], method, kind, fold, people, seeds, metric) for i in missing]
+    computed = _run_trials(jobs, workers, generic)
     trials: list[PopulationTrial] = []
-    for i, (overrides, config) in enumerate(zip(points, configs, strict=True)):
-        if i in cached:
-            trial = PopulationTrial(**cached[i])
-        else:
-            t0 = time.perf_counter()
-            ca, cu, per = [], [], {}
-            error = None
-            try:
-                for u in people:
-                    for a in (1, 2):
-                        for seed in seeds:
-                            split = stratified_split(sessions[(u, a)], seed)
-                            model = spec.fit(generic, split, config, seed=seed, metric=metric).model
-                            other = sessions[(u, 3 - a)]
-                            a_score = 100 * score_fn(split.test.y, predict(model, split.test.X))
-                            u_score = 100 * score_fn(other.y, predict(model, other.X))
-                            ca.append(a_score)
-                            cu.append(u_score)
-                            per[f"user {u} session {a} seed {seed}"] = round(a_score + u_score, 6)
-            except CropError as exc:
-                error = str(exc)
-            mean_ca = float(np.mean(ca)) if ca and error is None else float("nan")
-            mean_cu = float(np.mean(cu)) if cu and error is None else float("nan")
-            trial = PopulationTrial(
-                i, overrides, mean_ca + mean_cu, mean_ca, mean_cu, per, time.perf_counter() - t0, error
-            )
+    for i in range(len(points)):
+        trial = PopulationTrial(**cached[i]) if i in cached else next(computed)
         trials.append(trial)
         if on_trial is not None:
             on_trial(trial)
@@ -211,3 +195,70 @@ def population_tune(
     result = PopulationTuneResult(method, kind, fold, people, seeds, metric, grid, trials, best, configs[best.index])
     write_text_atomic(cache_file, json.dumps(result.to_dict(), indent=1, default=str))
     return result
+
+
+@dataclass
+class _TrialJob:
+    """One grid point to score: everything a worker process needs (the generic model and the
+    sessions are read there, from the cache, not sent)."""
+
+    index: int
+    overrides: dict[str, Any]
+    config: Any
+    method: str
+    kind: str
+    fold: int
+    people: list[int]
+    seeds: list[int]
+    metric: str
+
+
+def _score_trial(job: _TrialJob, generic: Any = None) -> PopulationTrial:
+    """Personalize every (person, session direction, seed) of ``job`` and score ``Ca + Cu``."""
+    if generic is None:
+        from crop.generic import generic_for_fold
+
+        generic, _ = generic_for_fold(job.kind, job.fold)
+    spec = get_method(job.method)
+    score_fn = get_metric(job.metric)
+    t0 = time.perf_counter()
+    ca, cu, per = [], [], {}
+    error = None
+    sessions = {(u, s): hapt.load_session(u, s) for u in job.people for s in (1, 2)}
+    try:
+        for u in job.people:
+            for a in (1, 2):
+                for seed in job.seeds:
+                    split = stratified_split(sessions[(u, a)], seed)
+                    model = spec.fit(generic, split, job.config, seed=seed, metric=job.metric).model
+                    other = sessions[(u, 3 - a)]
+                    a_score = 100 * score_fn(split.test.y, predict(model, split.test.X))
+                    u_score = 100 * score_fn(other.y, predict(model, other.X))
+                    ca.append(a_score)
+                    cu.append(u_score)
+                    per[f"user {u} session {a} seed {seed}"] = round(a_score + u_score, 6)
+    except CropError as exc:
+        error = str(exc)
+    mean_ca = float(np.mean(ca)) if ca and error is None else float("nan")
+    mean_cu = float(np.mean(cu)) if cu and error is None else float("nan")
+    return PopulationTrial(
+        job.index, job.overrides, mean_ca + mean_cu, mean_ca, mean_cu, per, time.perf_counter() - t0, error
+    )
+
+
+def _run_trials(jobs: list[_TrialJob], workers: int, generic: Any) -> Iterator[PopulationTrial]:
+    """The trials of ``jobs`` in their order: here, or in ``workers`` spawned processes."""
+    if workers == 1 or len(jobs) < 2:
+        for job in jobs:
+            yield _score_trial(job, generic)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from crop.bench.runner import _init_worker
+
+    context = multiprocessing.get_context("spawn")  # as the bench: no inherited locks or thread pools
+    with ProcessPoolExecutor(
+        min(workers, len(jobs)), mp_context=context, initializer=_init_worker, initargs=(1,)
+    ) as pool:
+        yield from pool.map(_score_trial, jobs)

@@ -518,7 +518,7 @@ def run_bench(spec: BenchSpec, progress: bool = True) -> Path:
         task = bar.add_task("bench", total=len(units), completed=len(units) - len(todo))
         population: dict[tuple[str, int, str], Any] = {}
         if spec.tune and spec.tune_on == "population":
-            population = _population_settings(spec, groups, bar, fold_of)
+            population = _population_settings(spec, groups, bar, fold_of, workers)
         tasks = []
         for g in groups:
             info = generics[(g.generic_kind, fold_of(g.user))]
@@ -584,7 +584,7 @@ def run_bench(spec: BenchSpec, progress: bool = True) -> Path:
 
 
 def _population_settings(
-    spec: BenchSpec, groups: list[UnitGroup], bar: Any, fold_of: Callable[[int], int]
+    spec: BenchSpec, groups: list[UnitGroup], bar: Any, fold_of: Callable[[int], int], workers: int = 1
 ) -> dict[tuple[str, int, str], Any]:
     """Population tuning (:func:`crop.analysis.population_tune`) for every (generic kind, fold,
     method) the run needs, before any unit: ``{key: (config, chosen values)}``. Searches are
@@ -609,6 +609,7 @@ def _population_settings(
             metric=spec.metric,
             base_config=base,
             on_trial=lambda _, job=job: bar.advance(job),
+            workers=max(1, workers),  # local processes, whatever executor runs the units
         )
         out[(kind, fold, method)] = (result.best_config, result.chosen)
     return out

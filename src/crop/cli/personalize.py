@@ -26,6 +26,7 @@ from crop.outputs import check_out_dir
 from crop.validate import (
     MAX_GRID_POINTS,
     MAX_SEED,
+    MAX_WORKERS,
 )
 
 
@@ -189,6 +190,14 @@ def tune(
         Path | None, typer.Option(help="TOML file with a [method] table: the config the grid modifies")
     ] = None,
     metric: str = "balanced_accuracy",
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="with --population: worker processes for the grid points (the result is the same for any number)",
+            min=1,
+            max=MAX_WORKERS,
+        ),
+    ] = 1,
 ) -> None:
     """Grid-search a method's config for one person on the available-context validation split.
 
@@ -208,8 +217,12 @@ def tune(
     chosen_grid = parse_grid_option(grid) if grid is not None else default_grid(method, configs.get(method))
     grid_configs(configs.get(method) or spec.config_class(), expand_grid(chosen_grid), method)  # before any work
     if population:
-        _population_tune_cmd(out, user, scenario, data, method, grid, budget, seed, configs.get(method), metric)
+        _population_tune_cmd(
+            out, user, scenario, data, method, grid, budget, seed, configs.get(method), metric, workers
+        )
         return
+    if workers != 1:
+        raise CropError("--workers applies to --population (the available-context search runs here)")
     generic, _, split, unseen, subject = _person(user, scenario, data, model, available, seed)
     points = len(expand_grid(chosen_grid))
     total = min(points, budget) if budget else points
@@ -250,6 +263,7 @@ def _population_tune_cmd(
     seed: int,
     base_config: Any,
     metric: str,
+    workers: int = 1,
 ) -> None:
     """``crop tune --population``: the search of :func:`crop.analysis.population_tune` for the
     fold that serves ``user``, then that user's model with the chosen config."""
@@ -282,6 +296,7 @@ def _population_tune_cmd(
             metric=metric,
             base_config=base_config,
             on_trial=lambda _: bar.advance(task),
+            workers=workers,
         )
     md, _ = result.table().write(out, "tune")
     write_text_atomic(out / "chosen.json", json.dumps(result.to_dict(), indent=1, default=str))
