@@ -35,15 +35,9 @@ from crop.data.scenarios import build_user_scenario, parse_scenarios
 from crop.generic import generic_for_user
 from crop.models.utils import predict
 from crop.report.files import write_text_atomic
-from crop.report.stats import bootstrap_interval
+from crop.report.stats import format_interval
 
 STAGES = ("generic", "initial", "pruned", "mixed", "final")
-
-
-def interval(values: list[float], signed: bool = False) -> str:
-    low, high = bootstrap_interval(values)
-    f = "{:+.1f}" if signed else "{:.1f}"
-    return f"{f.format(np.mean(values))} [{f.format(low)}, {f.format(high)}]"
 
 
 def main() -> None:
@@ -101,11 +95,11 @@ def main() -> None:
         "|---|" + "---|" * (2 * len(measures)),
     ]
     for stage in STAGES:
-        cells = [interval(list(per_person(stage, m).values())) for m in measures]
+        cells = [format_interval(list(per_person(stage, m).values())) for m in measures]
         gaps = []
         for m in measures:
             mine, ref = per_person(stage, m), per_person("generic", m)
-            gaps.append("0" if stage == "generic" else interval([mine[u] - ref[u] for u in users], signed=True))
+            gaps.append("0" if stage == "generic" else format_interval([mine[u] - ref[u] for u in users], signed=True))
         lines.append(f"| {stage} | " + " | ".join(cells + gaps) + " |")
     text = "\n".join(lines) + "\n"
     print(text)

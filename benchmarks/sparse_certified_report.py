@@ -27,7 +27,7 @@ import numpy as np
 
 from crop.bench.runner import load_results
 from crop.report.files import write_text_atomic
-from crop.report.stats import bootstrap_interval
+from crop.report.stats import format_interval
 
 CONTEXTS = (("available", "Ca"), ("unseen", "Cu"))
 
@@ -67,20 +67,6 @@ def seed_gaps(mine: dict[int, dict[int, float]], ref: dict[int, dict[int, float]
         if users:
             parts.append(f"{np.mean([mine[seed][u] - ref[seed][u] for u in users]):+.1f}")
     return " / ".join(parts) if parts else "-"
-
-
-def interval(values: list[float]) -> str:
-    if not values:
-        return "-"
-    low, high = bootstrap_interval(values)
-    return f"{np.mean(values):.1f} [{low:.1f}, {high:.1f}]"
-
-
-def gap(values: list[float]) -> str:
-    if not values:
-        return "-"
-    low, high = bootstrap_interval(values)
-    return f"{np.mean(values):+.1f} [{low:+.1f}, {high:+.1f}]"
 
 
 def main() -> None:
@@ -128,8 +114,8 @@ def main() -> None:
     for label, values, density, seeds in rows:
         users = sorted(next(iter(values.values()))) if values else []
         row = [label, str(len(users)), density]
-        row += [interval(list(values[f"accuracy|{c}"].values())) for c, _ in CONTEXTS]
-        row += [interval(list(values[f"verified@linf:{e}|{c}"].values())) for e in eps for c, _ in CONTEXTS]
+        row += [format_interval(list(values[f"accuracy|{c}"].values())) for c, _ in CONTEXTS]
+        row += [format_interval(list(values[f"verified@linf:{e}|{c}"].values())) for e in eps for c, _ in CONTEXTS]
         to = by_label[gap_to[label]] if label in gap_to else reference
         if reference is not None or gap_to:
             for e in eps:
@@ -139,7 +125,7 @@ def main() -> None:
                         continue
                     mine, ref = values[f"verified@linf:{e}|{c}"], to[1][f"verified@linf:{e}|{c}"]
                     both = sorted(set(mine) & set(ref))
-                    row.append(gap([mine[u] - ref[u] for u in both]))
+                    row.append(format_interval([mine[u] - ref[u] for u in both], signed=True))
             for e in eps:
                 row.append("" if to is None or to[0] == label else seed_gaps(seeds[e], to[3][e]))
         lines.append("| " + " | ".join(row) + " |")

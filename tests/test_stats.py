@@ -84,3 +84,13 @@ def test_tables_show_intervals_p_values_and_harm():
     row = next(r for r in t.rows if r[0] == "crop")
     assert row[5].startswith(f"{g.mean:+.2f} [") and row[8] == "0 %"
     assert next(r for r in summary_table(perf).rows if r[0] == "crop")[2] == g.interval()
+
+
+def test_format_interval_writes_the_mean_and_its_bootstrap_interval():
+    from crop.report.stats import bootstrap_interval, format_interval
+
+    values = [1.0, 2.0, 4.0, 3.5]
+    low, high = bootstrap_interval(values)
+    assert format_interval(values) == f"2.6 [{low:.1f}, {high:.1f}]"
+    assert format_interval([-1.0, 2.0], signed=True, digits=2).startswith("+0.50 [")
+    assert format_interval([]) == "-"

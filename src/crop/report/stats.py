@@ -88,6 +88,16 @@ def bootstrap_interval(
     return (float(res.confidence_interval.low), float(res.confidence_interval.high))
 
 
+def format_interval(values: np.ndarray | list[float], *, signed: bool = False, digits: int = 1) -> str:
+    """``mean [low, high]`` of ``values`` (one per person) with its bootstrap interval
+    (:func:`bootstrap_interval`); ``signed`` writes ``+`` before gains; ``-`` for no values."""
+    if len(values) == 0:
+        return "-"
+    low, high = bootstrap_interval(values)
+    spec = f"{'+' if signed else ''}.{digits}f"
+    return f"{float(np.mean(values)):{spec}} [{low:{spec}}, {high:{spec}}]"
+
+
 def wilcoxon_p(values: np.ndarray | list[float]) -> float:
     """Two-sided Wilcoxon signed-rank p-value of ``values`` against 0 (NaN if undefined)."""
     from scipy import stats
