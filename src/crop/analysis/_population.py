@@ -171,7 +171,7 @@ def population_tune(
     )
     key = hashlib.sha256(key_src.encode()).hexdigest()[:16]
     cache_file = (cache or hapt.cache_dir() / "population") / f"{method}-{kind}-fold{fold}-{key}.json"
-    generic, _ = generic_for_fold(kind, fold)
+    generic, _ = generic_for_fold(kind, fold)  # trained and cached here once; worker processes read the cache
 
     cached: dict[int, dict] = {}
     if cache_file.is_file():
@@ -213,8 +213,13 @@ class _TrialJob:
     metric: str
 
 
-def _score_trial(job: _TrialJob, generic: Any = None) -> PopulationTrial:
-    """Personalize every (person, session direction, seed) of ``job`` and score ``Ca + Cu``."""
+def _sessions(people: Sequence[int]) -> dict[tuple[int, int], Any]:
+    return {(u, s): hapt.load_session(u, s) for u in people for s in (1, 2)}
+
+
+def _score_trial(job: _TrialJob, generic: Any = None, sessions: dict | None = None) -> PopulationTrial:
+    """Personalize every (person, session direction, seed) of ``job`` and score ``Ca + Cu``
+    (``generic`` and ``sessions`` are read here when not given: in a worker process)."""
     if generic is None:
         from crop.generic import generic_for_fold
 
@@ -224,7 +229,7 @@ def _score_trial(job: _TrialJob, generic: Any = None) -> PopulationTrial:
     t0 = time.perf_counter()
     ca, cu, per = [], [], {}
     error = None
-    sessions = {(u, s): hapt.load_session(u, s) for u in job.people for s in (1, 2)}
+    sessions = sessions if sessions is not None else _sessions(job.people)
     try:
         for u in job.people:
             for a in (1, 2):
@@ -249,8 +254,9 @@ def _score_trial(job: _TrialJob, generic: Any = None) -> PopulationTrial:
 def _run_trials(jobs: list[_TrialJob], workers: int, generic: Any) -> Iterator[PopulationTrial]:
     """The trials of ``jobs`` in their order: here, or in ``workers`` spawned processes."""
     if workers == 1 or len(jobs) < 2:
+        sessions = _sessions(jobs[0].people) if jobs else {}  # read once for every grid point
         for job in jobs:
-            yield _score_trial(job, generic)
+            yield _score_trial(job, generic, sessions)
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
