@@ -32,20 +32,22 @@ import torch
 from crop.certify.ball import Box, NormBall
 from crop.certify.ibp import Interval
 from crop.certify.network import Network
+from crop.certify.ops.base import AffineOp
 from crop.errors import CropError
 
 SLACK = 1e-6  # relative widening of the (float32) layer bounds used as variable bounds
 LP_METHOD = "highs-ipm"  # interior point: several times faster than simplex on these programs
 
 
-def _affine_matrix(op, in_shape: tuple[int, ...], dtype: torch.dtype) -> tuple[np.ndarray, np.ndarray]:
-    """``(M, b)`` with ``op(x).flatten() = M @ x.flatten() + b``, read off the operator (in the
-    network's own arithmetic, the one CROWN bounds) on the zero input and on every unit vector."""
+def _affine_matrix(op: AffineOp, in_shape: tuple[int, ...], dtype: torch.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """``(M, b)`` with ``op(x).flatten() = M @ x.flatten() + b``: the operator's own linear part
+    (in the network's arithmetic, the one CROWN bounds) applied to every unit vector, and its
+    offset."""
     n_in = int(np.prod(in_shape))
     with torch.no_grad():
-        bias = op.forward(torch.zeros((1, *in_shape), dtype=dtype)).flatten(1)[0]
-        columns = op.forward(torch.eye(n_in, dtype=dtype).reshape(n_in, *in_shape)).flatten(1) - bias
-    return columns.T.double().numpy(), bias.double().numpy()
+        columns = op.linear(torch.eye(n_in, dtype=dtype).reshape(n_in, *in_shape)).flatten(1)
+        bias = op.offset().flatten() if op.has_offset else torch.zeros(columns.shape[1])
+    return columns.T.double().numpy(), bias.detach().double().numpy()
 
 
 def _flat(t: torch.Tensor, sample: int) -> np.ndarray:
