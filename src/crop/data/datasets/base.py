@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -90,7 +91,7 @@ def _sha(parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-class Dataset:
+class Dataset(ABC):
     """Base class of the datasets; subclasses set the class attributes and implement
     :meth:`files`, :meth:`read` and :meth:`make_model`.
 
@@ -125,17 +126,17 @@ class Dataset:
 
     # ------------------------------------------------------------ to implement
 
+    @abstractmethod
     def files(self) -> list[Path]:
         """The files the loader reads (their listing keys the array cache)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def read(self) -> DatasetData:
         """Parse the files into arrays; one-line :class:`CropError` for anything malformed."""
-        raise NotImplementedError
 
+    @abstractmethod
     def make_model(self, data: DatasetData) -> nn.Module:
         """A fresh, untrained network of the paper's architecture for this data's input shape."""
-        raise NotImplementedError
 
     # ------------------------------------------------------------ shared behaviour
 
