@@ -584,7 +584,7 @@ def run_bench(spec: BenchSpec, progress: bool = True) -> Path:
 
 
 def _population_settings(
-    spec: BenchSpec, groups: list[UnitGroup], bar: Any, fold_of: Callable[[int], int], workers: int = 1
+    spec: BenchSpec, groups: list[UnitGroup], bar: Any, fold_of: Callable[[int], int], workers: int
 ) -> dict[tuple[str, int, str], Any]:
     """Population tuning (:func:`crop.analysis.population_tune`) for every (generic kind, fold,
     method) the run needs, before any unit: ``{key: (config, chosen values)}``. Searches are
@@ -609,7 +609,7 @@ def _population_settings(
             metric=spec.metric,
             base_config=base,
             on_trial=lambda _, job=job: bar.advance(job),
-            workers=max(1, workers),  # local processes, whatever executor runs the units
+            workers=workers,  # local processes, whatever executor runs the units
         )
         out[(kind, fold, method)] = (result.best_config, result.chosen)
     return out
