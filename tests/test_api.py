@@ -29,7 +29,8 @@ def test_any_module_can_be_personalized_and_evaluated():
     torch.manual_seed(0)
     net = ODEStyleNet()
     r = crop.personalize(net, make_data(), {"initial": {"epochs": 3}, "final": {"epochs": 2}}, seed=0)
-    assert isinstance(r.model, ODEStyleNet)
+    assert isinstance(r.model, crop.models.routed.RoutedModel) and isinstance(r.model.personal, ODEStyleNet)
+    assert isinstance(r.model.generic, ODEStyleNet) and r.model.generic is not net  # a copy, served beside it
     assert 0.0 <= r.prune_amount < 1.0
     scores = crop.evaluate(r.model, {"a": make_data(seed=1), "u": make_data(seed=2, shift=1.0)})
     assert set(scores) == {"a", "u"} and set(scores["a"]) == {"balanced_accuracy", "accuracy", "f1"}

@@ -44,6 +44,20 @@ def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float((hits[present] / support[present]).mean())
 
 
+def class_recall(y_true: np.ndarray, y_pred: np.ndarray) -> list[float | None]:
+    """Recall of every class ``0 .. max(y_true)`` (``None`` for a class absent from ``y_true``):
+    the per-class terms whose mean is :func:`balanced_accuracy`. Shows a class the model stopped
+    recognising, which a mean over classes can hide."""
+    y_true = np.asarray(y_true, dtype=np.int64)
+    y_pred = np.asarray(y_pred, dtype=np.int64)
+    if y_true.size == 0:
+        return []
+    size = int(y_true.max()) + 1
+    support = np.bincount(y_true, minlength=size)
+    hits = np.bincount(y_true[y_true == y_pred], minlength=size)[:size]
+    return [round(float(h / n), 10) if n else None for h, n in zip(hits, support, strict=True)]
+
+
 def f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     """F1 of the positive class for binary labels, macro F1 otherwise (Stress sensing).
 

@@ -149,6 +149,11 @@ RULES: dict[str, Rule] = {
     "dro_step": Rule(0, 10, lo_open=True),
     "guard_tolerance": UNIT,
     "guard_steps": Rule(1, 100),
+    # per-window routing (crop.personalization.route.RouteConfig)
+    "neighbours": Rule(1, 1_000),
+    "quantile": Rule(0, 1, lo_open=True),
+    "sharpness": Rule(0, 1_000),
+    "floor": UNIT,
     # --certify (RobustnessSpec)
     "RobustnessSpec.eps": Rule(0, 10, max_len=MAX_RADII),
     "RobustnessSpec.sigma": Rule(0, 10, lo_open=True),
@@ -166,11 +171,12 @@ RULES: dict[str, Rule] = {
 # ("module", "NAME") naming a tuple defined next to the code that uses it.
 CHOICES: dict[str, tuple[str, ...] | tuple[str, str]] = {
     "families": ("crop.personalization.invariance", "FAMILIES"),
+    "spaces": ("crop.models.routed", "SPACES"),
     "GenericTrainConfig.norm": ("batch", "none"),
     "RobustnessSpec.norm": ("linf", "l2"),
     "RobustnessSpec.lipschitz": ("power", "fft"),
 }
-_LAZY_CHOICES = {"families"}
+_LAZY_CHOICES = {"families", "spaces"}
 
 
 def rule_for(cls: type, name: str, root: type | None = None, path: str = "") -> Rule | None:

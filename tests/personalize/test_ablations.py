@@ -61,6 +61,7 @@ def test_every_variant_is_registered_and_differs_from_crop_in_its_documented_fie
         "crop-no-invariance": {
             "invariance": {"weight": 0.0, "families": ("orientation", "perturbation"), "threshold": 0.5, "draws": 4}
         },
+        "crop-unrouted": {"route": {**dataclasses.asdict(CRoPConfig().route), "enabled": False}},
     }
     assert set(VARIANTS) == set(expected)
     base = dataclasses.asdict(CRoPConfig())
@@ -196,7 +197,7 @@ def test_unknown_step_options_fail_before_training(tiny_model, tiny_split):
         crop.personalize(tiny_model, tiny_split, {"cycles": 0}, method="crop-mpi")
 
 
-def test_crop_paper_is_algorithm_1_as_written_and_crop_differs_in_two_documented_fields():
+def test_crop_paper_is_algorithm_1_as_written_and_crop_differs_in_three_documented_fields():
     paper = dataclasses.asdict(get_method("crop-paper").config_class())
     assert paper["recalibrate_bn"] is False and paper["invariance"]["weight"] == 0.0
     assert (paper["alpha"], paper["alpha_param"], paper["penalty"], paper["tau"]) == (1e-3, "log", "l1", 0.05)
@@ -205,8 +206,9 @@ def test_crop_paper_is_algorithm_1_as_written_and_crop_differs_in_two_documented
     assert paper["final"]["include_initial"] is True
     default = dataclasses.asdict(CRoPConfig())
     differs = {k for k in default if default[k] != paper[k]}
-    assert differs == {"recalibrate_bn", "invariance"}
+    assert differs == {"recalibrate_bn", "invariance", "route"}
     assert default["invariance"] == {**paper["invariance"], "weight": 1.0}
+    assert paper["route"] == {**default["route"], "enabled": False} and default["route"]["enabled"] is True
 
 
 def test_crop_paper_runs_the_paper_configuration(tiny_model, tiny_split):

@@ -169,7 +169,7 @@ def test_crop_end_to_end_states_and_selection(tiny_model, tiny_split):
     assert hist[0]["epoch"] == 0
     best = max(h["val_metric"] for h in hist)
     assert hist[r.info["final_epoch"]]["val_metric"] == best
-    final_val = score(r.model, tiny_split.val)
+    final_val = score(r.model.personal, tiny_split.val)  # the personalized network the routed model serves
     assert final_val == pytest.approx(best)
     if r.info["mixed_selected"]:
         for k, v in r.states["mixed"].items():

@@ -132,7 +132,11 @@ def method_config(spec: BenchSpec, method: str) -> Any:
 def evaluate_unit(
     model: nn.Module, us: UserScenario, base: dict[str, Any], metrics: Sequence[str] = REPORTED_METRICS
 ) -> list[dict[str, Any]]:
-    """Records of ``model`` on the available test split and each unseen context."""
+    """Records of ``model`` on the available test split and each unseen context. Balanced-accuracy
+    records also carry ``recall``, the per-class recalls it averages (:func:`crop.metrics.class_recall`),
+    so a lost class shows in the reports."""
+    from crop.metrics import class_recall
+
     records = []
     contexts = [("available", us.available_name, us.available.test)]
     contexts += [("unseen", name, data) for name, data in us.unseen.items()]
@@ -140,7 +144,10 @@ def evaluate_unit(
         pred = predict(model, data.X)
         for m in metrics:
             value = METRICS[m](data.y, pred)
-            records.append({**base, "context": context, "context_name": name, "metric": m, "value": round(value, 10)})
+            record = {**base, "context": context, "context_name": name, "metric": m, "value": round(value, 10)}
+            if m == "balanced_accuracy":
+                record["recall"] = class_recall(data.y, pred)
+            records.append(record)
     return records
 
 

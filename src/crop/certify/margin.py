@@ -23,7 +23,7 @@ Margin arrays have shape ``(B, K)``; the entry of the true class is ``+inf`` (no
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -153,6 +153,13 @@ def margin_bounds(
     return MarginBounds(lower, ibp, crown, alpha)
 
 
+def routed_parts(model: Any) -> tuple[nn.Module, nn.Module] | None:
+    """``(generic, personalized)`` networks of a routed model; ``None`` for any other model."""
+    from crop.models.routed import RoutedModel
+
+    return (model.generic, model.personal) if isinstance(model, RoutedModel) else None
+
+
 @torch.no_grad()
 def verify(
     model: nn.Module | Network,
@@ -169,11 +176,22 @@ def verify(
     """Per-window verification: ``{"ibp", "crown", "alpha-crown", "both"}`` -> bool arrays
     ``(n,)`` (those computed; ``"both"``, with methods ``both`` and ``alpha-crown``, is the
     reported certificate: the best of every bound computed) and ``"margin"`` -> the reported
-    worst-case margin lower bound ``(n,)``. ``iterations`` and ``lr`` are alpha-CROWN's."""
+    worst-case margin lower bound ``(n,)``. ``iterations`` and ``lr`` are alpha-CROWN's.
+
+    A routed model (:class:`~crop.models.routed.RoutedModel`) is verified through its two
+    networks: a window counts as verified when both the generic and the personalized network are
+    verified for its label. That is sound whatever the routing weights do inside the ball: if
+    both networks rank the label first at a point, so does every mixture ``w p_P + (1 - w) p_G``
+    of their class probabilities (a convex combination keeps each inequality). Its margin is the
+    smaller of the two networks' margins (a bound on the networks, not on the blend)."""
     X = torch.as_tensor(X, dtype=torch.float32) if not torch.is_tensor(X) else X
     y = torch.as_tensor(y)
     if len(X) == 0:
         raise CropError("no windows to verify")
+    parts = routed_parts(model)
+    if parts is not None:
+        a, b = (verify(p, X, y, eps, norm, method, batch_size=batch_size, iterations=iterations, lr=lr) for p in parts)
+        return {k: (np.minimum(a[k], b[k]) if k == "margin" else a[k] & b[k]) for k in a}
     net = compile_network(model, tuple(X.shape[1:]), dtype=X.dtype, device=X.device)
     out: dict[str, list] = {"margin": []}
     for start in range(0, len(X), batch_size):

@@ -37,7 +37,7 @@ from torch import nn
 
 from crop.certify.attacks import pgd_attack
 from crop.certify.lipschitz import lipschitz_bound, lipschitz_radius
-from crop.certify.margin import verify
+from crop.certify.margin import routed_parts, verify
 from crop.certify.smoothing import certified_accuracy, certify
 from crop.errors import CropError
 
@@ -216,8 +216,15 @@ def robustness_measures(
                 kept += int((~broken).sum())
             out.append({"metric": f"pgd@{tag}", "value": kept / len(Xt), "norm": spec.norm, "radius": eps})
     if spec.lipschitz and spec.eps:
-        bound = lipschitz_bound(model, tuple(Xt.shape[1:]), spec.lipschitz).value
-        radius_l2 = lipschitz_radius(model, Xt, yt, bound)
+        # a routed model: the smaller of its two networks' radii (both keep the label inside it, so
+        # every mixture of their probabilities does; crop.certify.margin.verify)
+        radius_l2 = np.min(
+            [
+                lipschitz_radius(net, Xt, yt, lipschitz_bound(net, tuple(Xt.shape[1:]), spec.lipschitz).value)
+                for net in routed_parts(model) or (model,)
+            ],
+            axis=0,
+        )
         dim = int(np.prod(Xt.shape[1:]))
         for eps in spec.eps:
             needed = eps * math.sqrt(dim) if spec.norm == "linf" else eps

@@ -71,9 +71,17 @@ def personalize(
     seed: Annotated[int, typer.Option(help="split and training seed", min=0, max=MAX_SEED)] = 0,
     config: Annotated[Path | None, typer.Option(help="TOML file with a [method] table of options")] = None,
     metric: Annotated[str | None, typer.Option(help="accuracy measure (default: the dataset's)")] = None,
+    evidence: Annotated[
+        Path | None,
+        typer.Option(
+            help="population evidence for the expected unseen-context change: an all-user crop bench directory "
+            "or an evidence file (default: the one crop ships for the dataset, if any)"
+        ),
+    ] = None,
 ) -> None:
     """Personalize one person: a HAPT user, a user of a dataset (--dataset, --root), or your own
-    data file plus a generic model file."""
+    data file plus a generic model file. Prints what people like this one can expect in the
+    contexts nobody recorded, from population evidence (never from this person's unseen data)."""
 
     from crop.api import evaluate
     from crop.api import personalize as run_personalize
@@ -83,6 +91,8 @@ def personalize(
 
     out = check_out_dir(out, "--out", ("model.safetensors", "model.sparse.safetensors", "summary.json"))
     get_method(method)
+    if evidence is not None and not evidence.exists():
+        raise CropError(f"--evidence {evidence}: no such file or directory")
     t0 = time.perf_counter()
     if dataset != "hapt":
         if data is not None or available is not None:
@@ -121,6 +131,10 @@ def personalize(
         "seconds": round(time.perf_counter() - t0, 3),
         "environment": _environment(),  # what the weights' last bits depend on besides the inputs
     }
+    expectation, expectation_note = _expectation(evidence, dataset, subject, method, metric, scores, generic_scores)
+    summary["expectation"] = expectation.to_dict() if expectation is not None else {"none": expectation_note}
+    if "route" in result.info:
+        summary["route"] = result.info["route"]
     if "mixed_selected" in result.info:
         summary["mixed_model_selected"] = result.info["mixed_selected"]
         summary["timings"] = result.info.get("timings")
@@ -158,7 +172,43 @@ def personalize(
         )
     elif result.prune_amount is not None:
         console.print(f"pruning amount chosen by ToleratedPrune: {result.prune_amount:.2f}")
+    if "route" in result.info:
+        console.print(
+            "routing: windows unlike this person's enrollment data are served by the generic model "
+            f"(personalized model's mean weight on the validation windows {result.info['route']['weight_val']:.2f})"
+        )
+    console.print(
+        f"What people like this one can expect where nobody recorded: {expectation_note}", markup=False, highlight=False
+    )
     console.print(f"wrote {out / 'model.safetensors'} and {out / 'summary.json'}")
+
+
+def _expectation(
+    evidence: Path | None,
+    dataset: str,
+    subject: dict[str, Any],
+    method: str,
+    metric: str,
+    scores: dict[str, dict[str, float]],
+    generic_scores: dict[str, dict[str, float]],
+) -> tuple[Any, str]:
+    """The population expectation for this person (:func:`crop.report.expect.person_expectation`):
+    chosen by their available-context scores only; unseen-context scores are never passed."""
+    from crop.report.expect import person_expectation
+
+    key = "available (test split)"
+    own = 100 * scores[key][metric] if key in scores else None
+    gen = 100 * generic_scores[key][metric] if key in generic_scores else None
+    return person_expectation(
+        evidence,
+        dataset=dataset,
+        scenario=subject.get("scenario"),
+        method=method,
+        metric=metric,
+        person=subject.get("user"),
+        generic_available=gen,
+        available=own,
+    )
 
 
 @_guard

@@ -79,7 +79,11 @@ def sha256_file(path: str | Path) -> str:
 
 
 def input_shape_of(model: nn.Module) -> tuple[int, ...] | None:
-    """The per-sample input shape of a built-in architecture, from its recorded config."""
+    """The per-sample input shape of a built-in architecture, from its recorded config (a routed
+    model's: its generic network's)."""
+    inner = getattr(model, "generic", None)
+    if type(model).__name__ == "RoutedModel" and isinstance(inner, nn.Module):
+        return input_shape_of(inner)
     config = getattr(model, "config", {})
     name = type(model).__name__
     if name == "HAPTNet" or name == "ExtraSensoryCNNGRU":
@@ -95,6 +99,8 @@ def input_shape_of(model: nn.Module) -> tuple[int, ...] | None:
 
 def class_names(model: nn.Module, n_classes: int) -> list[str]:
     """HAPT's six activities for the HAPT network, else the class indices as text."""
+    if type(model).__name__ == "RoutedModel":
+        return class_names(model.generic, n_classes)
     if type(model).__name__ == "HAPTNet" and n_classes == len(HAPT_ACTIVITIES):
         return list(HAPT_ACTIVITIES)
     return [str(i) for i in range(n_classes)]

@@ -43,11 +43,48 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
 }
 
 
+def _routed(**config: Any) -> nn.Module:
+    """A :class:`~crop.models.routed.RoutedModel` from its recorded config: the two networks'
+    built-in architectures and configs (as JSON strings) and the routing's own values."""
+    from crop.models.routed import RoutedModel
+
+    parts = {}
+    for role in ("generic", "personal"):
+        arch = config.pop(f"{role}_arch", None)
+        if arch not in ARCHITECTURES or arch == "routed":
+            raise ValueError(f"a routed model's {role} network has no built-in architecture ({arch!r})")
+        parts[role] = ARCHITECTURES[arch](**_architecture_config(str(config.pop(f"{role}_config", "{}"))))
+    spaces = str(config.pop("spaces", "")).split(",")
+    return RoutedModel(parts["generic"], parts["personal"], spaces=spaces, **config)
+
+
+ARCHITECTURES["routed"] = _routed
+
+
 def architecture_name(model: nn.Module) -> str | None:
+    from crop.models.routed import RoutedModel
+
+    if isinstance(model, RoutedModel):
+        inner = (architecture_name(model.generic), architecture_name(model.personal))
+        return "routed" if None not in inner and "routed" not in inner else None
     for name, factory in ARCHITECTURES.items():
         if type(model) is factory:
             return name
     return None
+
+
+def architecture_config(model: nn.Module) -> dict[str, Any]:
+    """The constructor arguments :func:`load_model` rebuilds ``model`` from (plain values)."""
+    from crop.models.routed import RoutedModel
+
+    if not isinstance(model, RoutedModel):
+        return dict(getattr(model, "config", {}))
+    config = {k: v for k, v in model.config.items() if k != "spaces"}
+    config["spaces"] = ",".join(model.config["spaces"])
+    for role, net in (("generic", model.generic), ("personal", model.personal)):
+        config[f"{role}_arch"] = architecture_name(net)
+        config[f"{role}_config"] = json.dumps(architecture_config(net), sort_keys=True)
+    return config
 
 
 def model_metadata(model: nn.Module, metadata: dict[str, Any] | None = None) -> dict[str, str]:
@@ -56,7 +93,7 @@ def model_metadata(model: nn.Module, metadata: dict[str, Any] | None = None) -> 
     arch = architecture_name(model)
     if arch is not None:
         meta["crop_arch"] = arch
-        meta["crop_config"] = json.dumps(getattr(model, "config", {}))
+        meta["crop_config"] = json.dumps(architecture_config(model))
     for key, value in (metadata or {}).items():
         meta[str(key)] = value if isinstance(value, str) else json.dumps(value)
     return meta

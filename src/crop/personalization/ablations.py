@@ -17,12 +17,17 @@ crop-prune-best     prune the best-validation epoch of step 1,         2 (checkp
                     not the last one (the DESIGN's pitfall list)
 crop-stale-bn       no BatchNorm re-estimation after mixing            4 (mixing)
 crop-no-invariance  plain cross-entropy, no invariance term            2 and 5 (objective)
+crop-unrouted       the personalized model alone, no per-window        after 5 (routing)
+                    routing to the generic model
 finetune-invariant  conventional finetuning *with* the invariance      (not CRoP: what the
                     term (crop's objective without its steps)          invariance term alone buys)
+finetune-routed     conventional finetuning with crop's routing        (not CRoP: what routing
+                                                                        alone buys)
 ==================  =================================================  ==========================
 
-``crop-stale-bn`` and ``crop-no-invariance`` remove one of the two departures of the default
-``crop`` from the paper; ``crop-paper`` removes both (:mod:`crop.personalization.crop`).
+``crop-stale-bn``, ``crop-no-invariance`` and ``crop-unrouted`` each remove one of the three
+departures of the default ``crop`` from the paper; ``crop-paper`` removes all three
+(:mod:`crop.personalization.crop`).
 
 Every variant but ``crop-mpi`` is CRoP (:func:`~crop.personalization.crop.fit_crop`) with a config
 whose defaults differ in one field, so all other options (and, with the same seed, every
@@ -58,6 +63,7 @@ from crop.personalization.mix import mix
 from crop.personalization.prune import FreezePruned, PruneCriterion, global_masks, prunable_names, prune_scores
 from crop.personalization.registry import PersonalizationResult, register_method, register_variant
 from crop.personalization.regularize import AlphaParam, PenaltyKind
+from crop.personalization.route import RouteConfig, route
 
 
 @dataclass
@@ -130,6 +136,13 @@ class NoInvarianceConfig(CRoPConfig):
     invariance: InvarianceConfig = field(default_factory=InvarianceConfig)
 
 
+@dataclass
+class UnroutedConfig(CRoPConfig):
+    """CRoP serving the personalized model alone (no per-window routing to the generic model)."""
+
+    route: RouteConfig = field(default_factory=lambda: RouteConfig(enabled=False))
+
+
 VARIANTS: dict[str, tuple[type, str]] = {
     "crop-gp": (GPConfig, "ablation: gradient-based pruning |w*grad| (GP) instead of magnitude"),
     "crop-mpt": (MPTConfig, "ablation: prune the top-magnitude weights (MP-T)"),
@@ -141,6 +154,7 @@ VARIANTS: dict[str, tuple[type, str]] = {
     "crop-prune-best": (PruneBestConfig, "ablation: prune the best-validation model of step 1, not the last"),
     "crop-stale-bn": (StaleBNConfig, "ablation: no BatchNorm re-estimation after mixing"),
     "crop-no-invariance": (NoInvarianceConfig, "ablation: plain cross-entropy, no invariance term"),
+    "crop-unrouted": (UnroutedConfig, "ablation: the personalized model alone, no routing to the generic model"),
 }
 
 
@@ -167,6 +181,22 @@ fit_finetune_invariant = register_variant(
     "ablation: conventional finetuning with crop's invariance term",
     fit_finetune,
     "Finetuning with the invariance term: what that term buys without CRoP's steps.",
+)
+
+
+@dataclass
+class RoutedFinetuneConfig(FinetuneConfig):
+    """Conventional finetuning served through crop's per-window routing."""
+
+    route: RouteConfig = field(default_factory=RouteConfig)
+
+
+fit_finetune_routed = register_variant(
+    "finetune-routed",
+    RoutedFinetuneConfig,
+    "conventional finetuning with crop's per-window routing to the generic model",
+    fit_finetune,
+    "Finetuning served through crop's routing: what routing buys without CRoP's steps.",
 )
 
 
@@ -265,15 +295,17 @@ def fit_crop_mpi(
             }
         )
     assert step is not None
+    final_state = state_copy(model)
+    served, route_info = route(generic, model, available.train.X, available.val.X, config.route)
     return PersonalizationResult(
         "crop-mpi",
-        model,
+        served,
         states={
             "generic": generic_state,
             "initial": base.states["initial"],
             "pruned": pruned_state,
             "mixed": mixed_state,
-            "final": state_copy(model),
+            "final": final_state,
         },
         prune_amount=target,
         info={
@@ -292,5 +324,6 @@ def fit_crop_mpi(
             "history_initial": base.info["history_initial"],
             "history_final": step.history,
             "timings": {**base.info["timings"], "cycles": time.perf_counter() - t0},
+            **route_info,
         },
     )

@@ -40,6 +40,7 @@ from crop.personalization.norm import recalibrate_batchnorm
 from crop.personalization.prune import FreezePruned, PruneCriterion, prunable_names, prune_scores, tolerated_prune
 from crop.personalization.registry import PersonalizationResult, check_available, register_method
 from crop.personalization.regularize import AlphaParam, PenaltyKind, WeightPenalty
+from crop.personalization.route import RouteConfig, check_route_config, route
 
 
 def _initial_phase() -> TrainConfig:
@@ -91,6 +92,9 @@ class CRoPConfig:
             ``final`` keeps the best validation checkpoint with the mixed model as a candidate.
         mitigation: fairness mitigation (:mod:`crop.personalization.mitigation`; off by default): a
             group objective in both finetuning phases and/or the do-no-harm guard after step 4.
+        route: after step 4, serve each window by the personalized model where it is like the
+            person's enrollment data and by the generic model where it is not
+            (:mod:`crop.personalization.route`). Default on (beyond the paper).
     """
 
     alpha: float = 1e-3
@@ -113,6 +117,7 @@ class CRoPConfig:
     initial: TrainConfig = field(default_factory=_initial_phase)
     final: TrainConfig = field(default_factory=_final_phase)
     mitigation: MitigationConfig = field(default_factory=MitigationConfig)
+    route: RouteConfig = field(default_factory=RouteConfig)
 
 
 def _penalty(config: CRoPConfig, alpha: float) -> WeightPenalty:
@@ -131,6 +136,7 @@ def check_crop_config(config: CRoPConfig) -> None:
         raise CropError(f"unknown final_finetune {config.final_finetune!r}; choose full or partial")
     if config.prune_eval not in ("pruned", "mixed"):
         raise CropError(f"unknown prune_eval {config.prune_eval!r}; choose pruned or mixed")
+    check_route_config(config.route)
 
 
 @register_method("crop", CRoPConfig, "CRoP: penalized finetuning, ToleratedPrune, mixing, final finetuning")
@@ -220,16 +226,18 @@ def fit_crop(
     if config.mitigation.guard:
         guard_windows = recal_windows if recal_windows is not None else available.train.X
         _, extra["guard"] = do_no_harm(generic, model, available.val, guard_windows, config.mitigation)
+    final_state = state_copy(model)
+    served, route_info = route(generic, model, available.train.X, available.val.X, config.route)
 
     return PersonalizationResult(
         method_name,
-        model,
+        served,
         states={
             "generic": generic_state,
             "initial": initial_state,
             "pruned": pruned.state,
             "mixed": mixed_state,
-            "final": state_copy(model),
+            "final": final_state,
         },
         prune_amount=pruned.amount,
         info={
@@ -243,6 +251,7 @@ def fit_crop(
             "mixed_selected": step2.best_epoch == 0,
             **invariance_info,
             **extra,
+            **route_info,
             "history_initial": step1.history,
             "history_final": step2.history,
             "timings": {
@@ -258,7 +267,7 @@ def fit_crop(
 class CRoPPaperConfig(CRoPConfig):
     """CRoP exactly as the paper's Algorithm 1 and 2 read: no normalization re-estimation after
     mixing, ToleratedPrune scoring the zero-pruned model, cross-entropy objective (no
-    invariance or contrastive term), every other option at its paper value. Registered as
+    invariance or contrastive term), no routing, every other option at its paper value. Registered as
     ``crop-paper`` so the paper-literal configuration stays available by name whatever the
     defaults of ``crop`` become."""
 
@@ -281,6 +290,7 @@ class CRoPPaperConfig(CRoPConfig):
     contrastive: ContrastiveConfig = field(default_factory=ContrastiveConfig)
     initial: TrainConfig = field(default_factory=_initial_phase)
     final: TrainConfig = field(default_factory=_final_phase)
+    route: RouteConfig = field(default_factory=lambda: RouteConfig(enabled=False))
 
 
 @register_method("crop-paper", CRoPPaperConfig, "CRoP with the paper-literal configuration (Algorithms 1 and 2)")

@@ -14,6 +14,7 @@ from crop.personalization.invariance import InvarianceConfig, invariance_objecti
 from crop.personalization.loop import TrainConfig, train
 from crop.personalization.mitigation import MitigationConfig, do_no_harm, mitigation_objective
 from crop.personalization.registry import PersonalizationResult, check_available, register_method
+from crop.personalization.route import RouteConfig, check_route_config, route
 
 
 @dataclass
@@ -24,13 +25,16 @@ class FinetuneConfig:
     (:mod:`crop.personalization.invariance`) or its class structure
     (:mod:`crop.personalization.contrastive`) to the objective, so their effect can be measured
     without CRoP's steps. ``mitigation`` (off by default): group-balanced reweighting, group
-    DRO and the do-no-harm guard (:mod:`crop.personalization.mitigation`).
+    DRO and the do-no-harm guard (:mod:`crop.personalization.mitigation`). ``route`` (off by
+    default; on in ``finetune-routed``): serve each window by the finetuned or the generic model by
+    its distance from the enrollment data (:mod:`crop.personalization.route`).
     """
 
     train: TrainConfig = field(default_factory=TrainConfig)
     invariance: InvarianceConfig = field(default_factory=InvarianceConfig)
     contrastive: ContrastiveConfig = field(default_factory=ContrastiveConfig)
     mitigation: MitigationConfig = field(default_factory=MitigationConfig)
+    route: RouteConfig = field(default_factory=lambda: RouteConfig(enabled=False))
 
 
 @register_method("finetune", FinetuneConfig, "conventional finetuning (M^C)")
@@ -44,6 +48,7 @@ def fit_finetune(
 ) -> PersonalizationResult:
     """Finetune all parameters on the available context with cross-entropy."""
     n_classes = check_available(generic, available)
+    check_route_config(config.route)
     model = clone_model(generic)
     objective, invariance_info = invariance_objective(generic, available.train.X, config.invariance, seed)
     objective = contrastive_objective(generic, available.train.X, available.train.y, config.contrastive, objective)
@@ -56,11 +61,13 @@ def fit_finetune(
         extra["group_weights"] = group_objective.trace[-1]
     if config.mitigation.guard:
         _, extra["guard"] = do_no_harm(generic, out.model, available.val, available.train.X, config.mitigation)
+    final_state = state_copy(out.model)
+    served, route_info = route(generic, out.model, available.train.X, available.val.X, config.route)
     return PersonalizationResult(
         "finetune",
-        out.model,
-        states={"generic": state_copy(generic), "final": state_copy(out.model)},
-        info={"best_epoch": out.best_epoch, "history": out.history, **invariance_info, **extra},
+        served,
+        states={"generic": state_copy(generic), "final": final_state},
+        info={"best_epoch": out.best_epoch, "history": out.history, **invariance_info, **extra, **route_info},
     )
 
 

@@ -19,8 +19,12 @@ number. Its inputs:
   model's).
 
 Sections (:data:`SECTIONS`, the same in the HTML page and its Markdown twin): who and what,
-accuracy, population evidence, robustness, sparsity and size, fairness, do-no-harm verdict.
-A section without data says so and names the command that adds it.
+accuracy, what to expect where nobody recorded, population evidence, robustness, sparsity and
+size, fairness, do-no-harm verdict. The expectation comes from other people only
+(:mod:`crop.report.expect`: the bench's people most like this one by available-context
+accuracy, this person left out); the verdict uses this person's unseen-context labels, which a
+benchmark has and a deployment never does, and says so. A section without data says so and
+names the command that adds it.
 
 The page is rendered by :mod:`crop.report.card_render`; this module only gathers evidence.
 """
@@ -54,11 +58,12 @@ MAX_DEPTH = 3  # how deep ``crop card DIR`` looks for model directories below DI
 SECTIONS: tuple[tuple[str, str], ...] = (
     ("who", "Who and what"),
     ("accuracy", "Accuracy on this person's contexts"),
+    ("expect", "What to expect where nobody recorded"),
     ("population", "Population evidence for unseen contexts"),
     ("robustness", "Robustness"),
     ("size", "Sparsity and size"),
     ("fairness", "Fairness"),
-    ("harm", "Do-no-harm verdict"),
+    ("harm", "Do-no-harm verdict (benchmark only: uses unseen-context labels)"),
 )
 ACCURACY_METRICS = ("balanced_accuracy", "accuracy", "f1")
 CONFUSION = "confusion"  # the metric of crop bench --fairness records (crop.fairness._records)
@@ -367,6 +372,65 @@ def _population(m: _Model, bench: Bench | None, perf: Any) -> Section:
     return sec
 
 
+def _expect(m: _Model, bench: Bench | None) -> Section:
+    """The expected unseen-context change and probability of harm for someone like this person,
+    from the bench (this person left out) or, without one, what ``crop personalize`` recorded."""
+    from crop.report.expect import evidence_rows, expect
+
+    sec = Section("expect", dict(SECTIONS)["expect"])
+    key = "available (test split)"
+    own, gen = m.scores.get(key), m.generic_scores.get(key)
+    found = None
+    if bench is not None and _bench_match(m, bench) is None:
+        rows = evidence_rows(bench.records, m.scenario or "", m.method, m.metric)
+        if len([r for r in rows if str(r["user"]) != str(m.user)]) >= 2:
+            found = expect(
+                rows,
+                scenario=m.scenario or "",
+                method=m.method,
+                person=m.user,
+                generic_available=gen,
+                available=own,
+                source=str(bench.path),
+            ).to_dict()
+    recorded = m.summary.get("expectation")
+    if found is None and isinstance(recorded, dict) and _num(recorded.get("change")) is not None:
+        found = recorded
+    if found is None:
+        why = recorded.get("none") if isinstance(recorded, dict) and isinstance(recorded.get("none"), str) else None
+        sec.missing = (
+            f"not computed: {why or 'no population evidence for this method and scenario'}; run {_bench_rerun(m)}"
+        )
+        return sec
+    try:
+        rows = [
+            [
+                "expected unseen-context change",
+                f"{found['change']:+.2f} pp [{found['change_low']:+.2f}, {found['change_high']:+.2f}]",
+            ],
+            [
+                "probability of harm",
+                f"{100 * found['harm']:.0f} % [{100 * found['harm_low']:.0f}, {100 * found['harm_high']:.0f}]",
+            ],
+            ["people it rests on", f"{found['people']} of {found['population']}"],
+            [
+                "whole population",
+                f"{found['population_change']:+.2f} pp; {100 * found['population_harm']:.0f} % harmed",
+            ],
+        ]
+    except (KeyError, TypeError, ValueError):
+        sec.missing = "not computed: the expectation recorded in summary.json is damaged"
+        return sec
+    sec.tables.append(TableBlock("", ["", ""], rows))
+    sec.text.append(
+        f"From `{found.get('source', '')}`: {found.get('basis', '')}. Harm: unseen-context accuracy more than "
+        f"{HARM_MARGIN:g} pp below the generic model's. Change: mean with a 95 % bootstrap interval over those "
+        "people; probability: their share harmed with a 95 % Wilson interval. These figures describe other "
+        "people of the benchmark, never this person's unseen data (`crop.report.expect`)."
+    )
+    return sec
+
+
 def _measure_kind(metric: str) -> str:
     name = metric.split("@", 1)[0]
     if name.startswith("pgd"):
@@ -623,7 +687,9 @@ def _harm(m: _Model, perf: Any, bench: Bench | None) -> tuple[Section, str]:
         sec.text.append(
             f"Verdict: **{verdict}**. The project's definition (`crop.report.stats.harm_rate`): a person is harmed "
             f"when their unseen-context accuracy falls more than {HARM_MARGIN:g} pp below the generic model's "
-            f"(mean over the unseen contexts: {', '.join(common)})."
+            f"(mean over the unseen contexts: {', '.join(common)}). It reads this person's unseen-context labels, "
+            "which a benchmark has and a deployment never does; what a deployment can know is in "
+            f"'{dict(SECTIONS)['expect']}'."
         )
     if bench is not None and m.scenario is not None and _bench_match(m, bench) is None:
         from crop.report.stats import harm_rate
@@ -650,6 +716,7 @@ def build_card(model_dir: str | Path, bench: Bench | None = None) -> Card:
     sections = [
         _who(m),
         _accuracy(m),
+        _expect(m, bench),
         _population(m, bench, perf),
         _robustness(m, bench),
         _size(m),

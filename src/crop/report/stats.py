@@ -14,7 +14,15 @@ the paper's definition, with seeds averaged before users). On top of it:
   (``tie`` = 0.5 pp by default: a HAPT user's unseen context has 137-191 windows, so half a
   point is about one window);
 * the harm rate: the share of users whose unseen-context accuracy, averaged over seeds, falls
-  more than ``harm_margin`` (2 pp) below the generic model's.
+  more than ``harm_margin`` (2 pp) below the generic model's, with a 95 % bootstrap interval
+  over users (:func:`harm_summary`);
+* the worst decile: the mean unseen-context change against the generic model of the 10 % of
+  people it serves worst (at least one person), and the single worst change;
+* "lost a class": people for whom, in some unseen context, the recall of some class falls more
+  than ``LOST_MARGIN`` (30 pp) below the generic model's recall of that class on the same
+  windows (per-class recalls averaged over seeds; :func:`lost_class_users`). A person whose
+  model stops recognising one activity can keep a balanced accuracy that looks fine on
+  average; this count makes the loss visible.
 
 With five users an interval is wide by construction: that is the point of reporting it.
 """
@@ -31,6 +39,8 @@ Perf = dict[tuple[str, str, int, int], dict[str, float]]  # (scenario, method, u
 N_RESAMPLES = 10_000
 TIE = 0.5
 HARM_MARGIN = 2.0
+LOST_MARGIN = 30.0
+WORST_SHARE = 0.1
 
 
 def per_user_means(perf: Perf, scenario: str, method: str) -> dict[int, dict[str, float]]:
@@ -122,6 +132,117 @@ def harm_rate(perf: Perf, scenario: str, method: str, margin: float = HARM_MARGI
     if not users:
         return float("nan")
     return float(np.mean([own[u]["unseen"] < generic[u]["unseen"] - margin for u in users]))
+
+
+def unseen_changes(perf: Perf, scenario: str, method: str, reference: str = "generic") -> dict[int, float]:
+    """Per-user unseen-context change of ``method`` against ``reference`` (pp, seeds matched)."""
+    return per_user_gains(perf, scenario, method, reference, ("unseen",))
+
+
+@dataclass(frozen=True)
+class HarmSummary:
+    """Who loses against the generic model in the unseen context, over people.
+
+    ``rate`` is the share harmed (change below ``-HARM_MARGIN``) with its 95 % bootstrap
+    interval ``[low, high]`` over users; ``worst_decile`` the mean change of the worst
+    ``WORST_SHARE`` of people; ``worst`` the single worst change and ``worst_user`` whose it is;
+    ``harmed`` the harmed users with their change, worst first."""
+
+    rate: float
+    low: float
+    high: float
+    worst_decile: float
+    worst: float
+    worst_user: object
+    harmed: tuple[tuple[object, float], ...]
+    n_users: int
+
+    def interval(self) -> str:
+        if self.n_users == 0:
+            return "-"
+        return f"{100 * self.rate:.0f} % [{100 * self.low:.0f}, {100 * self.high:.0f}]"
+
+
+def harm_summary(perf: Perf, scenario: str, method: str, margin: float = HARM_MARGIN) -> HarmSummary:
+    """Harm rate with its interval, worst decile and harmed people of ``method`` in ``scenario``."""
+    changes = unseen_changes(perf, scenario, method)
+    if not changes:
+        nan = float("nan")
+        return HarmSummary(nan, nan, nan, nan, nan, None, (), 0)
+    users = sorted(changes, key=lambda u: (changes[u], str(u)))
+    values = np.asarray([changes[u] for u in users], dtype=float)
+    harmed = values < -margin
+    low, high = bootstrap_interval(harmed.astype(float))
+    k = max(1, int(np.ceil(WORST_SHARE * len(values))))
+    return HarmSummary(
+        float(harmed.mean()),
+        low,
+        high,
+        float(values[:k].mean()),
+        float(values[0]),
+        users[0],
+        tuple((u, float(changes[u])) for u in users if changes[u] < -margin),
+        len(values),
+    )
+
+
+def class_recalls(records: list[dict], scenario: str, metric: str = "balanced_accuracy") -> dict:
+    """``{(method, user, context_name): per-class recall (%) averaged over seeds}`` from the
+    ``recall`` field of the ``metric`` records of unseen contexts (records without it are
+    skipped: benches written before per-class recall was recorded)."""
+    acc: dict[tuple, list[np.ndarray]] = defaultdict(list)
+    for r in records:
+        if (
+            r.get("status", "ok") == "ok"
+            and r.get("scenario") == scenario
+            and r.get("metric") == metric
+            and r.get("context") == "unseen"
+            and isinstance(r.get("recall"), list)
+        ):
+            values = np.asarray([np.nan if v is None else float(v) for v in r["recall"]], dtype=float)
+            acc[(r["method"], r["user"], r.get("context_name"))].append(100.0 * values)
+    out = {}
+    for key, rows in acc.items():
+        width = max(len(v) for v in rows)
+        padded = np.full((len(rows), width), np.nan)
+        for i, v in enumerate(rows):
+            padded[i, : len(v)] = v
+        seen = ~np.isnan(padded)
+        totals = np.where(seen, padded, 0.0).sum(0)
+        counts = seen.sum(0)
+        out[key] = np.where(counts > 0, totals / np.maximum(counts, 1), np.nan)
+    return out
+
+
+def lost_class_users(
+    records: list[dict], scenario: str, method: str, margin: float = LOST_MARGIN, metric: str = "balanced_accuracy"
+) -> dict[object, list[tuple[str, int, float, float]]] | None:
+    """Users of ``method`` who lost a class in some unseen context of ``scenario``: for each, the
+    ``(context, class, recall, generic recall)`` where the class's recall (mean over seeds) is more
+    than ``margin`` pp below the generic model's. ``None`` when the records hold no per-class
+    recall for ``method`` and ``generic``."""
+    recalls = class_recalls(records, scenario, metric)
+    own = {(u, c): v for (m, u, c), v in recalls.items() if m == method}
+    ref = {(u, c): v for (m, u, c), v in recalls.items() if m == "generic"}
+    common = [k for k in own if k in ref]
+    if not common:
+        return None
+    lost: dict[object, list[tuple[str, int, float, float]]] = {}
+    for user, context in sorted(common, key=str):
+        a, g = own[(user, context)], ref[(user, context)]
+        for cls in range(min(len(a), len(g))):
+            if np.isfinite(a[cls]) and np.isfinite(g[cls]) and a[cls] < g[cls] - margin:
+                lost.setdefault(user, []).append((str(context), cls, float(a[cls]), float(g[cls])))
+    return lost
+
+
+def lost_class_count(records: list[dict], scenario: str, method: str) -> tuple[int, int] | None:
+    """``(people who lost a class, people with per-class recall)`` or ``None`` (no recall data)."""
+    lost = lost_class_users(records, scenario, method)
+    if lost is None:
+        return None
+    users = {r["user"] for r in records if r.get("scenario") == scenario and r.get("method") == method}
+    return len(lost), len(users)
 
 
 @dataclass(frozen=True)

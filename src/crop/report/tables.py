@@ -100,14 +100,28 @@ def summary_table(perf: Perf, dataset: str = "hapt") -> Table:
     )
 
 
-def gain_table(perf: Perf, scenario: str) -> Table:
+def gain_table(perf: Perf, scenario: str, records: list[dict[str, Any]] | None = None) -> Table:
     """Statistics over people for one scenario: mean accuracies, Δ_P and Δ_G with intervals,
-    the Wilcoxon signed-rank p-value and win/tie/loss counts of the per-user Δ_G, and the harm
-    rate (share of users whose unseen-context accuracy falls more than 2 pp below generic)."""
-    from crop.report.stats import HARM_MARGIN, TIE, format_p, harm_rate, per_user_means, summarize_gain
+    the Wilcoxon signed-rank p-value and win/tie/loss counts of the per-user Δ_G, the harm rate
+    (share of users whose unseen-context accuracy falls more than 2 pp below generic) with its
+    interval, the worst decile's unseen-context change and, given ``records`` with per-class
+    recalls, how many people lost a class (:mod:`crop.report.stats`)."""
+    from crop.report.stats import (
+        HARM_MARGIN,
+        LOST_MARGIN,
+        TIE,
+        WORST_SHARE,
+        format_p,
+        harm_summary,
+        lost_class_count,
+        per_user_means,
+        summarize_gain,
+    )
 
     methods = _ordered({k[1] for k in perf if k[0] == scenario}, METHOD_ORDER)
-    header = ["method", "users", "Ca", "Cu", "Δ_P [95 % CI]", "Δ_G [95 % CI]", "p (Δ_G)", "W/T/L vs finetune", "harm"]
+    header = ["method", "users", "Ca", "Cu", "Δ_P [95 % CI]", "Δ_G [95 % CI]", "p (Δ_G)", "W/T/L vs finetune"]
+    header += ["harm [95 % CI]", "worst 10 % ΔCu", "lost a class"]
+    has_generic = any(k[0] == scenario and k[1] == "generic" for k in perf)
     rows = []
     for m in methods:
         means = per_user_means(perf, scenario, m)
@@ -121,16 +135,48 @@ def gain_table(perf: Perf, scenario: str) -> Table:
         else:
             g = summarize_gain(perf, scenario, m, "finetune")
             row += [g.interval(), format_p(g.p_value), f"{g.wins}/{g.ties}/{g.losses}" if g.n_users else "-"]
-        harm = harm_rate(perf, scenario, m)
-        row.append("-" if not np.isfinite(harm) else f"{100 * harm:.0f} %")
+        if m == "generic" or not has_generic:
+            row += ["-" if not has_generic else "0 %", "-", "-"]
+        else:
+            h = harm_summary(perf, scenario, m)
+            row += [h.interval(), f"{h.worst_decile:+.2f}" if h.n_users else "-"]
+            lost = lost_class_count(records, scenario, m) if records is not None else None
+            row.append("-" if lost is None else f"{lost[0]} of {lost[1]}")
         rows.append(row)
     note = (
         f"Ca / Cu: mean accuracy (%) over users (seeds averaged per user). Intervals: 95 % paired bootstrap over "
         f"users. p: two-sided Wilcoxon signed-rank test of the per-user Δ_G. W/T/L: users whose Δ_G is above "
         f"+{TIE}, within ±{TIE}, below -{TIE} pp. harm: share of users whose Cu is more than {HARM_MARGIN:g} pp "
-        f"below the generic model's."
+        f"below the generic model's [95 % bootstrap interval over users]. worst 10 % ΔCu: mean Cu change against "
+        f"the generic model of the {100 * WORST_SHARE:.0f} % of users served worst (pp). lost a class: users for "
+        f"whom some class's recall in some unseen context is more than {LOST_MARGIN:g} pp below the generic "
+        f"model's (recalls averaged over seeds; - where the records hold no per-class recall)."
     )
     return Table(f"{scenario}: gains over people", header, rows, note=note, kind="gains")
+
+
+def harm_table(perf: Perf, scenario: str) -> Table | None:
+    """Who loses: per method, every person whose unseen-context accuracy falls more than the
+    harm margin below the generic model's, with their change (pp, worst first)."""
+    from crop.report.stats import HARM_MARGIN, harm_summary
+
+    if not any(k[0] == scenario and k[1] == "generic" for k in perf):
+        return None
+    methods = _ordered({k[1] for k in perf if k[0] == scenario} - {"generic"}, METHOD_ORDER)
+    rows = []
+    for m in methods:
+        h = harm_summary(perf, scenario, m)
+        if not h.n_users:
+            continue
+        people = ", ".join(f"{u} ({v:+.1f})" for u, v in h.harmed) or "none"
+        rows.append([m, f"{len(h.harmed)} of {h.n_users}", f"{h.worst:+.2f} (user {h.worst_user})", people])
+    return Table(
+        f"{scenario}: who loses against the generic model in the unseen context",
+        ["method", "harmed", "worst change", "harmed users (Cu change, pp)"],
+        rows,
+        note=f"Harmed: unseen-context accuracy (mean over seeds) more than {HARM_MARGIN:g} pp below the generic model's.",
+        kind="harm",
+    )
 
 
 def seed_table(perf: Perf, dataset: str = "hapt") -> Table:
@@ -234,12 +280,15 @@ def all_tables(records: list[dict[str, Any]], metric: str = "balanced_accuracy",
     perf = performance(records, metric)
     tables = [summary_table(perf, dataset)]
     scenarios = sorted({k[0] for k in perf})
-    tables += [gain_table(perf, scenario) for scenario in scenarios]
+    tables += [gain_table(perf, scenario, records) for scenario in scenarios]
     tables.append(seed_table(perf, dataset))
     for scenario in scenarios:
         tables.append(per_user_table(perf, scenario))
         tables.append(per_user_table(perf, scenario, std=True))
         tables.append(per_context_table(records, scenario, metric))
+        harm = harm_table(perf, scenario)
+        if harm is not None:
+            tables.append(harm)
         robust = robustness_table(records, scenario)
         if robust is not None:
             tables.append(robust)
