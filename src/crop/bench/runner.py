@@ -495,8 +495,10 @@ def run_bench(spec: BenchSpec, progress: bool = True) -> Path:
         TimeRemainingColumn,
     )
 
+    from crop.report.console import DataDescription
+
     columns = [
-        TextColumn("[bold]{task.description}"),
+        DataDescription("bold"),  # descriptions hold scenario and method names: shown as plain text
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
