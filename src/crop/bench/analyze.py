@@ -85,6 +85,13 @@ def analyze_bench(
     )
     if not units:
         raise CropError(f"{out}: no recorded unit matches the requested users / seeds / methods")
+    from crop.data.hapt import USERS
+
+    for scenario_name, user, _, method in units:  # every unit can be re-run: checked before any write
+        parse_scenarios(scenario_name)
+        get_method(method)
+        if user not in USERS:
+            raise CropError(f"{out}: user {user!r} of the records is not a HAPT user; crop analyze re-runs HAPT units")
     analysis = out / "analysis"
     targets = {u: _unit_dir(analysis, *u) for u in units}
     distinct(((u, p) for u, p in targets.items()), "the analyses of units")

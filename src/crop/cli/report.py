@@ -61,8 +61,11 @@ def _write_tables(out: Path, metric: str) -> list[Any]:
     text = render_markdown(records, metric, dataset)
     text += _fault_sweeps(records, metric, out)
     summary = out / "fairness" / "summary.md"
-    if summary.is_file():  # written by crop fairness / crop bench --fairness
-        text += "\n## Fairness (full report: fairness/fairness.md)\n\n" + summary.read_text(encoding="utf-8")
+    if summary.is_file():  # written by crop fairness / crop bench --fairness (escaped there; raw HTML never)
+        from crop.report.escape import markdown_fragment
+
+        fragment = markdown_fragment(summary.read_text(encoding="utf-8", errors="replace"))
+        text += "\n## Fairness (full report: fairness/fairness.md)\n\n" + fragment
     write_text_atomic(out / "table.md", text)
     tables = all_tables(records, metric, dataset)
     (out / "tables").mkdir(exist_ok=True)

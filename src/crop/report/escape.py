@@ -22,12 +22,12 @@ HTML (``card.html``)      elements and attributes               :func:`visible`,
                                                                 (:func:`html_text`)
 CSV (``.csv``)            ``=HYPERLINK(...)``, ``+cmd|...``:    a text cell starting with ``= + - @``,
                           a formula when a spreadsheet opens    tab or CR gets a leading ``'``; numbers,
-                          the file                              numeric text and the lone ``-`` stay as
-                                                                they are (:func:`csv_cell`)
+                          the file; a bare CR ends a row        numeric text and the lone ``-`` stay as
+                                                                they are; CR inside text becomes a
+                                                                newline, which is quoted (:func:`csv_cell`)
 figures (matplotlib)      ``$...$`` read as mathtext (an error  every text of the figure through
-                          on bad TeX, or a formula drawn)       :func:`visible` (newlines kept); mathtext
-                                                                off for each text holding a ``$``
-                                                                (:func:`plain_figure_text`)
+                          on bad TeX, or a formula drawn)       :func:`visible` (newlines kept) and each
+                                                                ``$`` escaped (:func:`plain_figure_text`)
 ========================  ===================================  =========================================
 
 Escaping happens where a string enters its medium (a table cell, a Markdown line, a console
@@ -100,6 +100,14 @@ def markdown_text(value: Any) -> str:
     return _MD_SPECIAL.sub(lambda m: "\\" + m.group(), text)
 
 
+def markdown_fragment(text: str) -> str:
+    """A Markdown fragment crop wrote earlier (``fairness/summary.md``) and now includes in
+    another file, read back from a directory anyone can edit: control characters visible
+    (lines kept) and every ``<`` an entity, which changes nothing in what crop writes (its
+    Markdown never holds a raw ``<``) and keeps raw HTML put there by someone else inert."""
+    return visible(text, keep_lines=True).replace("<", "&lt;")
+
+
 def markdown_code(value: Any, *, in_table: bool = False) -> str:
     """``value`` as an inline code span (a path, a command): fenced with one backtick more than
     its longest run of backticks, so nothing in it can close the span; control characters
@@ -131,7 +139,7 @@ def html_text(value: Any, quote: bool = True) -> str:
 
 # ------------------------------------------------------------------------------------------ CSV
 
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?|[+-]?(inf|nan)", re.IGNORECASE)
 
 
@@ -139,13 +147,17 @@ def csv_cell(value: Any) -> Any:
     """A CSV cell that a spreadsheet cannot run as a formula.
 
     Numbers (``int``, ``float``, ``bool``) and ``None`` are returned as they are. Text that
-    starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return gets a leading apostrophe
-    (``'=HYPERLINK(...)``), the neutralization spreadsheets themselves use to mark text, unless
-    the whole cell is a number written as text (``-1.5``, ``+2``, ``1e-3``) or the lone ``-`` that
-    crop writes for "no value". Other characters (newlines, non-ASCII) are kept: the csv
-    module quotes them."""
+    starts with ``=``, ``+``, ``-``, ``@``, a tab, a carriage return or a newline gets a leading
+    apostrophe (``'=HYPERLINK(...)``), the neutralization spreadsheets themselves use to mark
+    text, unless the whole cell is a number written as text (``-1.5``, ``+2``, ``1e-3``) or the
+    lone ``-`` that crop writes for "no value". A carriage return inside text becomes a newline: with crop's
+    ``\\n`` line ends the csv module quotes a cell holding a newline but not one holding a lone
+    CR, which a spreadsheet reads as the end of the row (the rest of the cell would start a new
+    row, and could start with ``=``). Other characters are kept (the csv module quotes them)."""
     if not isinstance(value, str):
         return value
+    if "\r" in value:
+        value = value.replace("\r\n", "\n").replace("\r", "\n")
     if value.startswith(_FORMULA_START) and value != "-" and not _NUMBER.fullmatch(value):
         return "'" + value
     return value
@@ -159,24 +171,43 @@ def csv_row(values: Iterable[Any]) -> list[Any]:
 # -------------------------------------------------------------------------------------- figures
 
 
+def _figure_text(text: str) -> str:
+    """One string drawn by matplotlib: control characters visible (newlines kept) and every ``$``
+    escaped (``\\$``), so no mathtext is parsed; matplotlib draws ``\\$`` as ``$``."""
+    return visible(text, keep_lines=True).replace("$", "\\$")
+
+
 def plain_figure_text(fig: Any) -> Any:
-    """Make every text of the matplotlib figure ``fig`` literal; call it after the texts are
-    set and before the first layout or draw (``tight_layout``, ``savefig``).
+    """Make every text of the matplotlib figure ``fig`` literal; call it once the texts are set
+    and before the first layout or draw (``tight_layout``, ``savefig``). Later calls on the same
+    figure do nothing. Returns ``fig``.
 
-    Each text goes through :func:`visible` (newlines kept), and a text holding ``$`` is drawn
-    with mathtext off, so ``$x^2$`` in a name is drawn as it is written and an unbalanced or
-    invalid ``$\\frac{$`` cannot fail the figure. Texts that are still empty here (the numbers a
-    tick formatter writes at draw time, such as a symlog axis's ``10^2``) keep their mathtext.
-    Returns ``fig``."""
+    Each text (titles, labels, legends, annotations, and the tick labels an axis gets from a
+    list of names) goes through :func:`visible` (newlines kept), and each ``$`` is escaped, so
+    ``$x^2$`` in a name is drawn as written and an invalid ``$\\frac{$`` cannot fail the figure.
+    Numbers that a tick formatter writes at draw time (a symlog axis's ``10^2``) keep their
+    mathtext: they never hold data."""
+    from matplotlib.axis import Axis
     from matplotlib.text import Text
+    from matplotlib.ticker import FixedFormatter, FixedLocator, FuncFormatter
 
+    if getattr(fig, "_crop_plain_text", False):
+        return fig
+    fig._crop_plain_text = True
+    for axis in fig.findobj(Axis):  # tick labels given as names are redrawn from the formatter
+        for locator, formatter, setter in (
+            (axis.get_major_locator(), axis.get_major_formatter(), axis.set_major_formatter),
+            (axis.get_minor_locator(), axis.get_minor_formatter(), axis.set_minor_formatter),
+        ):
+            if isinstance(formatter, FixedFormatter):
+                formatter.seq = [_figure_text(str(label)) for label in formatter.seq]
+            elif isinstance(locator, FixedLocator) and isinstance(formatter, FuncFormatter):
+                labels = [formatter(loc, pos) for pos, loc in enumerate(locator.locs)]
+                setter(FixedFormatter([_figure_text(str(label)) for label in labels]))
     for artist in fig.findobj(Text):
         text = artist.get_text()
-        if not isinstance(text, str) or not text:
-            continue
-        shown = visible(text, keep_lines=True)
-        if shown != text:
-            artist.set_text(shown)
-        if "$" in shown:
-            artist.set_parse_math(False)
+        if isinstance(text, str) and text:
+            shown = _figure_text(text)
+            if shown != text:
+                artist.set_text(shown)
     return fig
