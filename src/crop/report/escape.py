@@ -5,30 +5,24 @@ Strings that ``crop`` reads from files or options (a scenario, method, context o
 people through five media, and each of them would otherwise read some of that text as
 instructions:
 
-========================  ===================================  =========================================
-medium                    what the raw text could do            the rule (function)
-========================  ===================================  =========================================
-terminal (rich console)   ``[bold]``/``[/x]`` read as markup;   console markup and emoji codes off for
-                          ``ESC ]52;...`` writes the clipboard, data; control characters, bidi controls
-                          other escape sequences move the        and lone surrogates shown as ``\\xNN`` /
-                          cursor or hide text                   ``\\uNNNN`` (:func:`visible`,
-                                                                :mod:`crop.report.console`)
-Markdown (``.md``)        raw HTML (``<script>``, ``<img         :func:`visible`, then ``<`` and entity
-                          onerror=...>``), links, emphasis,     ``&`` as HTML entities; ``\\ ` * ~ |``,
-                          a ``|`` that splits a table cell      ``_`` at a word edge and a link-closing
-                                                                ``]`` escaped with a backslash
-                                                                (:func:`markdown_text`)
-HTML (``card.html``)      elements and attributes               :func:`visible`, then ``html.escape``
-                                                                (:func:`html_text`)
-CSV (``.csv``)            ``=HYPERLINK(...)``, ``+cmd|...``:    a text cell starting with ``= + - @``,
-                          a formula when a spreadsheet opens    tab or CR gets a leading ``'``; numbers,
-                          the file; a bare CR ends a row        numeric text and the lone ``-`` stay as
-                                                                they are; CR inside text becomes a
-                                                                newline, which is quoted (:func:`csv_cell`)
-figures (matplotlib)      ``$...$`` read as mathtext (an error  every text of the figure through
-                          on bad TeX, or a formula drawn)       :func:`visible` (newlines kept) and each
-                                                                ``$`` escaped (:func:`plain_figure_text`)
-========================  ===================================  =========================================
+* **terminal** (rich console): ``[bold]`` / ``[/x]`` would be read as markup (``[/x]`` fails),
+  ``:name:`` as an emoji, and ``ESC ]52;...`` writes the clipboard, other escape sequences move
+  the cursor or hide text. Rule: markup and emoji off for data; control characters, bidi controls
+  and lone surrogates shown as ``\\xNN`` / ``\\uNNNN`` (:func:`visible`, :mod:`crop.report.console`).
+* **Markdown** (``.md``): raw HTML (``<script>``, ``<img onerror=...>``), links and images,
+  emphasis, code spans, ``$...$`` math (GitHub), a ``|`` that splits a table cell. Rule:
+  :func:`visible`, then ``<`` and an entity-like ``&`` as HTML entities, and a backslash before
+  ``\\ ` * ~ | $``, ``_`` at a word edge and a link-closing ``]`` (:func:`markdown_text`; code
+  spans and fences: :func:`markdown_code`, :func:`markdown_fence`).
+* **HTML** (``card.html``): elements and attributes. Rule: :func:`visible`, then ``html.escape``
+  (:func:`html_text`).
+* **CSV** (``.csv``): ``=HYPERLINK(...)``, ``+cmd|...`` run as formulas when a spreadsheet opens
+  the file; a bare CR ends a row there. Rule: a text cell starting with ``= + - @``, tab, CR or
+  newline gets a leading ``'``; numbers, numeric text and the lone ``-`` stay as they are; a CR
+  inside text becomes a newline, which the csv module quotes (:func:`csv_cell`).
+* **figures** (matplotlib): ``$...$`` read as mathtext (an error on bad TeX, or a formula drawn).
+  Rule: every text of the figure through :func:`visible` (newlines kept) and each ``$`` escaped
+  (:func:`plain_figure_text`).
 
 Escaping happens where a string enters its medium (a table cell, a Markdown line, a console
 print), never earlier: the records themselves keep the original text, and the one place per
@@ -82,10 +76,10 @@ def visible(text: Any, *, keep_lines: bool = False) -> str:
 
 _ENTITY = re.compile(r"&(?=#?[0-9A-Za-z]+;)")
 # A backslash before: backslash, backtick (code span), * and ~ (emphasis, strikethrough), | (a
-# table cell), _ at a word edge (emphasis; between two letters or digits it is none), and a ]
+# table cell), $ (math on GitHub and other renderers), _ at a word edge (emphasis; between two letters or digits it is none), and a ]
 # that would close a link, image, reference or definition (followed by "(", "[" or ":"; an
 # interval "[1.0, 3.5]" stays as it is).
-_MD_SPECIAL = re.compile(r"[\\`*|~]|(?<![^\W_])_|_(?![^\W_])|\](?=[(\[:])")
+_MD_SPECIAL = re.compile(r"[\\`*|~$]|(?<![^\W_])_|_(?![^\W_])|\](?=[(\[:])")
 
 
 def markdown_text(value: Any) -> str:
