@@ -164,3 +164,32 @@ def test_onnx_export_of_a_routed_model_matches_pytorch(tmp_path):
     model, *_ = routed_pair()
     result = export_model(model, tmp_path / "routed.onnx")
     assert result.max_abs_diff < 1e-4 and result.metadata["architecture"] == "RoutedModel"
+
+
+def test_sample_sharing_finds_overlapping_sliding_windows_only():
+    from crop.models.routed import sample_sharing
+
+    rng = np.random.default_rng(0)
+    signal = rng.normal(size=(3, 400)).astype(np.float32)
+    windows = np.stack([signal[:, s : s + 64] for s in range(0, 400 - 64, 32)])  # 50 % overlap
+    shared = sample_sharing(windows)
+    n = len(windows)
+    expected = np.zeros((n, n), dtype=bool)
+    for i in range(n - 1):
+        expected[i, i + 1] = expected[i + 1, i] = True
+    assert np.array_equal(shared, expected)
+    assert not sample_sharing(rng.normal(size=(5, 12)).astype(np.float32)).any()  # feature vectors
+    flat = np.zeros((12, 3, 16), dtype=np.float32)  # a constant slice in every window is no overlap
+    flat[:, 0] = rng.normal(size=(12, 16))
+    assert not sample_sharing(flat).any()
+
+
+def test_reference_calibration_leaves_out_overlapping_neighbours():
+    from crop.models.routed import leave_out_knn_distance
+
+    ref = torch.tensor([[0.0], [0.1], [5.0], [5.2]])
+    excluded = np.zeros((4, 4), dtype=bool)
+    assert torch.allclose(leave_out_knn_distance(ref, excluded, 1), torch.tensor([0.1, 0.1, 0.2, 0.2]), atol=1e-3)
+    excluded[0, 1] = excluded[1, 0] = True  # 0 and 1 share samples: each must look further
+    d = leave_out_knn_distance(ref, excluded, 1)
+    assert torch.allclose(d, torch.tensor([5.0, 4.9, 0.2, 0.2]), atol=1e-3)

@@ -40,6 +40,12 @@ def space(f, name, P):
         return f["emb_generic"]
     if name == "per":
         return f[f"emb_{P}"]
+    if name == "gout":
+        z = f["logit_generic"]
+        return z - np.log(np.exp(z - z.max(1, keepdims=True)).sum(1, keepdims=True)) - z.max(1, keepdims=True)
+    if name == "pout":
+        z = f[f"logit_{P}"]
+        return z - np.log(np.exp(z - z.max(1, keepdims=True)).sum(1, keepdims=True)) - z.max(1, keepdims=True)
     if name == "stats":
         return np.concatenate([f["mean"], np.log(f["std"] + 1e-3)], 1)
     raise KeyError(name)
@@ -115,14 +121,29 @@ def gate_weights(f, P, spec):
             E = space(f, sp, P)
             mu, sd = E[train].mean(0), E[train].std(0) + 1e-6
             E = (E - mu) / sd if spec.get("std", True) else E
-            s = knn_score(E[train], E, spec["k"])
+            if spec.get("cc"):
+                # class-conditional: distance to the enrollment windows of the class P predicts
+                yt = f["y"][train]
+                pred = f[f"logit_{P}"].argmax(1)
+                s = np.full(len(E), np.inf)
+                for c in np.unique(yt):
+                    m = pred == c
+                    if m.any():
+                        s[m] = knn_score(E[train][yt == c], E[m], min(spec["k"], int((yt == c).sum())))
+            else:
+                s = knn_score(E[train], E, spec["k"])
             if isinstance(cal_mask, str):
                 R = E[train]
                 d = np.sqrt(np.maximum(((R[:, None, :] - R[None, :, :]) ** 2).sum(-1), 0))
                 d[f["train_adj"]] = np.inf
                 np.fill_diagonal(d, np.inf)
+                if spec.get("cc"):
+                    yt = f["y"][train]
+                    d[yt[:, None] != yt[None, :]] = np.inf
                 d.sort(1)
-                cal = d[:, : spec["k"]].mean(1)
+                d = np.where(np.isinf(d), np.nan, d)
+                cal = np.nanmean(d[:, : spec["k"]], 1)
+                cal = cal[np.isfinite(cal)]
                 if cal_mask == "noov+val":
                     cal = np.concatenate([cal, s[(part == 1) & ~f["overlap"]]])
             else:
@@ -133,7 +154,36 @@ def gate_weights(f, P, spec):
         w = np.exp(-np.maximum(0, z - 1) * spec["kappa"])
         lo = spec.get("floor", 0.0)
         hi = spec.get("ceil", 1.0)
-        return lo + (hi - lo) * w
+        w = lo + (hi - lo) * w
+        if spec.get("consist"):
+            # the generic model's answer on a window should match its answers on the enrollment
+            # windows nearest to it; where it does not, the window is not like them
+            sp, a = spec["consist"]
+            E = space(f, sp, P)
+            tr = part == 0
+            mu, sd = E[tr].mean(0), E[tr].std(0) + 1e-6
+            E = (E - mu) / sd
+            R = E[tr]
+            d = ((E[:, None, :] - R[None]) ** 2).sum(-1)
+            nn = np.argsort(d, 1)[:, : spec["k"]]
+            cg = f["logit_generic"].argmax(1)
+            agree = (cg[tr][nn] == cg[:, None]).mean(1)
+            w = np.where(agree < a, 0.0, w)
+        if spec.get("dissent"):
+            # the generic model's dissent is credible when its predictions of that class were
+            # (almost) always right on the person's labelled enrollment windows
+            pi, mn = spec["dissent"]
+            lab = (part == 0) | (part == 1)
+            y = f["y"]
+            cg = f["logit_generic"].argmax(1)
+            cp = f[f"logit_{P}"].argmax(1)
+            prec = np.zeros(f["logit_generic"].shape[1])
+            for c in range(len(prec)):
+                m = lab & (cg == c)
+                prec[c] = (y[m] == c).mean() if m.sum() >= mn else 0.0
+            overrule = (cg != cp) & (prec[cg] >= pi)
+            w = np.where(overrule, 0.0, w)
+        return w
     raise KeyError(kind)
 
 
@@ -230,24 +280,13 @@ VARIANTS = {
     "generic": ("crop", {"kind": "G"}),
     "finetune": ("finetune", {"kind": "P"}),
     "crop": ("crop", {"kind": "P"}),
-    "crop-knn3-val-q0.8-k4": ("crop", {"kind": "knn", "spaces": ("gen", "per", "stats"), "k": 5, "cal": "val", "q": 0.8, "kappa": 4.0}),
 }
 for P, pn in (("crop", "crop"), ("finetune", "ft")):
-    for q in (0.5, 0.7, 0.9):
-        for kappa in (4.0, 16.0):
-            VARIANTS[f"{pn}-knn3-noov-q{q}-k{kappa:g}"] = (
+    for q in (0.8, 0.9, 0.95):
+        for c in (None, ("gen", 0.5), ("stats", 0.5), ("per", 0.5), ("gen", 0.2)):
+            VARIANTS[f"{pn}-knn3-q{q}{'-c' + c[0] + str(c[1]) if c else ''}"] = (
                 P,
-                {"kind": "knn", "spaces": ("gen", "per", "stats"), "k": 5, "cal": "noov", "q": q, "kappa": kappa},
-            )
-    for q in (0.7,):
-        for kappa in (4.0,):
-            VARIANTS[f"{pn}-knn3-noov-q{q}-k{kappa:g}-log"] = (
-                P,
-                {"kind": "knn", "spaces": ("gen", "per", "stats"), "k": 5, "cal": "noov", "q": q, "kappa": kappa, "pool": "log"},
-            )
-            VARIANTS[f"{pn}-knn-per+stats-noov-q{q}-k{kappa:g}"] = (
-                P,
-                {"kind": "knn", "spaces": ("per", "stats"), "k": 5, "cal": "noov", "q": q, "kappa": kappa},
+                {"kind": "knn", "spaces": ("gen", "per", "stats"), "k": 5, "cal": "noov", "q": q, "kappa": 4.0, "consist": c},
             )
 
 

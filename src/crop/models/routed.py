@@ -20,6 +20,7 @@ from crop.errors import CropError
 
 SPACES = ("generic", "personal", "input")
 MAX_REFERENCE = 4096  # enrollment windows kept as the reference set (evenly spaced beyond that)
+MAX_SHARED = 8  # a time slice found in more windows than this is a constant, not an overlap
 
 
 def last_linear(model: nn.Module) -> nn.Linear:
@@ -47,6 +48,44 @@ def knn_distance(query: torch.Tensor, reference: torch.Tensor, k: int) -> torch.
     sq = (query * query).sum(1, keepdim=True) + (reference * reference).sum(1).unsqueeze(0) - 2 * query @ reference.T
     nearest = torch.topk(sq.clamp_min(0.0), k, dim=1, largest=False).values
     return nearest.clamp_min(0.0).sqrt().mean(1)
+
+
+def leave_out_knn_distance(reference: torch.Tensor, excluded: np.ndarray, k: int) -> torch.Tensor:
+    """For each reference row, the mean distance to its ``k`` nearest other rows, leaving out
+    itself and the rows ``excluded[i]`` marks (fewer than ``k`` left: as many as there are;
+    none left: the row is skipped)."""
+    sq = (reference * reference).sum(1, keepdim=True) + (reference * reference).sum(1).unsqueeze(0)
+    d = (sq - 2 * reference @ reference.T).clamp_min(0.0).sqrt()
+    mask = torch.as_tensor(excluded, dtype=torch.bool) | torch.eye(len(reference), dtype=torch.bool)
+    d = d.masked_fill(mask, float("inf"))
+    nearest = torch.sort(d, dim=1).values[:, :k]
+    finite = torch.isfinite(nearest)
+    counts = finite.sum(1)
+    totals = torch.where(finite, nearest, torch.zeros_like(nearest)).sum(1)
+    keep = counts > 0
+    return totals[keep] / counts[keep]
+
+
+def sample_sharing(windows: np.ndarray) -> np.ndarray:
+    """``(n, n)`` bool: windows ``i`` and ``j`` (``i != j``) share a raw sample, an identical
+    slice along the last (time) axis of ``(n, channels, ..., time)`` windows. Sliding windows
+    cut with overlap share samples with their neighbours and are near-copies of them; a new
+    recording of the same context shares none. Feature vectors ``(n, features)`` share nothing."""
+    n = len(windows)
+    out = np.zeros((n, n), dtype=bool)
+    if windows.ndim < 3 or n < 2:
+        return out
+    columns = np.ascontiguousarray(np.moveaxis(windows, -1, 1)).reshape(n, windows.shape[-1], -1)
+    holders: dict[bytes, set[int]] = {}
+    for i in range(n):
+        for column in columns[i]:
+            holders.setdefault(column.tobytes(), set()).add(i)
+    for group in holders.values():
+        if 1 < len(group) <= MAX_SHARED:  # a slice in many windows is a constant (padding, a dead sensor)
+            index = np.fromiter(group, dtype=np.int64)
+            out[np.ix_(index, index)] = True
+    np.fill_diagonal(out, False)
+    return out
 
 
 class _Embedding:
@@ -121,11 +160,18 @@ class RoutedModel(nn.Module):
     ) -> RoutedModel:
         """Route between ``generic`` and ``personal`` (both kept as they are, in eval mode) with
         ``reference`` (the enrollment training windows) and ``calibration`` (held-out enrollment
-        windows, at least one); ``config`` a :class:`crop.personalization.route.RouteConfig`."""
+        windows, at least one); ``config`` a :class:`crop.personalization.route.RouteConfig`,
+        whose ``calibrate`` says which scores set the thresholds: ``"reference"`` (each reference
+        window against the others that share no raw sample with it, :func:`sample_sharing`) or
+        ``"validation"`` (the calibration windows against the reference)."""
         if len(reference) < 1 or len(calibration) < 1:
             raise CropError("routing needs at least one training and one validation window")
         if len(reference) > MAX_REFERENCE:
             reference = reference[np.linspace(0, len(reference) - 1, MAX_REFERENCE).round().astype(int)]
+        calibrate = getattr(config, "calibrate", "reference")
+        if calibrate == "reference" and len(reference) < 2:
+            calibrate = "validation"  # one reference window has no other to be compared with
+        excluded = sample_sharing(np.asarray(reference)) if calibrate == "reference" else None
         generic, personal = generic.eval(), personal.eval()
         ref = torch.as_tensor(np.asarray(reference), dtype=torch.float32)
         cal = torch.as_tensor(np.asarray(calibration), dtype=torch.float32)
@@ -155,7 +201,10 @@ class RoutedModel(nn.Module):
             spread = feats_ref[space].std(0, unbiased=False) if len(ref) > 1 else torch.ones_like(center)
             scale = spread + 1e-3 * spread.mean() + 1e-8
             standard_ref = (feats_ref[space] - center) / scale
-            score = knn_distance((feats_cal[space] - center) / scale, standard_ref, k)
+            if excluded is None:
+                score = knn_distance((feats_cal[space] - center) / scale, standard_ref, k)
+            else:
+                score = leave_out_knn_distance(standard_ref, excluded, k)
             threshold = torch.quantile(score, config.quantile).clamp_min(1e-6)
             getattr(routed, f"ref_{space}").copy_(standard_ref)
             getattr(routed, f"center_{space}").copy_(center)
@@ -216,4 +265,14 @@ class RoutedModel(nn.Module):
         return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.float32)
 
 
-__all__ = ["MAX_REFERENCE", "SPACES", "RoutedModel", "input_moments", "knn_distance", "last_linear"]
+__all__ = [
+    "MAX_REFERENCE",
+    "MAX_SHARED",
+    "SPACES",
+    "RoutedModel",
+    "input_moments",
+    "knn_distance",
+    "last_linear",
+    "leave_out_knn_distance",
+    "sample_sharing",
+]

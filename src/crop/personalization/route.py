@@ -18,11 +18,16 @@ much to trust each, from how far the window lies from the person's enrollment da
    mean and spread, and a window's score is its mean Euclidean distance to its ``k`` nearest
    enrollment training windows (the deep nearest-neighbour out-of-distribution score of Sun,
    Ming, Zhu and Li, "Out-of-Distribution Detection with Deep Nearest Neighbors", ICML 2022).
-3. **Calibration**: each space's score is divided by its ``quantile`` on the person's
-   enrollment *validation* windows, which are held out of training and of the reference set (a
-   split-conformal style threshold: about ``1 - quantile`` of new enrollment-like windows score
-   above 1; Vovk et al. 2005, Angelopoulos and Bates 2021). The window's score ``z`` is the
-   largest over the spaces.
+3. **Calibration** (``calibrate="reference"``, the default): each space's score is divided by
+   its ``quantile`` over the enrollment training windows, each scored against the *other*
+   training windows that share no raw sample with it (:func:`crop.models.routed.sample_sharing`).
+   Sensor windows are cut with overlap, so a window's neighbours in time are near-copies of it;
+   scored against them, every window of a new recording would look unfamiliar. Leaving them out
+   makes each training window stand in for a new recording of the enrolled context (a
+   split-conformal style threshold: about ``1 - quantile`` of such windows score above 1; Vovk et
+   al. 2005, Angelopoulos and Bates 2021). ``calibrate="validation"`` uses the validation windows
+   instead, most of which overlap a training window. The window's score ``z`` is the largest
+   over the spaces.
 4. **Blend**: the personalized model's weight is ``w = floor + (1 - floor) exp(-sharpness *
    max(0, z - 1))``: 1 inside the enrollment data's range, falling towards ``floor`` outside it.
    The output is the mixture of the two models' class probabilities, ``w p_P + (1 - w) p_G``
@@ -42,7 +47,7 @@ features as buffers, so it is saved, loaded and exported to ONNX like any other 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from torch import nn
@@ -60,8 +65,13 @@ class RouteConfig:
         spaces: feature spaces whose nearest-neighbour distances decide (``generic``,
             ``personal``, ``input``); the score is the largest over them.
         neighbours: ``k`` of the k-nearest-neighbour distance.
-        quantile: quantile of the validation windows' scores that calibrates a space (a window
+        quantile: quantile of the calibration scores that sets a space's threshold (a window
             scoring above it counts as unlike the enrollment data).
+        calibrate: which scores: ``"reference"`` (each enrollment training window against the
+            other training windows that share no raw sample with it: a new recording of the
+            enrolled context) or ``"validation"`` (the validation windows against the training
+            windows; with overlapping sliding windows most of them share samples with a training
+            window and look closer than a new recording would).
         sharpness: how fast the personalized model's weight falls beyond the calibrated range
             (``w = exp(-sharpness * (z - 1))``; large: a hard switch).
         floor: the personalized model's weight far from the enrollment data (0: the generic
@@ -71,7 +81,8 @@ class RouteConfig:
     enabled: bool = True
     spaces: tuple[str, ...] = field(default_factory=lambda: SPACES)
     neighbours: int = 5
-    quantile: float = 0.9
+    quantile: float = 0.75
+    calibrate: Literal["reference", "validation"] = "reference"
     sharpness: float = 4.0
     floor: float = 0.0
 
