@@ -23,9 +23,16 @@ import numpy as np
 
 from crop.bench.runner import load_results
 from crop.report.plots import delta_bars
-from crop.report.stats import harm_rate, per_user_means, summarize_gain
+from crop.report.stats import harm_rate, harm_summary, lost_class_count, per_user_means, summarize_gain
 from crop.report.table import Table
-from crop.report.tables import gain_table, per_context_table, performance, render_markdown, summary_table
+from crop.report.tables import (
+    gain_table,
+    harm_table,
+    per_context_table,
+    performance,
+    render_markdown,
+    summary_table,
+)
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 PAGE = DOCS / "RESULTS.md"
@@ -103,6 +110,52 @@ def targets(perf: dict, scenarios: list[str], title: str = "Targets for the defa
     )
 
 
+def harm_targets(perf: dict, records: list[dict], scenarios: list[str], title: str, method: str = "crop") -> Table:
+    """The do-no-harm targets for ``method``: harm rate at most 10 % and no higher than
+    finetune's, Δ_G and its interval, Ca within 1 pp of finetune's; lost classes and the worst
+    decile beside them."""
+    rows = []
+    above = 0
+    for s in scenarios:
+        g = summarize_gain(perf, s, method, "finetune")
+        above += g.low > 0
+        h, hf = harm_summary(perf, s, method), harm_summary(perf, s, "finetune")
+        ca = np.mean([v["available"] for v in per_user_means(perf, s, method).values()])
+        ca_ft = np.mean([v["available"] for v in per_user_means(perf, s, "finetune").values()])
+        lost, lost_ft = lost_class_count(records, s, method), lost_class_count(records, s, "finetune")
+        rows.append(
+            [
+                s,
+                f"{h.interval()} vs {hf.interval()}",
+                "yes" if h.rate <= 0.10 + 1e-12 and h.rate <= hf.rate + 1e-12 else "no",
+                g.interval(),
+                "above 0" if g.low > 0 else "below 0" if g.high < 0 else "across 0",
+                f"{ca:.2f} vs {ca_ft:.2f} ({ca - ca_ft:+.2f})",
+                "yes" if ca >= ca_ft - 1.0 else "no",
+                f"{h.worst_decile:+.2f} vs {hf.worst_decile:+.2f}",
+                f"{lost[0] if lost else '-'} vs {lost_ft[0] if lost_ft else '-'}",
+            ]
+        )
+    header = [
+        "scenario",
+        f"harm {method} vs finetune [95 % CI]",
+        "harm <= 10 % and <= finetune",
+        f"{method} Δ_G [95 % CI]",
+        "Δ_G interval",
+        "Ca vs finetune",
+        "Ca within 1 pp",
+        "worst 10 % ΔCu",
+        "lost a class",
+    ]
+    note = (
+        f"Δ_G interval above 0 in {above} of {len(scenarios)} scenarios. Harm: share of users whose unseen-context "
+        "accuracy is more than 2 pp below the generic model's; worst 10 % ΔCu: mean unseen-context change against "
+        "the generic model of the 10 % of users served worst; lost a class: users with some class's recall more than "
+        "30 pp below the generic model's in some unseen context."
+    )
+    return Table(title, header, rows, note=note)
+
+
 def compare_table(perf: dict, scenarios: list[str], methods: list[str], title: str) -> Table:
     rows = []
     for m in methods:
@@ -151,9 +204,16 @@ def main() -> None:
     scenarios = sorted({k[0] for k in perf})
     parts = [f"```bash\n{command_of(loaded['main'][0])}\n```", md(summary_table(perf)), md(targets(perf, scenarios))]
     parts.append("![all users](figures/main-deltas.png)")
-    parts += [md(gain_table(perf, s)) for s in scenarios]
+    parts += [md(gain_table(perf, s, main_records)) for s in scenarios]
     parts += [md(per_context_table(main_records, s)) for s in scenarios if "faults" in s]
     write_block("main", "\n".join(parts))
+    write_block(
+        "donoharm",
+        f"```bash\n{command_of(loaded['main'][0])}\n```\n"
+        + md(harm_targets(perf, main_records, scenarios, "The do-no-harm targets for the default crop, measured"))
+        + "\n"
+        + "\n".join(md(t) for s in scenarios if (t := harm_table(perf, s)) is not None),
+    )
     if "ablations" in loaded:
         both = performance(main_records + loaded["ablations"][1])
         methods = ["finetune", "crop-paper", "crop-no-invariance", "crop-stale-bn", "crop", "finetune-invariant"]
@@ -207,7 +267,10 @@ def main() -> None:
         out, records = loaded["heldout"]
         p = performance(records)
         hs = sorted({k[0] for k in p})
-        text = f"```bash\n{command_of(out)}\n```\n" + "\n".join(md(gain_table(p, s)) for s in hs)
+        text = f"```bash\n{command_of(out)}\n```\n" + md(
+            harm_targets(p, records, hs, "The do-no-harm targets on the held-out changes, measured")
+        )
+        text += "\n" + "\n".join(md(gain_table(p, s, records)) for s in hs)
         text += "\n" + "\n".join(md(per_context_table(records, s)) for s in hs)
         write_block("heldout", text)
     for name, suffix in (("wise-norecal", "no-recal"), ("contrastive", "contrastive")):

@@ -6,6 +6,8 @@ import re
 
 import pytest
 
+import crop
+
 from crop.analysis import analyze_result, distance_matrix, state_accuracies
 from crop.errors import CropError
 
@@ -30,10 +32,12 @@ def test_analyze_result_writes_tables_figures_and_index(crop_run, tmp_path):
     acc = state_accuracies(result.model, result.states, contexts)
     with open(tmp_path / "accuracies.csv") as f:
         rows = {r["state"]: r for r in csv.DictReader(f)}
-    assert list(rows) == ["generic", "initial", "pruned", "mixed", "final"]
-    for s in rows:
+    assert list(rows) == ["generic", "initial", "pruned", "mixed", "final", "served (routed)"]
+    for s in list(rows)[:-1]:
         assert float(rows[s]["unseen: shifted"]) == pytest.approx(acc[s]["unseen: shifted"])
-    names = [n for n, _ in result.model.named_parameters()]
+    served = crop.evaluate(result.model, unseen["shifted"])["balanced_accuracy"]
+    assert float(rows["served (routed)"]["unseen: shifted"]) == pytest.approx(served)
+    names = [n for n, _ in result.network.named_parameters()]
     assert report.distances == distance_matrix(result.states, names)
     saved = json.loads((tmp_path / "analysis.json").read_text())
     assert saved["prune_amount"] == result.prune_amount
@@ -52,7 +56,7 @@ def test_tables_only_for_a_result_without_masks(crop_run, tmp_path):
     _, split, unseen, result = crop_run
     from crop.personalization.registry import PersonalizationResult
 
-    plain = PersonalizationResult("finetune", result.model, {k: result.states[k] for k in ("generic", "final")})
+    plain = PersonalizationResult("finetune", result.network, {k: result.states[k] for k in ("generic", "final")})
     report = analyze_result(plain, split, unseen, tmp_path, figures=False)
     assert {r["subset"] for r in report.gip} == {"all"}
     assert set(report.accuracies) == {"generic", "final"}

@@ -193,3 +193,23 @@ def test_reference_calibration_leaves_out_overlapping_neighbours():
     excluded[0, 1] = excluded[1, 0] = True  # 0 and 1 share samples: each must look further
     d = leave_out_knn_distance(ref, excluded, 1)
     assert torch.allclose(d, torch.tensor([5.0, 4.9, 0.2, 0.2]), atol=1e-3)
+
+
+def test_a_model_routing_cannot_read_is_refused_before_training(tiny_split):
+    class NoLinear(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv1d(3, 8, 3)
+            self.out = torch.nn.Conv1d(8, 3, 14)
+
+        def forward(self, x):
+            return self.out(torch.relu(self.conv(x))).flatten(1)
+
+    calls = []
+    net = NoLinear()
+    net.register_forward_hook(lambda *a: calls.append(1))
+    with pytest.raises(crop.CropError, match="nn.Linear"):
+        crop.personalize(net, tiny_split, QUICK, seed=0)
+    assert len(calls) <= 1  # refused after the shape probe, before any training step
+    r = crop.personalize(net, tiny_split, {**QUICK, "route": {"spaces": ["input"]}}, seed=0)  # input moments only
+    assert r.model.spaces == ("input",)

@@ -89,3 +89,47 @@ def test_evidence_files_round_trip_and_refuse_damage(tmp_path):
     with pytest.raises(CropError, match="not enough"):
         expect(evidence_rows(bench({1: 0.0}), "s:1", "crop", "balanced_accuracy"), scenario="s:1", method="crop")
     assert load_evidence(path)["dataset"] == "hapt"
+
+
+def test_crop_personalize_prints_and_records_the_expectation_from_the_bench(tmp_path):
+    """The numbers come from the bench's records of other people: user 2's own bench records
+    (their unseen-context results) are replaced by absurd ones and change nothing."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from crop.bench.store import ResultStore
+    from crop.cli import app
+
+    changes = {u: (-6.0 if u % 3 == 0 else 1.5) for u in range(1, 16)}
+    records = [{**r, "scenario": "hapt-session:1"} for r in bench(changes)]
+    for r in records:
+        if r["user"] == 2 and r["context"] == "unseen" and r["method"] == "crop":
+            r["value"] = 0.01  # user 2's own unseen result: must not count
+    bench_dir = tmp_path / "bench"
+    bench_dir.mkdir()
+    store = ResultStore(bench_dir / "results.jsonl")
+    units = {}
+    for r in records:
+        units.setdefault((r["user"], r["seed"], r["method"]), []).append(r)
+    for block in units.values():
+        store.append(block)
+    cfg = tmp_path / "fast.toml"
+    cfg.write_text("[crop]\ntau = 0.1\n[crop.initial]\nepochs = 2\n[crop.final]\nepochs = 1\n")
+    out = tmp_path / "u2"
+    result = CliRunner().invoke(
+        app, ["personalize", "--user", "2", "--config", str(cfg), "--evidence", str(bench_dir), "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    e = summary["expectation"]
+    assert e["population"] == 14 and e["people"] == 10  # the 14 others; the 10 most like user 2
+    others = evidence_rows(records, "hapt-session:1", "crop", "balanced_accuracy")
+    key = "available (test split)"
+    direct = expect(
+        others, scenario="hapt-session:1", method="crop", person=2,
+        generic_available=100 * summary["generic_scores"][key]["balanced_accuracy"],
+        available=100 * summary["scores"][key]["balanced_accuracy"],
+    )
+    assert e["change"] == pytest.approx(direct.change) and e["harm"] == pytest.approx(direct.harm)
+    assert "expected unseen-context change" in " ".join(result.output.split())

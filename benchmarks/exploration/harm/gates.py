@@ -276,18 +276,36 @@ def summarize(res, wts, ref="finetune", gen="generic"):
     return scens, lines
 
 
+KNN3 = {"kind": "knn", "spaces": ("gen", "per", "stats"), "k": 5, "cal": "noov", "q": 0.8, "kappa": 8.0}
 VARIANTS = {
+    # references
     "generic": ("crop", {"kind": "G"}),
     "finetune": ("finetune", {"kind": "P"}),
-    "crop": ("crop", {"kind": "P"}),
+    "crop (unrouted)": ("crop", {"kind": "P"}),
+    # (b) output-space ensembles
+    "crop + generic, average": ("crop", {"kind": "avg", "lam": 0.5}),
+    "finetune + generic, average": ("finetune", {"kind": "avg", "lam": 0.5}),
+    # (c) guard on held-out augmented views and the validation split
+    "crop, class-collapse guard (30 pp)": ("crop", {"kind": "guard", "margin": 30}),
+    # (d) per-person choice
+    "choice of generic / finetune / crop": ("crop", {"kind": "choose", "candidates": ["crop", "finetune", "generic"]}),
+    # (a) routing: the default and its neighbours
+    "crop, routed (default)": ("crop", KNN3),
+    "finetune, routed": ("finetune", KNN3),
+    "crop, routed, validation calibration q0.8": ("crop", {**KNN3, "cal": "val", "q": 0.8}),
+    "crop, routed, q0.7": ("crop", {**KNN3, "q": 0.7}),
+    "crop, routed, q0.8": ("crop", {**KNN3, "q": 0.8}),
+    "crop, routed, q0.9": ("crop", {**KNN3, "q": 0.9}),
+    "crop, routed, sharpness 16": ("crop", {**KNN3, "kappa": 16.0}),
+    "crop, routed, log pooling": ("crop", {**KNN3, "pool": "log"}),
+    "crop, routed, generic space only": ("crop", {**KNN3, "spaces": ("gen",)}),
+    "crop, routed, personal space only": ("crop", {**KNN3, "spaces": ("per",)}),
+    "crop, routed, input moments only": ("crop", {**KNN3, "spaces": ("stats",)}),
+    "crop, routed, Mahalanobis (input moments)": ("crop", {"kind": "maha", "spaces": ("stats",), "cal": "val", "q": 0.9, "kappa": 4.0}),
+    "crop, routed, class-conditional": ("crop", {**KNN3, "cc": True}),
+    "crop, routed, + credible generic dissent": ("crop", {**KNN3, "dissent": (1.0, 3)}),
+    "crop, routed, + generic neighbour consistency": ("crop", {**KNN3, "consist": ("gen", 0.5)}),
 }
-for P, pn in (("crop", "crop"), ("finetune", "ft")):
-    for q in (0.8, 0.9, 0.95):
-        for c in (None, ("gen", 0.5), ("stats", 0.5), ("per", 0.5), ("gen", 0.2)):
-            VARIANTS[f"{pn}-knn3-q{q}{'-c' + c[0] + str(c[1]) if c else ''}"] = (
-                P,
-                {"kind": "knn", "spaces": ("gen", "per", "stats"), "k": 5, "cal": "noov", "q": q, "kappa": 4.0, "consist": c},
-            )
 
 
 def _work(args):
@@ -295,8 +313,36 @@ def _work(args):
     return key, {v: evaluate(f, P, spec) for v, (P, spec) in variants.items()}
 
 
+def markdown(res, wts):
+    scens = sorted(next(iter(res.values())).keys())
+    head = "| variant | " + " | ".join(f"{s} Δ_G [95 % CI] / harm" for s in scens) + " | Ca (session:1) |"
+    lines = [head, "|" + "---|" * (len(scens) + 2)]
+    for v in res:
+        cells = []
+        for sc in scens:
+            users = sorted(res[v][sc])
+            ca = {u: np.mean([a for a, _ in res[v][sc][u]]) for u in users}
+            cu = {u: np.mean([b for _, b in res[v][sc][u]]) for u in users}
+            rca = {u: np.mean([a for a, _ in res["finetune"][sc][u]]) for u in users}
+            rcu = {u: np.mean([b for _, b in res["finetune"][sc][u]]) for u in users}
+            gcu = {u: np.mean([b for _, b in res["generic"][sc][u]]) for u in users}
+            dg = np.array([ca[u] - rca[u] + cu[u] - rcu[u] for u in users])
+            harm = np.mean([cu[u] < gcu[u] - 2 for u in users])
+            lo, hi = bootstrap_interval(dg)
+            cells.append(f"{dg.mean():+.2f} [{lo:+.2f}, {hi:+.2f}] / {100 * harm:.0f} %")
+        s1 = "hapt-session:1"
+        ca1 = np.mean([np.mean([a for a, _ in res[v][s1][u]]) for u in res[v][s1]])
+        lines.append(f"| {v} | " + " | ".join(cells) + f" | {ca1:.2f} |")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
     root, protocol = sys.argv[1], sys.argv[2]
+    if len(sys.argv) > 3 and sys.argv[3] == "--markdown":
+        files = load_all(root, protocol)
+        res, wts = table(files, VARIANTS)
+        print(markdown(res, wts))
+        raise SystemExit
     sel = sys.argv[3] if len(sys.argv) > 3 else ""
     files = load_all(root, protocol)
     print(len(files), "files")

@@ -73,8 +73,11 @@ def gip(g_a: Gradients, g_u: Gradients, select: Masks | None = None) -> float:
 
 
 def state_gradients(model: nn.Module, state: State, data: SensingData) -> dict[str, torch.Tensor]:
-    """Mean cross-entropy gradient on ``data`` of ``model``'s architecture holding ``state``."""
-    probe = clone_model(model)
+    """Mean cross-entropy gradient on ``data`` of ``model``'s architecture holding ``state`` (a
+    routed model: its personalized network's)."""
+    from crop.models.routed import network_of
+
+    probe = clone_model(network_of(model))
     probe.load_state_dict(state)
     return loss_gradients(probe, data)
 

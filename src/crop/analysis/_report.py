@@ -28,7 +28,7 @@ from crop.analysis._plots import plot_gip, plot_prune_curve, plot_state_deltas, 
 from crop.analysis._states import state_accuracies, state_confusions, step_effects
 from crop.data.sensing import ContextSplit, SensingData
 from crop.errors import CropError
-from crop.models.utils import State, clone_model
+from crop.models.utils import State, clone_model, score
 from crop.personalization.prune import prunable_names
 from crop.personalization.registry import PersonalizationResult
 from crop.report.files import write_text_atomic
@@ -221,7 +221,7 @@ def analyze_result(
         raise CropError("no unseen context given: the analyses compare the available with an unseen context")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model = clone_model(result.model)
+    model = clone_model(result.network)
     states = ordered_states(result.states)
     masks = result.info.get("masks")
     a_data = available_data(available, available_part)
@@ -230,6 +230,8 @@ def analyze_result(
     param_names = [n for n, _ in model.named_parameters()]
 
     acc = state_accuracies(model, states, contexts, metric)
+    if result.network is not result.model:  # what is served: the routed model, after the final state
+        acc["served (routed)"] = {ctx: score(result.model, data, metric) for ctx, data in contexts.items()}
     confusions = state_confusions(model, states, contexts)
     gip_rows = gip_table(model, states, a_data, unseen, masks)
     dist = distance_matrix(states, param_names)

@@ -9,6 +9,7 @@ import numpy as np
 from torch import nn
 
 from crop.data.sensing import SensingData
+from crop.models.routed import network_of
 from crop.models.utils import State, clone_model, predict, score
 
 
@@ -19,8 +20,9 @@ def state_accuracies(
     metric: str = "balanced_accuracy",
 ) -> dict[str, dict[str, float]]:
     """``{state: {context: metric}}`` (fractions in [0, 1]) of ``model``'s architecture
-    holding each state. ``model`` itself is not modified."""
-    probe = clone_model(model)
+    holding each state (a routed model: its personalized network's). ``model`` itself is not
+    modified."""
+    probe = clone_model(network_of(model))
     out: dict[str, dict[str, float]] = {}
     for name, state in states.items():
         probe.load_state_dict(state)
@@ -56,7 +58,7 @@ def state_confusions(
     model: nn.Module, states: Mapping[str, State], contexts: Mapping[str, SensingData], n_classes: int | None = None
 ) -> dict[str, dict[str, np.ndarray]]:
     """``{state: {context: confusion matrix}}``; rows are true classes, columns predictions."""
-    probe = clone_model(model)
+    probe = clone_model(network_of(model))
     out: dict[str, dict[str, np.ndarray]] = {}
     for name, state in states.items():
         probe.load_state_dict(state)

@@ -50,6 +50,12 @@ def knn_distance(query: torch.Tensor, reference: torch.Tensor, k: int) -> torch.
     return nearest.clamp_min(0.0).sqrt().mean(1)
 
 
+def network_of(model: nn.Module) -> nn.Module:
+    """The network a personalization's states belong to: a routed model's personalized network,
+    any other model itself."""
+    return model.personal if isinstance(model, RoutedModel) else model
+
+
 def leave_out_knn_distance(reference: torch.Tensor, excluded: np.ndarray, k: int) -> torch.Tensor:
     """For each reference row, the mean distance to its ``k`` nearest other rows, leaving out
     itself and the rows ``excluded[i]`` marks (fewer than ``k`` left: as many as there are;
@@ -117,7 +123,7 @@ class RoutedModel(nn.Module):
         dims: Sequence[int] = (),
         n_reference: int = 1,
         neighbours: int = 5,
-        sharpness: float = 4.0,
+        sharpness: float = 8.0,
         floor: float = 0.0,
         channels: int = 1,
     ) -> None:
@@ -135,8 +141,8 @@ class RoutedModel(nn.Module):
             self.register_buffer(f"scale_{space}", torch.ones(dim))
             self.register_buffer(f"threshold_{space}", torch.ones(()))
         self.register_buffer("input_eps", torch.full((channels,), 1e-6))
-        self._gen_embedding = _Embedding(generic)
-        self._own_embedding = _Embedding(personal)
+        self._gen_embedding = _Embedding(generic) if "generic" in self.spaces else None
+        self._own_embedding = _Embedding(personal) if "personal" in self.spaces else None
         self.config = {
             "spaces": list(self.spaces),
             "dims": list(dims),
@@ -218,9 +224,9 @@ class RoutedModel(nn.Module):
         """Raw (unstandardized) features of ``x`` in every space, and the two models' logits
         under the keys ``"_generic_logits"`` and ``"_personal_logits"``."""
         out: dict[str, torch.Tensor] = {"_generic_logits": self.generic(x)}
-        gen = self._gen_embedding.value
+        gen = self._gen_embedding.value if self._gen_embedding is not None else None
         out["_personal_logits"] = self.personal(x)
-        own = self._own_embedding.value
+        own = self._own_embedding.value if self._own_embedding is not None else None
         for space in self.spaces:
             if space == "generic":
                 out[space] = gen
@@ -274,5 +280,6 @@ __all__ = [
     "knn_distance",
     "last_linear",
     "leave_out_knn_distance",
+    "network_of",
     "sample_sharing",
 ]

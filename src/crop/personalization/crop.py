@@ -126,8 +126,9 @@ def _penalty(config: CRoPConfig, alpha: float) -> WeightPenalty:
     )
 
 
-def check_crop_config(config: CRoPConfig) -> None:
-    """Reject unknown step options before any training starts (one-line errors)."""
+def check_crop_config(config: CRoPConfig, generic: nn.Module | None = None) -> None:
+    """Reject unknown step options (and, with ``generic``, a model the routing cannot read)
+    before any training starts (one-line errors)."""
     if config.prune_criterion not in ("magnitude", "gradient", "top_magnitude"):
         raise CropError(
             f"unknown prune_criterion {config.prune_criterion!r}; choose magnitude, gradient or top_magnitude"
@@ -136,7 +137,7 @@ def check_crop_config(config: CRoPConfig) -> None:
         raise CropError(f"unknown final_finetune {config.final_finetune!r}; choose full or partial")
     if config.prune_eval not in ("pruned", "mixed"):
         raise CropError(f"unknown prune_eval {config.prune_eval!r}; choose pruned or mixed")
-    check_route_config(config.route)
+    check_route_config(config.route, generic)
 
 
 @register_method("crop", CRoPConfig, "CRoP: penalized finetuning, ToleratedPrune, mixing, final finetuning")
@@ -153,7 +154,7 @@ def fit_crop(
     import time
 
     n_classes = check_available(generic, available)
-    check_crop_config(config)
+    check_crop_config(config, generic)
     timings: dict[str, float] = {}
     generic_state = state_copy(generic)
     invariance, invariance_info = invariance_objective(generic, available.train.X, config.invariance, seed)

@@ -48,7 +48,7 @@ def fit_finetune(
 ) -> PersonalizationResult:
     """Finetune all parameters on the available context with cross-entropy."""
     n_classes = check_available(generic, available)
-    check_route_config(config.route)
+    check_route_config(config.route, generic)
     model = clone_model(generic)
     objective, invariance_info = invariance_objective(generic, available.train.X, config.invariance, seed)
     objective = contrastive_objective(generic, available.train.X, available.train.y, config.contrastive, objective)

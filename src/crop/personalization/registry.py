@@ -29,7 +29,8 @@ class PersonalizationResult:
 
     Attributes:
         method: registered name of the method.
-        model: the personalized model (eval mode).
+        model: the personalized model (eval mode): what is served, evaluated and saved (for
+            ``crop``, a routed model whose ``personal`` network is CRoP's; see :attr:`network`).
         states: named model states; CRoP gives ``generic``, ``initial``, ``pruned``, ``mixed``, ``final``.
         prune_amount: the pruning amount chosen, for methods that prune.
         info: method-specific details (alpha trace, training histories, selected epochs...).
@@ -40,6 +41,15 @@ class PersonalizationResult:
     states: dict[str, State] = field(default_factory=dict)
     prune_amount: float | None = None
     info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def network(self) -> nn.Module:
+        """The network whose weights ``states`` hold: ``model`` itself, or, when ``model`` routes
+        between the personalized and the generic network (:mod:`crop.personalization.route`),
+        its personalized network."""
+        from crop.models.routed import network_of
+
+        return network_of(self.model)
 
 
 FitFn = Callable[..., PersonalizationResult]

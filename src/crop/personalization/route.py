@@ -81,14 +81,16 @@ class RouteConfig:
     enabled: bool = True
     spaces: tuple[str, ...] = field(default_factory=lambda: SPACES)
     neighbours: int = 5
-    quantile: float = 0.75
+    quantile: float = 0.8
     calibrate: Literal["reference", "validation"] = "reference"
-    sharpness: float = 4.0
+    sharpness: float = 8.0
     floor: float = 0.0
 
 
-def check_route_config(config: RouteConfig) -> None:
-    """Refuse an unusable routing configuration before any training (one line)."""
+def check_route_config(config: RouteConfig, generic: nn.Module | None = None) -> None:
+    """Refuse an unusable routing configuration before any training (one line); with
+    ``generic``, also a model routing cannot read (no ``nn.Linear`` decision layer whose input is
+    the embedding the ``generic``/``personal`` spaces need)."""
     if config.enabled and not config.spaces:
         raise CropError(
             "route.spaces is empty: name at least one of generic, personal, input (or route.enabled = false)"
@@ -98,6 +100,10 @@ def check_route_config(config: RouteConfig) -> None:
         raise CropError(f"unknown route space(s) {unknown}; choose from {', '.join(SPACES)}")
     if len(set(config.spaces)) != len(config.spaces):
         raise CropError(f"route.spaces lists a space twice: {list(config.spaces)}")
+    if config.enabled and generic is not None and {"generic", "personal"} & set(config.spaces):
+        from crop.models.routed import last_linear
+
+        last_linear(generic)
 
 
 def route(
