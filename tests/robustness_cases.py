@@ -155,7 +155,7 @@ def option_cases() -> list[Case]:
         + ["--tune-on", "--tune-budget", "--certify", "--norm", "--workers", "--protocol", "--generic"]
         + ["--root", "--model", "--arch", "--executor", "--address"],
         "personalize": ["--out", "--user", "--scenario", "--data", "--model", "--available", "--method", "--seed"]
-        + ["--config", "--metric", "--dataset", "--root", "--arch"],
+        + ["--config", "--metric", "--dataset", "--root", "--arch", "--evidence"],
         "tune": ["--out", "--user", "--scenario", "--data", "--model", "--available", "--method", "--grid"]
         + ["--budget", "--seed", "--config", "--metric"],
         "certify": ["--model", "--certify", "--data", "--user", "--scenario", "--seed", "--out"],
@@ -218,6 +218,7 @@ def option_cases() -> list[Case]:
     add("personalize", "--root", ["%missing", "/dev/null", "%plain.txt"], setup=empty, dataset="stress", user="1")
     add("personalize", "--root", ["x"])  # hapt
     add("personalize", "--arch", ["pkg.mod:make"])  # hapt
+    add("personalize", "--evidence", ["%missing", "%plain.txt", "/dev/null", "%empty"], setup=empty)
     add("bench", "--users", LIST_VALUES)
     add("bench", "--seeds", SEED_LISTS)
     add("bench", "--methods", METHOD_LISTS)

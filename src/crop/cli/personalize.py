@@ -91,8 +91,10 @@ def personalize(
 
     out = check_out_dir(out, "--out", ("model.safetensors", "model.sparse.safetensors", "summary.json"))
     get_method(method)
-    if evidence is not None and not evidence.exists():
-        raise CropError(f"--evidence {evidence}: no such file or directory")
+    if evidence is not None:
+        from crop.report.expect import check_evidence
+
+        check_evidence(evidence)
     t0 = time.perf_counter()
     if dataset != "hapt":
         if data is not None or available is not None:

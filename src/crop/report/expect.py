@@ -175,6 +175,7 @@ def expect(
 # ------------------------------------------------------------------ evidence files
 
 EVIDENCE_FORMAT = "crop-population-evidence-1"
+MAX_EVIDENCE_BYTES = 16 * 2**20
 
 
 def write_evidence(records: list[dict[str, Any]], path: str | Path, *, dataset: str, metric: str, source: str) -> Path:
@@ -193,13 +194,15 @@ def write_evidence(records: list[dict[str, Any]], path: str | Path, *, dataset: 
                     {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for r in rows
                 ]
     doc = {"format": EVIDENCE_FORMAT, "dataset": dataset, "metric": metric, "source": source, "evidence": evidence}
-    return write_text_atomic(path, json.dumps(doc, indent=1, sort_keys=True) + "\n")
+    return write_text_atomic(path, json.dumps(doc, sort_keys=True, separators=(",", ":")) + "\n")
 
 
 def load_evidence(path: str | Path) -> dict[str, Any]:
     """Read an evidence file written by :func:`write_evidence` (one-line error if unusable)."""
     path = Path(path)
     try:
+        if path.stat().st_size > MAX_EVIDENCE_BYTES:
+            raise CropError(f"{path} is larger than {MAX_EVIDENCE_BYTES // 2**20} MiB: not a crop population evidence file")
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise CropError(f"cannot read population evidence {path}: {exc}") from None
@@ -247,6 +250,19 @@ def expectation_from_file(
         available=available,
         source=str(doc.get("source") or path),
     )
+
+
+def check_evidence(path: str | Path) -> None:
+    """Refuse (one line) an ``--evidence`` that is neither an evidence file nor a bench
+    directory, before any work."""
+    path = Path(path)
+    if path.is_dir():
+        if not (path / "results.jsonl").is_file():
+            raise CropError(f"--evidence {path}: no results.jsonl (a crop bench directory or an evidence file)")
+        return
+    if not path.is_file():
+        raise CropError(f"--evidence {path}: not an evidence file or a crop bench directory")
+    load_evidence(path)
 
 
 def person_expectation(
@@ -299,6 +315,7 @@ __all__ = [
     "evidence_rows",
     "expect",
     "expectation_from_file",
+    "check_evidence",
     "load_evidence",
     "person_expectation",
     "shipped_evidence",
