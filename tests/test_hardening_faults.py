@@ -23,7 +23,11 @@ import io
 import json
 import os
 import shutil
+import signal
 import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -196,3 +200,169 @@ def test_cli_bench_whose_directory_vanishes_ends_with_one_line(tmp_path, monkeyp
     assert code == 2
     assert "deleted or moved away" in one_error_line(err)
     assert not os.path.lexists(out)
+
+
+# =============================================================================================
+# class 4: worker processes die with their parent
+# =============================================================================================
+
+CROP = [sys.executable, "-m", "crop"]  # the command's own entry point (crop.__main__), as the console script
+LONG_FINETUNE = "[finetune.train]\nepochs = 10000\npatience = 10000\n"  # workers stay busy until killed
+
+
+def session_members(sid: int) -> list[int]:
+    """Live (not zombie) processes of session ``sid``: psutil if installed, else /proc."""
+    try:
+        import psutil
+    except ImportError:
+        psutil = None
+    if psutil is not None:
+        found = []
+        for proc in psutil.process_iter(["status"]):
+            with contextlib.suppress(psutil.Error, OSError):
+                if os.getsid(proc.pid) == sid and proc.info["status"] != psutil.STATUS_ZOMBIE:
+                    found.append(proc.pid)
+        return found
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            text = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = text[text.rindex(")") + 2 :].split()  # state ppid pgrp session ...
+        if fields[0] != "Z" and int(fields[3]) == sid:
+            found.append(int(entry))
+    return found
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def wait_for(condition, timeout: float, step: float = 0.05) -> float:
+    """Seconds until ``condition()`` held; fails after ``timeout``."""
+    t0 = time.monotonic()
+    while not condition():
+        if time.monotonic() - t0 > timeout:
+            raise AssertionError(f"not within {timeout} s")
+        time.sleep(step)
+    return time.monotonic() - t0
+
+
+needs_proc = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+
+
+def start_in_own_session(argv: list[str], cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [str(a) for a in argv],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def kill_and_count(proc: subprocess.Popen, sig: int, busy: float = 0.0) -> tuple[float, str]:
+    """Wait until the run has two worker processes (plus ``busy`` seconds), send ``sig`` to the
+    parent alone; the seconds until no process of the session is alive, and the parent's stderr."""
+    sid = proc.pid
+    try:
+        wait_for(lambda: sum("spawn_main" in cmdline(p) for p in session_members(sid)) >= 2, timeout=240)
+        time.sleep(busy)
+        members = session_members(sid)
+        assert len(members) >= 4  # the parent, two workers, the resource tracker
+        os.kill(proc.pid, sig)
+        _, err = proc.communicate(timeout=60)
+        return wait_for(lambda: not session_members(sid), timeout=5), err
+    finally:
+        for pid in session_members(sid):  # only when the test failed: leave nothing behind
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+BENCH_WORKERS = ["bench", "--scenario", "hapt-session:1", "--users", "2,8", "--methods", "finetune", "--workers", "2"]
+
+
+@needs_proc
+@pytest.mark.parametrize("busy", [0.0, pytest.param(3.0, marks=pytest.mark.slow)], ids=["starting", "busy"])
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_bench_workers_die_with_their_parent(tmp_path, sig, busy):
+    (tmp_path / "long.toml").write_text(LONG_FINETUNE)
+    argv = [*CROP, *BENCH_WORKERS, "--config", "long.toml", "--out", "out", "--quiet"]
+    seconds, err = kill_and_count(start_in_own_session(argv, tmp_path), sig, busy)
+    assert seconds < 5
+    if sig == signal.SIGTERM:  # a clean stop: one line, and no worker's or tracker's complaint
+        assert err == "crop: terminated\n"
+    assert (
+        not list((tmp_path / "out").glob("results.jsonl"))
+        or ResultStore(tmp_path / "out" / "results.jsonl").load() == []
+    )
+
+
+@pytest.mark.slow
+@needs_proc
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_population_tuning_workers_die_with_their_parent(tmp_path, sig):
+    argv = [*CROP, "tune", "--population", "--user", "2", "--method", "finetune", "--workers", "2", "--out", "out"]
+    seconds, err = kill_and_count(start_in_own_session(argv, tmp_path), sig, busy=1.0)
+    assert seconds < 5
+    if sig == signal.SIGTERM:
+        assert err == "crop: terminated\n"
+
+
+@needs_proc
+def test_a_helper_process_dies_with_its_parent(tmp_path):
+    """crop.workers.child_command (crop resources' measuring runs): the helper is bound to its
+    parent before it imports anything of its own."""
+    (tmp_path / "sleeper.py").write_text("import time\nif __name__ == '__main__':\n    time.sleep(120)\n")
+    parent = (
+        "import subprocess, sys, time\n"
+        "from crop.workers import child_command\n"
+        "child = subprocess.Popen(child_command('sleeper'))\n"
+        "print(child.pid, flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", parent], stdout=subprocess.PIPE, text=True, env=env, start_new_session=True
+    )
+    try:
+        child = int(proc.stdout.readline())
+        wait_for(lambda: "sleeper" in cmdline(child), timeout=30)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        assert wait_for(lambda: not session_members(proc.pid), timeout=5) < 5
+    finally:
+        for pid in session_members(proc.pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_a_pool_stops_its_workers_when_the_parent_stops(tmp_path):
+    """An exception in the parent (an error, Ctrl-C, SIGTERM) while tasks run: the workers are
+    stopped at once, not after their tasks."""
+    import multiprocessing
+
+    from crop.workers import process_pool
+
+    with pytest.raises(KeyboardInterrupt), process_pool(2) as pool:
+        for i in range(2):
+            pool.submit(_touch_and_sleep, tmp_path / f"started{i}", 60)
+        wait_for(lambda: len(list(tmp_path.glob("started*"))) == 2, 120)  # both workers run a task
+        t0 = time.monotonic()
+        raise KeyboardInterrupt
+    assert time.monotonic() - t0 < 10
+    assert multiprocessing.active_children() == []
+
+
+def _touch_and_sleep(path: Path, seconds: float) -> None:
+    path.touch()
+    time.sleep(seconds)

@@ -27,7 +27,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import signal
 import stat
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -35,25 +34,7 @@ from pathlib import Path
 from types import TracebackType
 
 from crop.errors import CropError
-
-_HELD_SIGNALS = {signal.SIGINT, signal.SIGTERM}
-
-
-@contextmanager
-def signals_held() -> Iterator[None]:
-    """Hold back SIGINT and SIGTERM for a short block (a few renames): they are delivered, and
-    Python's handlers run, when the block ends. Only the main thread sees Python's handlers, so
-    elsewhere the block runs as it is."""
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD_SIGNALS)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+from crop.interrupts import signals_held
 
 
 class DirectoryLock:
@@ -189,24 +170,25 @@ class DirectoryLock:
         """Replace the files of ``files`` as one step, as far as a file system allows.
 
         Every file is first staged as a hidden temporary in the locked directory (and fsynced);
-        only when all are written does :meth:`check` run and the temporaries are renamed into
-        place, in the order of ``files``, with SIGINT and SIGTERM held back (:func:`signals_held`);
-        ``None`` removes that file. A failure or an interruption while staging removes the
-        temporaries and leaves every existing file as it was. Each rename is atomic, the sequence
-        is not: a SIGKILL or power cut between two renames can leave some files replaced, which
-        is why :mod:`crop.models.directory` binds its files together by their SHA-256. Only
-        regular files are ever replaced or removed."""
+        only when all are written does :meth:`check` run again and the temporaries are renamed
+        into place, in the order of ``files``; ``None`` removes that file. SIGINT and SIGTERM
+        are held back meanwhile (:func:`~crop.interrupts.signals_held`), and a failure (a full
+        disk...) removes the temporaries and leaves every existing file as it was. Each rename is
+        atomic, the sequence is not: a SIGKILL or power cut between two renames can leave some
+        files replaced, which is why :mod:`crop.models.directory` binds its files together by
+        their SHA-256. Only regular files are ever replaced or removed."""
         names = [self._name(n) for n in files]
         self.check()
         for name in names:
             self._regular_or_absent(name)
         staged: dict[str, str] = {}
-        try:
-            for name, data in files.items():
-                if data is not None:
-                    staged[name] = self._stage(name, data)
-            self.check()
-            with signals_held():
+        with signals_held():
+            try:
+                for name, data in files.items():
+                    if data is not None:
+                        staged[name] = f".{name}.tmp{os.getpid()}"
+                        self._stage(staged[name], data, name)
+                self.check()
                 for name, data in files.items():
                     try:
                         if data is None:
@@ -217,35 +199,27 @@ class DirectoryLock:
                             del staged[name]
                     except OSError as exc:
                         raise self._cannot(name, exc) from None
-        finally:
-            for tmp in staged.values():
-                with _ignored():
-                    os.unlink(tmp, dir_fd=self.fd)
+            finally:
+                for tmp in staged.values():
+                    with _ignored():
+                        os.unlink(tmp, dir_fd=self.fd)
 
-    def _stage(self, name: str, data: bytes) -> str:
-        tmp = f".{name}.tmp{os.getpid()}"
+    def _stage(self, tmp: str, data: bytes, name: str) -> None:
         with _ignored():
             os.unlink(tmp, dir_fd=self.fd)  # a temporary a killed run left behind
         try:
             fd = os.open(
                 tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666, dir_fd=self.fd
             )
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         except OSError as exc:
             raise self._cannot(name, exc) from None
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        except BaseException as exc:
-            os.close(fd)
-            with _ignored():
-                os.unlink(tmp, dir_fd=self.fd)
-            if isinstance(exc, OSError):
-                raise self._cannot(name, exc) from None
-            raise
-        os.close(fd)
-        return tmp
 
 
 @contextmanager

@@ -433,15 +433,6 @@ def _run_group(
     return blocks, time.perf_counter() - t0, error
 
 
-def _init_worker(threads: int) -> None:
-    import torch
-
-    from crop._heap import freeze_imports
-
-    torch.set_num_threads(threads)
-    freeze_imports()  # a worker process is ours: its collections skip the imported modules
-
-
 def default_workers(n_groups: int) -> int:
     """Worker processes for ``n_groups`` personalizations: one per CPU core (at most 8), but a
     single in-process worker for small runs, where starting processes costs more than it saves."""
@@ -632,32 +623,29 @@ def _population_settings(
 
 def _run_parallel(tasks: list[_Task], workers: int, finish: Callable, bar: Any, task: Any) -> None:
     """Run ``tasks`` in ``workers`` processes; hand results to ``finish`` in task order."""
-    import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    from crop.workers import process_pool
 
     bar.update(task, description=f"bench ({workers} workers)")
-    context = multiprocessing.get_context("spawn")  # no inherited locks or thread pools
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(1,)) as pool:
+    # Spawned one-thread workers that die with this process; on an error, Ctrl-C or SIGTERM here
+    # they are stopped at once (crop.workers).
+    with process_pool(workers, threads=1, preload=(__name__,)) as pool:
         pending = {}
         next_submit = 0
         ready: dict[int, tuple] = {}
         next_finish = 0
         window = 4 * workers  # bounded look-ahead keeps memory flat and the write order exact
-        try:
-            while next_finish < len(tasks):
-                while next_submit < len(tasks) and next_submit < next_finish + window:
-                    pending[pool.submit(_run_group, tasks[next_submit])] = next_submit
-                    next_submit += 1
-                finished, _ = wait(list(pending), return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    ready[pending.pop(fut)] = fut.result()
-                while next_finish in ready:
-                    finish(tasks[next_finish], *ready.pop(next_finish))
-                    next_finish += 1
-        except BaseException:
-            for fut in pending:
-                fut.cancel()
-            raise
+        while next_finish < len(tasks):
+            while next_submit < len(tasks) and next_submit < next_finish + window:
+                pending[pool.submit(_run_group, tasks[next_submit])] = next_submit
+                next_submit += 1
+            finished, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+            for fut in finished:
+                ready[pending.pop(fut)] = fut.result()
+            while next_finish in ready:
+                finish(tasks[next_finish], *ready.pop(next_finish))
+                next_finish += 1
 
 
 def _append_json(lock: DirectoryLock, name: str, record: dict[str, Any]) -> None:
