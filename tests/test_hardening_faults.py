@@ -366,3 +366,242 @@ def test_a_pool_stops_its_workers_when_the_parent_stops(tmp_path):
 def _touch_and_sleep(path: Path, seconds: float) -> None:
     path.touch()
     time.sleep(seconds)
+
+
+# =============================================================================================
+# class 3: a model directory is one unit
+# =============================================================================================
+
+
+class Killed(BaseException):  # noqa: N818 - stands for the process being killed at that point
+    """Raised by an injected fault: the process 'dies' there."""
+
+
+def old_run(out: Path) -> dict[str, str]:
+    """A finished earlier run in ``out`` (user 8, a sparse model, a certificate of it), written
+    through the same publication as crop personalize; ``{file name: sha256}`` of its files."""
+    import torch
+
+    from crop.models import HAPTNet
+    from crop.models.directory import model_directory, publish_model, sha256_file
+    from crop.models.io import model_bytes, sparse_bytes
+
+    torch.manual_seed(8)
+    model = HAPTNet()
+    with torch.no_grad():
+        model[12].weight[:, 1:] = 0  # mostly zero: stored as CSR
+    scores = {"available (test split)": {"balanced_accuracy": 0.5}, "unseen: session 2": {"balanced_accuracy": 0.5}}
+    summary = {"dataset": "hapt", "user": 8, "scenario": "hapt-session:1", "method": "finetune", "seed": 0}
+    summary |= {"metric": "balanced_accuracy", "scores": scores, "generic_scores": scores}
+    summary |= {"generic_model": {"source": "shipped"}}
+    with model_directory(out) as lock:
+        publish_model(lock, model_bytes(model), summary, sparse_bytes(model))
+    shas = {p.name: sha256_file(p) for p in out.iterdir()}
+    certificate = {"model": str(out / "model.safetensors"), "model_sha256": shas["model.safetensors"]}
+    certificate["results"] = {"unseen: session 2": {"verified@linf:0.01": 0.25}}
+    (out / "certify.json").write_text(json.dumps(certificate))
+    return shas
+
+
+PERSONALIZE_USER_2 = ["personalize", "--user", "2", "--method", "generic"]
+
+# Where crop personalize dies while it replaces the earlier run (user 8, with a sparse file) by
+# user 2's dense model: (fault, what crop card must then do).
+PUBLICATION_FAULTS = {
+    "staging-fails-enospc": "old",  # a write of a staged file fails: exit 2, nothing replaced
+    "staging-interrupted": "old",  # Ctrl-C while staging: exit 130, nothing replaced
+    "killed-before-sparse-removal": "old",
+    "killed-before-model": "refuse",  # the old sparse file is gone, the summary still lists it
+    "killed-before-summary": "refuse",  # the new model beside the old summary
+    "completed": "new",
+}
+
+
+def inject(monkeypatch, fault: str) -> None:
+    import errno
+
+    import crop.dirlock as dirlock
+
+    real_replace, real_unlink, real_write = os.replace, os.unlink, os.write
+
+    def replace(src, dst, **kwargs):
+        if "dst_dir_fd" in kwargs:  # a publication rename of crop.dirlock
+            if dst == "model.safetensors" and fault == "killed-before-model":
+                raise Killed
+            if dst == "summary.json" and fault == "killed-before-summary":
+                raise Killed
+        return real_replace(src, dst, **kwargs)
+
+    def unlink(path, **kwargs):
+        if path == "model.sparse.safetensors" and fault == "killed-before-sparse-removal":
+            raise Killed
+        return real_unlink(path, **kwargs)
+
+    def write(fd, data):
+        if fault == "staging-fails-enospc":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        if fault == "staging-interrupted":
+            raise KeyboardInterrupt
+        return real_write(fd, data)
+
+    monkeypatch.setattr(dirlock.os, "replace", replace)
+    monkeypatch.setattr(dirlock.os, "unlink", unlink)
+    monkeypatch.setattr(dirlock.os, "write", write)
+
+
+def card_of(model_dir: Path) -> tuple[int, str, str]:
+    code, _, err = cli(["card", model_dir])
+    text = (model_dir / "card.md").read_text() if code == 0 else ""
+    return code, err, text
+
+
+@pytest.mark.parametrize("fault", list(PUBLICATION_FAULTS))
+def test_card_never_describes_another_model_after_a_crash_between_writes(tmp_path, monkeypatch, fault):
+    out = tmp_path / "model"
+    old = old_run(out)
+    before = snapshot(out)
+    inject(monkeypatch, fault)
+    if fault.startswith("killed"):
+        with pytest.raises(Killed):
+            cli([*PERSONALIZE_USER_2, "--out", out])
+    else:
+        code, _, err = cli([*PERSONALIZE_USER_2, "--out", out])
+        if fault == "staging-fails-enospc":
+            assert code == 2
+            assert "cannot write" in one_error_line(err) and "model.safetensors" in err and "No space" in err
+        elif fault == "staging-interrupted":
+            assert (code, err) == (130, "crop: interrupted\n")
+        else:
+            assert code == 0
+    monkeypatch.undo()
+    assert not list(out.glob(".*tmp*"))  # nothing staged is left (a real SIGKILL: see the slow test)
+    if PUBLICATION_FAULTS[fault] == "old":
+        assert snapshot(out) == before  # every file as it was
+    code, err, text = card_of(out)
+    from crop.models.directory import sha256_file
+
+    if PUBLICATION_FAULTS[fault] == "refuse":
+        assert code == 2
+        line = one_error_line(err)
+        assert "does not belong" in line or "is missing" in line
+        assert not (out / "card.md").exists()
+    elif PUBLICATION_FAULTS[fault] == "old":
+        assert code == 0 and "user 8" in text and old["model.safetensors"] in text
+        assert "verified@linf:0.01" in text  # its own certificate is shown
+    else:
+        assert code == 0 and "user 2" in text and sha256_file(out / "model.safetensors") in text
+        assert not (out / "model.sparse.safetensors").exists()  # the earlier run's sparse file went
+        assert "verified@linf:0.01" not in text and "is not shown: it certified another model file" in text
+
+
+def test_card_refuses_or_marks_every_file_that_does_not_belong(tmp_path):
+    from crop.models.directory import sha256_file
+
+    base = tmp_path / "base"
+    old_run(base)
+    cases = {}
+
+    def variant(name: str, change) -> Path:
+        d = tmp_path / name
+        shutil.copytree(base, d)
+        change(d)
+        cases[name] = d
+        return d
+
+    variant("foreign-model", lambda d: shutil.copyfile(d / "model.sparse.safetensors", d / "model.safetensors"))
+    variant("missing-sparse", lambda d: (d / "model.sparse.safetensors").unlink())
+    variant("foreign-sparse", lambda d: (d / "model.sparse.safetensors").write_bytes(b"x" * 10))
+    variant("bad-files-record", lambda d: _edit_summary(d, files={"model.safetensors": {"sha256": 5}}))
+    variant("unlisted-sparse", lambda d: _edit_summary(d, files={"model.safetensors": _entry(d)}))
+    for name in ("foreign-model", "missing-sparse", "foreign-sparse", "bad-files-record", "unlisted-sparse"):
+        frozen = snapshot(cases[name])
+        code, err, _ = card_of(cases[name])
+        assert code == 2, name
+        one_error_line(err)
+        assert snapshot(cases[name]) == frozen  # no card written
+    # files that cannot be checked or belong to another model are marked, never shown as this model's
+    old_summary = variant("older-crop", lambda d: _edit_summary(d, files=None))
+    code, err, text = card_of(old_summary)
+    assert code == 0 and "not checked" in text and sha256_file(old_summary / "model.safetensors") in text
+    unbound = variant("unbound-certificate", lambda d: _edit_json(d / "certify.json", model_sha256=None))
+    code, err, text = card_of(unbound)
+    assert code == 0 and "does not record the SHA-256" in text and "verified@linf:0.01" not in text
+    other = variant("other-certificate", lambda d: _edit_json(d / "certify.json", model_sha256="ab" * 32))
+    code, err, text = card_of(other)
+    assert code == 0 and "certified another model file" in text and "verified@linf:0.01" not in text
+
+
+def _entry(d: Path) -> dict:
+    from crop.models.directory import sha256_file
+
+    return {"sha256": sha256_file(d / "model.safetensors"), "bytes": (d / "model.safetensors").stat().st_size}
+
+
+def _edit_json(path: Path, **changes) -> None:
+    value = json.loads(path.read_text())
+    for key, new in changes.items():
+        if new is None:
+            value.pop(key, None)
+        else:
+            value[key] = new
+    path.write_text(json.dumps(value))
+
+
+def _edit_summary(d: Path, **changes) -> None:
+    _edit_json(d / "summary.json", **changes)
+
+
+def test_a_second_personalize_on_the_same_directory_is_refused(tmp_path):
+    from crop.dirlock import DirectoryLock
+
+    out = tmp_path / "model"
+    out.mkdir()
+    with DirectoryLock(out, "model directory"):  # another run holds it (flock: also across processes)
+        code, _, err = cli([*PERSONALIZE_USER_2, "--out", out])
+        code_tune, _, err_tune = cli(
+            ["tune", "--user", "2", "--method", "finetune", "--grid", "train.lr=0.01", "--out", out]
+        )
+    assert code == code_tune == 2
+    assert "in use by another crop run" in one_error_line(err) and "in use" in one_error_line(err_tune)
+    assert list(out.iterdir()) == []
+
+
+def test_a_failed_personalize_removes_the_directory_it_created(tmp_path, monkeypatch):
+    import crop.api
+
+    def fail(*args, **kwargs):
+        raise CropError("training diverged")
+
+    monkeypatch.setattr(crop.api, "personalize", fail)
+    code, _, err = cli([*PERSONALIZE_USER_2, "--out", tmp_path / "new" / "model"])
+    assert code == 2 and "training diverged" in one_error_line(err)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("step", ["model.safetensors", "summary.json"])
+def test_sigkill_between_the_renames_then_card_and_a_new_run(tmp_path, step):
+    """A real SIGKILL of crop personalize just before it renames ``step`` into place: its
+    temporaries stay behind and card refuses; the next run removes them and succeeds."""
+    out = tmp_path / "model"
+    old_run(out)
+    code = (
+        "import os, signal, sys\n"
+        "real = os.replace\n"
+        "def replace(src, dst, **kw):\n"
+        f"    if 'dst_dir_fd' in kw and dst == {step!r}:\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    return real(src, dst, **kw)\n"
+        "os.replace = replace\n"
+        "from crop.cli import run\n"
+        f"sys.exit(run({[*PERSONALIZE_USER_2, '--out', str(out)]!r}))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == -signal.SIGKILL
+    assert list(out.glob(".*tmp*"))  # SIGKILL leaves the staged files
+    code_card, err, _ = card_of(out)
+    assert code_card == 2 and ("does not belong" in err or "is missing" in err)
+    assert cli([*PERSONALIZE_USER_2, "--out", out])[0] == 0
+    assert not list(out.glob(".*tmp*"))  # the next run under the lock removed them
+    code_card, err, text = card_of(out)
+    assert code_card == 0 and "user 2" in text

@@ -27,6 +27,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import re
 import stat
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -35,6 +36,19 @@ from types import TracebackType
 
 from crop.errors import CropError
 from crop.interrupts import signals_held
+
+
+def temporary_name(name: str, pid: int | None = None) -> str:
+    """The hidden temporary a process writes before it renames it to ``name``:
+    ``.model.tmp<pid>.safetensors`` for ``model.safetensors`` (the suffix kept, for writers that
+    pick a format by it)."""
+    stem, dot, suffix = name.partition(".") if not name.startswith(".") else (name, "", "")
+    return f".{stem}.tmp{os.getpid() if pid is None else pid}{dot}{suffix}"
+
+
+def _is_temporary_of(entry: str, name: str) -> bool:
+    stem, dot, suffix = name.partition(".")
+    return re.fullmatch(rf"\.{re.escape(stem)}\.tmp\d+{re.escape(dot + suffix)}", entry) is not None
 
 
 class DirectoryLock:
@@ -181,12 +195,13 @@ class DirectoryLock:
         self.check()
         for name in names:
             self._regular_or_absent(name)
+        self._remove_stale_temporaries(names)
         staged: dict[str, str] = {}
         with signals_held():
             try:
                 for name, data in files.items():
                     if data is not None:
-                        staged[name] = f".{name}.tmp{os.getpid()}"
+                        staged[name] = temporary_name(name)
                         self._stage(staged[name], data, name)
                 self.check()
                 for name, data in files.items():
@@ -204,9 +219,20 @@ class DirectoryLock:
                     with _ignored():
                         os.unlink(tmp, dir_fd=self.fd)
 
+    def _remove_stale_temporaries(self, names: list[str]) -> None:
+        """Temporaries of ``names`` that a killed run left behind (SIGKILL skips every clean-up).
+        Only runs holding this lock write them, so none of them is in use."""
+        try:
+            entries = os.listdir(self.fd)
+        except OSError:
+            return
+        for entry in entries:
+            if entry.startswith(".") and any(_is_temporary_of(entry, name) for name in names):
+                with _ignored():
+                    if stat.S_ISREG(os.stat(entry, dir_fd=self.fd, follow_symlinks=False).st_mode):
+                        os.unlink(entry, dir_fd=self.fd)
+
     def _stage(self, tmp: str, data: bytes, name: str) -> None:
-        with _ignored():
-            os.unlink(tmp, dir_fd=self.fd)  # a temporary a killed run left behind
         try:
             fd = os.open(
                 tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666, dir_fd=self.fd

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from crop.dirlock import temporary_name
 from crop.errors import CropError
 from crop.outputs import check_write_target
 
@@ -55,12 +56,12 @@ def atomic_target(path: str | Path) -> Iterator[Path]:
     was; an :class:`OSError` (a full disk, a file-size limit...) becomes a one-line
     :class:`CropError` that names ``path``. SIGINT and SIGTERM are held back until the block
     and the rename are done (:func:`crop.interrupts.signals_held`): an interrupt never leaves a
-    temporary behind. The temporary keeps ``path``'s suffix (``.x.tmp<pid>.png``) for writers
-    that choose a format by it."""
+    temporary behind. The temporary keeps ``path``'s suffixes (:func:`crop.dirlock.temporary_name`) for writers
+    that choose a format by them."""
     from crop.interrupts import signals_held
 
     path = check_write_target(path)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
+    tmp = path.with_name(temporary_name(path.name))
     with signals_held():
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
