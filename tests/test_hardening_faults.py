@@ -107,12 +107,27 @@ def _repoint_link(out: Path, tmp: Path) -> dict:
     return {"moved": tmp / "real", "other": tmp / "elsewhere"}
 
 
+def _replace_by_a_file(out: Path, tmp: Path) -> dict:
+    out.rename(tmp / "moved")
+    out.write_text("a file now\n")
+    return {"moved": tmp / "moved"}
+
+
+def _rename_and_link_back(out: Path, tmp: Path) -> dict:
+    """The directory moves but the path still leads to it: the same directory, so the bench goes on."""
+    out.rename(tmp / "moved")
+    out.symlink_to(tmp / "moved")
+    return {"moved": tmp / "moved", "same": True}
+
+
 DIRECTORY_FAULTS = {
     "rename": _rename,
     "delete": _delete,
     "replace-empty": _replace_empty,
     "replace-by-second-bench": _replace_by_a_second_bench,
+    "replace-by-a-file": _replace_by_a_file,
     "repoint-link": _repoint_link,
+    "rename-and-link-back": _rename_and_link_back,
 }
 
 
@@ -137,11 +152,17 @@ def test_bench_stops_when_its_directory_is_moved_deleted_or_replaced(tmp_path, f
                 frozen.update(snapshot(after["other"]))
         return []
 
+    if fault == "rename-and-link-back":  # a documented success: every record, in that one directory
+        run_bench(bench_spec(out, hook), progress=False)
+        assert {r["user"] for r in ResultStore(out / "results.jsonl").load()} == {2, 8}
+        return
     with pytest.raises(CropError, match="deleted or moved away|no longer the results directory") as info:
         run_bench(bench_spec(out, hook), progress=False)
     assert "\n" not in str(info.value)
     if fault in ("rename", "delete"):
         assert not os.path.lexists(out)  # never recreated
+    if fault == "replace-by-a-file":
+        assert out.read_text() == "a file now\n"
     if "other" in after:  # another directory now at the path: untouched by the first bench
         assert snapshot(after["other"]) == frozen
     if "moved" in after:  # the locked directory keeps what was written before, nothing after
@@ -308,6 +329,25 @@ def test_bench_workers_die_with_their_parent(tmp_path, sig, busy):
     )
 
 
+@needs_proc
+def test_ctrl_c_at_the_terminal_is_answered_by_the_parent_alone(tmp_path):
+    """Ctrl-C reaches the whole process group: the workers ignore it, the parent stops them and
+    prints one line."""
+    (tmp_path / "long.toml").write_text(LONG_FINETUNE)
+    argv = [*CROP, *BENCH_WORKERS, "--config", "long.toml", "--out", "out", "--quiet"]
+    proc = start_in_own_session(argv, tmp_path)
+    try:
+        wait_for(lambda: sum("spawn_main" in cmdline(p) for p in session_members(proc.pid)) >= 2, timeout=240)
+        time.sleep(2.0)
+        os.killpg(proc.pid, signal.SIGINT)  # what the terminal does
+        _, err = proc.communicate(timeout=60)
+        assert wait_for(lambda: not session_members(proc.pid), timeout=5) < 5
+    finally:
+        for pid in session_members(proc.pid):
+            os.kill(pid, signal.SIGKILL)
+    assert (proc.returncode, err) == (130, "crop: interrupted\n")
+
+
 @pytest.mark.slow
 @needs_proc
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
@@ -346,6 +386,7 @@ def test_a_helper_process_dies_with_its_parent(tmp_path):
             os.kill(pid, signal.SIGKILL)
 
 
+@pytest.mark.slow
 def test_a_pool_stops_its_workers_when_the_parent_stops(tmp_path):
     """An exception in the parent (an error, Ctrl-C, SIGTERM) while tasks run: the workers are
     stopped at once, not after their tasks."""
@@ -377,9 +418,10 @@ class Killed(BaseException):  # noqa: N818 - stands for the process being killed
     """Raised by an injected fault: the process 'dies' there."""
 
 
-def old_run(out: Path) -> dict[str, str]:
-    """A finished earlier run in ``out`` (user 8, a sparse model, a certificate of it), written
-    through the same publication as crop personalize; ``{file name: sha256}`` of its files."""
+def old_run(out: Path, sparse: bool = True) -> dict[str, str]:
+    """A finished earlier run in ``out`` (user 8, a sparse model unless ``sparse`` is false, a
+    certificate of it), written through the same publication as crop personalize;
+    ``{file name: sha256}`` of its files."""
     import torch
 
     from crop.models import HAPTNet
@@ -395,7 +437,7 @@ def old_run(out: Path) -> dict[str, str]:
     summary |= {"metric": "balanced_accuracy", "scores": scores, "generic_scores": scores}
     summary |= {"generic_model": {"source": "shipped"}}
     with model_directory(out) as lock:
-        publish_model(lock, model_bytes(model), summary, sparse_bytes(model))
+        publish_model(lock, model_bytes(model), summary, sparse_bytes(model) if sparse else None)
     shas = {p.name: sha256_file(p) for p in out.iterdir()}
     certificate = {"model": str(out / "model.safetensors"), "model_sha256": shas["model.safetensors"]}
     certificate["results"] = {"unseen: session 2": {"verified@linf:0.01": 0.25}}
@@ -455,10 +497,18 @@ def card_of(model_dir: Path) -> tuple[int, str, str]:
     return code, err, text
 
 
-@pytest.mark.parametrize("fault", list(PUBLICATION_FAULTS))
-def test_card_never_describes_another_model_after_a_crash_between_writes(tmp_path, monkeypatch, fault):
+PUBLICATION_CASES = [
+    pytest.param(fault, old_sparse, id=f"{fault}-over-{'sparse' if old_sparse else 'dense'}")
+    for old_sparse in (True, False)
+    for fault in PUBLICATION_FAULTS
+    if old_sparse or fault != "killed-before-sparse-removal"  # no sparse file to remove
+]
+
+
+@pytest.mark.parametrize(("fault", "old_sparse"), PUBLICATION_CASES)
+def test_card_never_describes_another_model_after_a_crash_between_writes(tmp_path, monkeypatch, fault, old_sparse):
     out = tmp_path / "model"
-    old = old_run(out)
+    old = old_run(out, sparse=old_sparse)
     before = snapshot(out)
     inject(monkeypatch, fault)
     if fault.startswith("killed"):
@@ -475,17 +525,20 @@ def test_card_never_describes_another_model_after_a_crash_between_writes(tmp_pat
             assert code == 0
     monkeypatch.undo()
     assert not list(out.glob(".*tmp*"))  # nothing staged is left (a real SIGKILL: see the slow test)
-    if PUBLICATION_FAULTS[fault] == "old":
+    if PUBLICATION_FAULTS[fault] == "old" or (not old_sparse and fault == "killed-before-model"):
         assert snapshot(out) == before  # every file as it was
     code, err, text = card_of(out)
     from crop.models.directory import sha256_file
 
-    if PUBLICATION_FAULTS[fault] == "refuse":
+    expected = PUBLICATION_FAULTS[fault]
+    if not old_sparse and fault == "killed-before-model":
+        expected = "old"  # nothing to remove first: the model is the first rename, and it did not happen
+    if expected == "refuse":
         assert code == 2
         line = one_error_line(err)
         assert "does not belong" in line or "is missing" in line
         assert not (out / "card.md").exists()
-    elif PUBLICATION_FAULTS[fault] == "old":
+    elif expected == "old":
         assert code == 0 and "user 8" in text and old["model.safetensors"] in text
         assert "verified@linf:0.01" in text  # its own certificate is shown
     else:
@@ -605,3 +658,237 @@ def test_sigkill_between_the_renames_then_card_and_a_new_run(tmp_path, step):
     assert not list(out.glob(".*tmp*"))  # the next run under the lock removed them
     code_card, err, text = card_of(out)
     assert code_card == 0 and "user 2" in text
+
+
+# =============================================================================================
+# class 10: I/O faults name their file and leave no temporary; Ctrl-C and SIGTERM at any moment
+# =============================================================================================
+
+
+@contextlib.contextmanager
+def file_size_limit(limit: int):
+    """Every write of this process beyond ``limit`` bytes of a file fails with EFBIG ("File too
+    large"), as on a full disk, without privileges (RLIMIT_FSIZE; SIGXFSZ ignored)."""
+    import resource
+
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    old = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, old[1]))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, old)
+        signal.signal(signal.SIGXFSZ, old_handler)
+
+
+@pytest.fixture(scope="module")
+def io_fixtures(tmp_path_factory) -> Path:
+    """A model directory and a bench directory (and, through them, warm caches), written
+    without limits."""
+    root = tmp_path_factory.mktemp("io-fixtures")
+    assert cli([*PERSONALIZE_USER_2, "--out", root / "pdir"])[0] == 0
+    bench = ["bench", "--scenario", "hapt-session:1", "--users", "2", "--methods", "generic"]
+    assert cli([*bench, "--out", root / "bdir", "--quiet"])[0] == 0
+    return root
+
+
+# command -> argv; OUT: a new output path in the case's directory, @x: a fresh copy of fixture x
+WRITERS = {
+    "personalize": [*PERSONALIZE_USER_2, "--out", "OUT"],
+    "personalize-sparse-over-old": [*PERSONALIZE_USER_2, "--out", "@pdir"],
+    "tune": ["tune", "--user", "2", "--method", "finetune", "--grid", "train.epochs=1", "--out", "OUT"],
+    "bench": ["bench", "--scenario", "hapt-session:1", "--users", "2", "--methods", "generic", "--out", "OUT"],
+    "bench-resume": [
+        "bench",
+        "--scenario",
+        "hapt-session:1",
+        "--users",
+        "2,8",
+        "--methods",
+        "generic",
+        "--out",
+        "@bdir",
+    ],
+    "report": ["report", "@bdir"],
+    "card": ["card", "@pdir"],
+    "certify": [
+        "certify",
+        "--model",
+        "@pdir/model.safetensors",
+        "--user",
+        "2",
+        "--certify",
+        "eps=0.01",
+        "--out",
+        "OUT",
+    ],
+    "export": ["export", "@pdir/model.safetensors", "--out", "OUT"],
+}
+LIMITS = [0, 300, 1_000, 5_000, 20_000, 100_000]
+FAST_WRITERS = {("personalize", 0), ("bench-resume", 1_000), ("card", 1_000), ("export", 20_000), ("tune", 20_000)}
+
+
+def _writer_cases():
+    for name in WRITERS:
+        for limit in LIMITS:
+            marks = () if (name, limit) in FAST_WRITERS else (pytest.mark.slow,)
+            yield pytest.param(name, limit, marks=marks, id=f"{name}-{limit}")
+
+
+@pytest.mark.parametrize(("name", "limit"), list(_writer_cases()))
+def test_a_failing_write_names_its_file_and_leaves_no_temporary(tmp_path, io_fixtures, name, limit):
+    argv = []
+    for arg in WRITERS[name]:
+        if arg == "OUT":
+            arg = tmp_path / "out"
+        elif arg.startswith("@"):
+            source, _, rest = arg[1:].partition("/")
+            if not (tmp_path / source).exists():
+                shutil.copytree(io_fixtures / source, tmp_path / source)
+            arg = tmp_path / source / rest if rest else tmp_path / source
+        argv.append(arg)
+    with file_size_limit(limit):
+        code, _, err = cli(argv)
+    assert not [p for p in tmp_path.rglob("*") if ".tmp" in p.name]  # no temporary left
+    if code == 0:
+        return  # everything fitted under the limit
+    assert code == 2, err
+    line = one_error_line(err)
+    assert "File too large" in line
+    named = line.removeprefix("crop: error: cannot write ").split(": File too large")[0]
+    assert named.startswith(str(tmp_path)) or named.startswith(str(io_fixtures)), line  # it names the file
+
+
+def test_an_atomic_write_on_a_full_disk_leaves_nothing(tmp_path, monkeypatch):
+    import errno
+    from pathlib import Path as P
+
+    from crop.report.files import write_bytes_atomic, write_text_atomic
+
+    (tmp_path / "keep.txt").write_text("old\n")
+
+    def full(self, data):
+        with open(self, "wb") as f:
+            f.write(data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(P, "write_bytes", full)
+    for target in ("keep.txt", "new.txt"):
+        with pytest.raises(CropError, match=f"cannot write .*{target}: No space left on device"):
+            write_text_atomic(tmp_path / target, "new contents\n")
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
+    assert (tmp_path / "keep.txt").read_text() == "old\n"
+    write_bytes_atomic(tmp_path / "keep.txt", b"new\n")
+    assert (tmp_path / "keep.txt").read_text() == "new\n"
+
+
+ENOSPC_COMMANDS = {
+    "personalize": [*PERSONALIZE_USER_2, "--out", "{disk}/out"],
+    "bench": ["bench", "--scenario", "hapt-session:1", "--users", "2", "--methods", "generic", "--out", "{disk}/out"],
+}
+
+
+def _unshare_works() -> bool:
+    try:
+        probe = ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", "mount -t tmpfs none /mnt"]
+        return subprocess.run(probe, capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("size_kb", [4, 40])
+@pytest.mark.parametrize("command", list(ENOSPC_COMMANDS))
+def test_a_full_disk_is_one_line_naming_the_file(tmp_path, command, size_kb):
+    """A real full disk: a tiny tmpfs in a private mount namespace (skipped where unprivileged
+    user namespaces are not allowed)."""
+    if not _unshare_works():
+        pytest.skip("no unprivileged mount namespace here")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    argv = " ".join(f"'{a.format(disk=disk)}'" for a in ENOSPC_COMMANDS[command])
+    script = f"mount -t tmpfs -o size={size_kb}k none '{disk}' && {sys.executable} -m crop {argv}; echo rc=$?; ls -A '{disk}'"
+    proc = subprocess.run(
+        ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script], capture_output=True, text=True
+    )
+    assert ".tmp" not in proc.stdout.split("rc=")[1]  # no temporary left on the disk
+    if "rc=0" in proc.stdout:
+        return  # it fitted
+    assert "rc=2" in proc.stdout, proc.stdout + proc.stderr
+    assert "No space left on device" in one_error_line(proc.stderr) and str(disk) in proc.stderr
+
+
+def test_import_crop_is_light_and_its_names_load_on_use():
+    out = subprocess.run(
+        [sys.executable, "-c", "import sys, crop; print('torch' in sys.modules, crop.personalize.__module__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.split() == ["False", "crop.api"]
+    import crop
+
+    assert set(crop.__all__) == set(crop._EXPORTS) <= set(dir(crop))
+    for name in crop.__all__:
+        assert getattr(crop, name) is not None
+    with pytest.raises(AttributeError):
+        crop.no_such_name  # noqa: B018
+
+
+# Ctrl-C and SIGTERM: (command, output argument) started as the console script would be
+STOPPED = {
+    "personalize": [*PERSONALIZE_USER_2, "--out", "out"],
+    "bench": [
+        "bench",
+        "--scenario",
+        "hapt-session:1",
+        "--users",
+        "2,8",
+        "--methods",
+        "generic,finetune",
+        "--out",
+        "out",
+    ],
+    "methods": ["methods"],
+}
+STOP_DELAYS = [0.2, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 6.0]
+FAST_STOPS = {("personalize", signal.SIGINT, 1.0), ("bench", signal.SIGINT, 2.5), ("bench", signal.SIGTERM, 0.5)}
+
+
+def _stop_cases():
+    for command in STOPPED:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            for delay in STOP_DELAYS:
+                marks = () if (command, sig, delay) in FAST_STOPS else (pytest.mark.slow,)
+                yield pytest.param(command, sig, delay, marks=marks, id=f"{command}-{sig.name}-{delay}s")
+
+
+@pytest.mark.parametrize(("command", "sig", "delay"), list(_stop_cases()))
+def test_a_stop_at_any_moment_is_one_line_and_leaves_nothing_half_written(tmp_path, command, sig, delay):
+    proc = subprocess.Popen(
+        [*CROP, *STOPPED[command], *(["--quiet"] if command == "bench" else [])],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    time.sleep(delay)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=300)
+    wait_for(lambda: not session_members(proc.pid), timeout=5)  # workers, trackers: none left
+    finished = proc.returncode == 0 or (proc.returncode == -sig and err == "")
+    if not finished:  # finished: the command ended first (or the signal came as the interpreter tore down)
+        expected = ("crop: interrupted\n", 130) if sig == signal.SIGINT else ("crop: terminated\n", 143)
+        assert (err, proc.returncode) == expected
+    assert not [p for p in tmp_path.rglob("*") if ".tmp" in p.name]
+    out = tmp_path / "out"
+    if command == "personalize" and out.exists():  # all or nothing, never an empty directory
+        from crop.models.directory import check_model_dir
+
+        check_model_dir(out, json.loads((out / "summary.json").read_text()))
+    if command == "bench" and (out / "results.jsonl").exists():
+        ResultStore(out / "results.jsonl").load()  # complete units only (a torn tail is repaired on resume)
+        code, _, err = cli([*STOPPED["bench"][:-1], out, "--quiet"])  # and the run resumes
+        assert code == 0, err

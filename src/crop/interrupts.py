@@ -18,8 +18,10 @@
 * The handling is the command's: importing crop as a library changes no signal handling, and
   a signal an embedding program has set to anything but the default is left alone.
 
-The first few milliseconds of the interpreter's own start-up, before any crop code runs, keep
-Python's defaults: a signal there ends the process by the signal, silently.
+Outside crop's reach are the first few tens of milliseconds of the interpreter's own start-up,
+before any crop code runs, and the last moments of its tear-down after the command has finished
+and flushed its output: Python's defaults hold there, and a signal ends the process by the
+signal itself, silently (the shell reports 130 / 143 all the same).
 """
 
 from __future__ import annotations

@@ -67,8 +67,11 @@ def _report(exc: BaseException) -> int | None:
     if isinstance(exc, CropError):
         _say("crop: error: ", exc)
         return 2
-    if isinstance(exc, OSError):
-        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+    if isinstance(exc, OSError):  # crop's own readers and writers name the file in a CropError; a last resort
+        names = [str(n) for n in (exc.filename, exc.filename2) if n]
+        if not names and os.environ.get("CROP_DEBUG"):
+            return None  # the traceback says where
+        where = f" ({' -> '.join(names)})" if names else " (in a file crop did not name: set CROP_DEBUG=1 to see where)"
         _say("crop: error: ", f"{exc.strerror or exc}{where}")
         return 2
     if not isinstance(exc, Exception) or os.environ.get("CROP_DEBUG"):
