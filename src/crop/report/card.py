@@ -432,13 +432,13 @@ def _robustness(m: _Model, bench: Bench | None) -> Section:
         from crop.models.directory import certificate_problem
 
         c = read_json_object(cert, "crop certify output", advice="")
-        foreign = certificate_problem(c, m.files)
-    if foreign is not None:
-        sec.text.append(f"`{CERTIFY}` in this directory is not shown: {foreign}.")
-    elif cert.is_file():
         results = c.get("results")
         if not isinstance(results, dict) or not all(isinstance(v, dict) for v in results.values()):
             raise CropError(f"{cert} is corrupt: 'results' must map contexts to measures")
+        foreign = certificate_problem(c, m.files)  # the certificate of another file: marked, never shown
+    if foreign is not None:
+        sec.text.append(f"`{CERTIFY}` in this directory is not shown: {foreign}.")
+    elif cert.is_file():
         contexts = list(results)
         measures = list(dict.fromkeys(k for v in results.values() for k in v))
         rows = [[k, _measure_kind(k)] + [_fmt_frac(results[c].get(k)) for c in contexts] for k in measures]
