@@ -196,20 +196,33 @@ def test_a_second_bench_never_writes_the_directory_of_the_first(tmp_path):
     assert (tmp_path / "moved" / "timings.jsonl").read_text().count("\n") == 1
 
 
-def test_cli_bench_whose_directory_vanishes_ends_with_one_line(tmp_path, monkeypatch):
+@pytest.mark.parametrize("when", ["during-the-units", "before-the-tables"])
+def test_cli_bench_whose_directory_vanishes_ends_with_one_line(tmp_path, monkeypatch, when):
+    """The directory vanishes between two units, or after the last unit while the command
+    writes its tables (still under the lock): one line, exit 2, nothing recreated."""
     import crop.bench.runner as runner
 
     out = tmp_path / "bench"
-    real = runner.evaluate_unit
-    calls: list[int] = []
+    if when == "during-the-units":
+        real, calls = runner.evaluate_unit, []
 
-    def evaluate_then_delete(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            shutil.rmtree(out)
-        return real(*args, **kwargs)
+        def evaluate_then_delete(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == 2:
+                shutil.rmtree(out)
+            return real(*args, **kwargs)
 
-    monkeypatch.setattr(runner, "evaluate_unit", evaluate_then_delete)
+        monkeypatch.setattr(runner, "evaluate_unit", evaluate_then_delete)
+    else:
+        real_append, timings = runner._append_json, []
+
+        def append_then_delete(lock, name, record):
+            real_append(lock, name, record)
+            timings.append(name == "timings.jsonl")
+            if sum(timings) == 2:  # the last unit's timing: the units are done
+                shutil.rmtree(out)
+
+        monkeypatch.setattr(runner, "_append_json", append_then_delete)
     code, _, err = cli(
         ["bench", "--scenario", "hapt-session:1", "--users", "2,8", "--methods", "generic"]
         + [

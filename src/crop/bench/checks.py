@@ -232,10 +232,12 @@ def results_lock(out: Path) -> Iterator[DirectoryLock]:
 
 def guard_bench(run: Callable[..., Path]) -> Callable[..., Path]:
     """Decorator of ``run_bench``: validate the spec before anything is written, then run it
-    holding the results directory's lock, which it hands to ``run`` as ``lock``."""
+    holding the results directory's lock, which it hands to ``run`` as ``lock``. ``finish``
+    (keyword of the decorated function) runs after the last unit, still under the lock and
+    after :meth:`~crop.dirlock.DirectoryLock.check`: ``crop bench`` writes its tables there."""
 
     @functools.wraps(run)
-    def guarded(spec: Any, *args: Any, **kwargs: Any) -> Path:
+    def guarded(spec: Any, *args: Any, finish: Callable[[], None] | None = None, **kwargs: Any) -> Path:
         validate_bench_spec(spec)
         out = Path(spec.out)
         try:
@@ -243,6 +245,10 @@ def guard_bench(run: Callable[..., Path]) -> Callable[..., Path]:
         except OSError as exc:
             raise CropError(f"cannot create {out}: {exc.strerror or exc}") from None
         with results_lock(out) as lock:
-            return run(spec, *args, lock=lock, **kwargs)
+            path = run(spec, *args, lock=lock, **kwargs)
+            if finish is not None:
+                lock.check()
+                finish()
+            return path
 
     return guarded

@@ -449,7 +449,8 @@ def run_bench(spec: BenchSpec, progress: bool = True, *, lock: DirectoryLock) ->
 
     ``lock`` is the results directory's lock, given by :func:`~crop.bench.checks.guard_bench`
     (callers leave it out): every file of the run is written through it, so the run stops with
-    a one-line error, recreating nothing, if ``spec.out`` is moved, deleted or replaced.
+    a one-line error, recreating nothing, if ``spec.out`` is moved, deleted or replaced. A
+    keyword ``finish`` (a callable) runs after the last unit, still under the lock.
 
     Every user is served by their fold's generic model (:func:`crop.generic.generic_for_user`),
     which never saw them. Units that share a personalization run it once (:func:`group_units`).
