@@ -17,9 +17,14 @@ from typing import Annotated, Any
 from crop._heap import freeze_imports, paused_collector
 
 with paused_collector():  # crop._heap: the imports without the collector's fruitless passes
-    import torch  # noqa: F401 - every command needs it; loaded here, with the collector paused
+    # What every command runs on (``import crop`` itself is lazy): imported here, with the
+    # collector paused, so that the command's freeze_imports() puts them out of its reach.
+    import torch  # noqa: F401
     import typer
 
+    import crop.api  # noqa: F401
+    import crop.models.io  # noqa: F401
+    import crop.personalization  # noqa: F401
     from crop.cli import bench, card, certify, deploy, generic, personalize, report
     from crop.cli._common import _guard, _say, console
     from crop.validate import MAX_THREADS
