@@ -21,9 +21,12 @@ import stat
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crop.errors import CropError, ResultsWarning
+
+if TYPE_CHECKING:
+    from crop.dirlock import DirectoryLock
 
 UNIT_FIELDS = ("dataset", "scenario", "user", "seed", "method")
 
@@ -62,10 +65,13 @@ def record_problem(record: Any) -> str | None:
 
 
 class ResultStore:
-    """``results.jsonl`` under a benchmark directory."""
+    """``results.jsonl`` under a benchmark directory. A running bench passes the results
+    directory's ``lock`` (:class:`crop.dirlock.DirectoryLock`): then every change goes through
+    it, so records are only ever written into the directory the bench locked."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, lock: DirectoryLock | None = None) -> None:
         self.path = Path(path)
+        self.lock = lock
 
     def _lines(self) -> list[bytes]:
         if not self.path.is_file():
@@ -148,8 +154,14 @@ class ResultStore:
                 ResultsWarning,
                 stacklevel=2,
             )
-        with self.path.open("r+b") as f:
-            f.truncate(keep)
+        if self.lock is not None:
+            self.lock.truncate(self.path.name, keep)
+            return
+        try:
+            with self.path.open("r+b") as f:
+                f.truncate(keep)
+        except OSError as exc:
+            raise CropError(f"cannot repair {self.path}: {exc.strerror or exc}") from None
 
     def done_units(self) -> set[tuple]:
         """Units whose block of records has been written completely."""
@@ -162,12 +174,20 @@ class ResultStore:
             return
         records[-1] = {**records[-1], "unit_complete": True}
         blob = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records).encode()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        if self.lock is not None:
+            self.lock.append(self.path.name, blob, sync=True)
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as exc:
+            raise CropError(f"cannot write {self.path}: {exc.strerror or exc}") from None
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 raise CropError(f"refusing to append to {self.path}: not a regular file")
             os.write(fd, blob)
             os.fsync(fd)
+        except OSError as exc:
+            raise CropError(f"cannot write {self.path}: {exc.strerror or exc}") from None
         finally:
             os.close(fd)
