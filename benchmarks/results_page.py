@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from crop.bench.runner import load_results
-from crop.report.plots import delta_bars
+from crop.report.plots import delta_bars, harm_strips
 from crop.report.stats import harm_rate, harm_summary, lost_class_count, per_user_means, summarize_gain
 from crop.report.table import Table
 from crop.report.tables import (
@@ -39,6 +39,8 @@ PAGE = DOCS / "RESULTS.md"
 
 
 def command_of(out: Path) -> str:
+    if (out / "command.txt").is_file():  # a directory split from a larger run: the command that ran
+        return (out / "command.txt").read_text().strip()
     s = json.loads((out / "bench.json").read_text())
     records = load_results(out)
     families = sorted({r["scenario"].split(":")[0] for r in records})
@@ -199,6 +201,32 @@ def main() -> None:
     loaded = {name: (Path(d), load_results(Path(d))) for name, d in dirs.items()}
     for name, (out, records) in loaded.items():
         archive(name, out, records)
+    if "donoharm" in loaded:
+        out, records = loaded["donoharm"]
+        p = performance(records)
+        ds = sorted({k[0] for k in p})
+        text = f"```bash\n{command_of(out)}\n```\n"
+        text += md(harm_targets(p, records, ds, "The do-no-harm targets for the default crop, measured"))
+        harm_strips(p, DOCS / "figures" / "donoharm-harm.png")
+        text += "\n![do no harm](figures/donoharm-deltas.png)\n\n![who loses](figures/donoharm-harm.png)\n\n"
+        text += "\n".join(md(gain_table(p, s, records)) for s in ds)
+        text += "\n" + "\n".join(md(per_context_table(records, s)) for s in ds if "faults" in s)
+        write_block("donoharm", text)
+        write_block("donoharm-who", "\n".join(md(t) for s in ds if (t := harm_table(p, s)) is not None))
+    for name in ("heldout", "donoharm-heldout"):
+        if name in loaded:
+            out, records = loaded[name]
+            p = performance(records)
+            hs = sorted({k[0] for k in p})
+            text = f"```bash\n{command_of(out)}\n```\n"
+            if "crop" in {k[1] for k in p} and "finetune" in {k[1] for k in p}:
+                text += md(harm_targets(p, records, hs, "The do-no-harm targets on the held-out changes, measured"))
+            text += "\n" + "\n".join(md(gain_table(p, s, records)) for s in hs)
+            text += "\n" + "\n".join(md(per_context_table(records, s)) for s in hs)
+            write_block(name, text)
+    if "main" not in loaded:
+        print("wrote docs/RESULTS.md blocks:", ", ".join(loaded))
+        return
     main_records = loaded["main"][1]
     perf = performance(main_records)
     scenarios = sorted({k[0] for k in perf})
@@ -207,13 +235,6 @@ def main() -> None:
     parts += [md(gain_table(perf, s, main_records)) for s in scenarios]
     parts += [md(per_context_table(main_records, s)) for s in scenarios if "faults" in s]
     write_block("main", "\n".join(parts))
-    write_block(
-        "donoharm",
-        f"```bash\n{command_of(loaded['main'][0])}\n```\n"
-        + md(harm_targets(perf, main_records, scenarios, "The do-no-harm targets for the default crop, measured"))
-        + "\n"
-        + "\n".join(md(t) for s in scenarios if (t := harm_table(perf, s)) is not None),
-    )
     if "ablations" in loaded:
         both = performance(main_records + loaded["ablations"][1])
         methods = ["finetune", "crop-paper", "crop-no-invariance", "crop-stale-bn", "crop", "finetune-invariant"]
@@ -263,16 +284,6 @@ def main() -> None:
         write_block(
             "tuning", f"```bash\n{cmds}\n```\n" + md(t) + "\nPopulation-chosen settings:\n\n" + "\n".join(lines) + "\n"
         )
-    if "heldout" in loaded:
-        out, records = loaded["heldout"]
-        p = performance(records)
-        hs = sorted({k[0] for k in p})
-        text = f"```bash\n{command_of(out)}\n```\n" + md(
-            harm_targets(p, records, hs, "The do-no-harm targets on the held-out changes, measured")
-        )
-        text += "\n" + "\n".join(md(gain_table(p, s, records)) for s in hs)
-        text += "\n" + "\n".join(md(per_context_table(records, s)) for s in hs)
-        write_block("heldout", text)
     for name, suffix in (("wise-norecal", "no-recal"), ("contrastive", "contrastive")):
         if name in loaded:
             out, records = loaded[name]

@@ -87,7 +87,7 @@ def test_floor_and_sharpness_shape_the_weight():
 
 
 def test_a_routed_model_saves_loads_and_reproduces_bytes(tmp_path):
-    model, *_ , split = routed_pair()
+    model, *_, split = routed_pair()
     a, b = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
     save_model(model, a)
     save_model(routed_pair()[0], b)  # built again from the same inputs
@@ -213,3 +213,14 @@ def test_a_model_routing_cannot_read_is_refused_before_training(tiny_split):
     assert len(calls) <= 1  # refused after the shape probe, before any training step
     r = crop.personalize(net, tiny_split, {**QUICK, "route": {"spaces": ["input"]}}, seed=0)  # input moments only
     assert r.model.spaces == ("input",)
+
+
+def test_a_routed_model_is_verified_only_where_both_networks_are():
+    from crop.certify.margin import verify
+
+    model, generic, personal, split = routed_pair()
+    X, y = torch.tensor(split.test.X[:12]), torch.tensor(split.test.y[:12])
+    both = verify(model, X, y, 0.001, method="ibp")
+    g, p = verify(generic, X, y, 0.001, method="ibp"), verify(personal, X, y, 0.001, method="ibp")
+    assert np.array_equal(both["ibp"], g["ibp"] & p["ibp"])
+    assert np.allclose(both["margin"], np.minimum(g["margin"], p["margin"]))

@@ -24,9 +24,18 @@ def bench(changes, generic_available=None, gain=None, seeds=(0, 1)):
             for method, avail, unseen in (("generic", ga, 80.0), ("crop", ga + g, 80.0 + change)):
                 for context, value in (("available", avail), ("unseen", unseen)):
                     records.append(
-                        {"dataset": "hapt", "scenario": "s:1", "user": u, "seed": seed, "method": method,
-                         "status": "ok", "metric": "balanced_accuracy", "context": context,
-                         "context_name": context, "value": value / 100}
+                        {
+                            "dataset": "hapt",
+                            "scenario": "s:1",
+                            "user": u,
+                            "seed": seed,
+                            "method": method,
+                            "status": "ok",
+                            "metric": "balanced_accuracy",
+                            "context": context,
+                            "context_name": context,
+                            "value": value / 100,
+                        }
                     )
     return records
 
@@ -79,8 +88,13 @@ def test_evidence_files_round_trip_and_refuse_damage(tmp_path):
     changes = {u: float(u % 3) - 1 for u in range(1, 10)}
     path = write_evidence(bench(changes), tmp_path / "ev.json", dataset="hapt", metric="balanced_accuracy", source="b")
     e = expectation_from_file(path, scenario="s:1", method="crop", metric="balanced_accuracy", person=3)
-    direct = expect(evidence_rows(bench(changes), "s:1", "crop", "balanced_accuracy"), scenario="s:1",
-                    method="crop", person=3, source="b")
+    direct = expect(
+        evidence_rows(bench(changes), "s:1", "crop", "balanced_accuracy"),
+        scenario="s:1",
+        method="crop",
+        person=3,
+        source="b",
+    )
     assert e.change == pytest.approx(direct.change, abs=1e-3) and e.people == 8
     assert expectation_from_file(path, scenario="other:1", method="crop", metric="balanced_accuracy") is None
     (tmp_path / "bad.json").write_text('{"format": "crop-population-evidence-1", "evidence": {"s|m": [{"user": 1}]}}')
@@ -127,7 +141,10 @@ def test_crop_personalize_prints_and_records_the_expectation_from_the_bench(tmp_
     others = evidence_rows(records, "hapt-session:1", "crop", "balanced_accuracy")
     key = "available (test split)"
     direct = expect(
-        others, scenario="hapt-session:1", method="crop", person=2,
+        others,
+        scenario="hapt-session:1",
+        method="crop",
+        person=2,
         generic_available=100 * summary["generic_scores"][key]["balanced_accuracy"],
         available=100 * summary["scores"][key]["balanced_accuracy"],
     )

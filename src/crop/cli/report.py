@@ -33,7 +33,14 @@ def _check_report_targets(out: Path) -> None:
     if out.is_dir():
         check_out_dir(out / "faults", "the fault sweep directory")
         figures = [*out.glob("robustness-*.png"), *out.glob("faults/fault-*.png")]
-        for path in [out / "table.md", out / "deltas.png", *figures, *out.glob("tables/*.csv")]:
+        for path in [
+            out / "table.md",
+            out / "deltas.png",
+            out / "gains.png",
+            out / "harm.png",
+            *figures,
+            *out.glob("tables/*.csv"),
+        ]:
             check_write_target(path)
 
 
@@ -51,6 +58,10 @@ def _write_tables(out: Path, metric: str) -> list[Any]:
         from crop.report.plots import gain_strips
 
         gain_strips(perf, out / "gains.png")
+    if len({k[2] for k in perf}) >= 5 and "generic" in {k[1] for k in perf} and len({k[1] for k in perf}) > 1:
+        from crop.report.plots import harm_strips
+
+        harm_strips(perf, out / "harm.png")
     if {k[1] for k in perf} - {"generic"}:
         delta_bars(perf, out / "deltas.png", f"Δ_P and Δ_G ({metric}), mean over users, 95 % bootstrap interval")
     from crop.safe_names import data_path

@@ -6,17 +6,21 @@
 4. finetune again with the same objective, selecting the best validation
    checkpoint among the mixed model and every epoch                        -> ``final``
 
-Choices the paper leaves open are options of :class:`CRoPConfig`; see the field docs. Two
+Choices the paper leaves open are options of :class:`CRoPConfig`; see the field docs. Three
 defaults go beyond the paper, each backed by an experiment on all HAPT users
-(docs/RESULTS.md, "Choosing the default"):
+(docs/RESULTS.md, "Choosing the first two additions" and "Do no harm where nobody recorded"):
 
 * ``recalibrate_bn=True``: after mixing, BatchNorm statistics are re-estimated on the
   available-context training windows. Mixing replaces most weights outside training and leaves
   the statistics of the weights it replaced (the paper's networks have no BatchNorm).
 * ``invariance.weight=1``: both finetuning phases keep the invariances the generic model has on
   the person's windows (:mod:`crop.personalization.invariance`).
+* ``route.enabled=True``: after step 4, each window is served by the personalized network where
+  it resembles the person's enrollment data and by the generic model where it does not
+  (:mod:`crop.personalization.route`); ``result.model`` is then a routed model and
+  ``result.network`` the CRoP network the states belong to.
 
-With neither, CRoP is exactly the paper's Algorithm 1; that configuration is registered as
+With none of them, CRoP is exactly the paper's Algorithm 1; that configuration is registered as
 ``crop-paper`` (:class:`CRoPPaperConfig`).
 """
 

@@ -202,7 +202,9 @@ def load_evidence(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:
         if path.stat().st_size > MAX_EVIDENCE_BYTES:
-            raise CropError(f"{path} is larger than {MAX_EVIDENCE_BYTES // 2**20} MiB: not a crop population evidence file")
+            raise CropError(
+                f"{path} is larger than {MAX_EVIDENCE_BYTES // 2**20} MiB: not a crop population evidence file"
+            )
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise CropError(f"cannot read population evidence {path}: {exc}") from None

@@ -90,6 +90,46 @@ def gain_strips(perf: Perf, path: str | Path, reference: str = "finetune", title
     return _save(fig, path)
 
 
+def harm_strips(perf: Perf, path: str | Path, title: str = "") -> Path | None:
+    """Who loses: per person (one dot, seeds averaged), the unseen-context change of each method
+    against the generic model; one panel per scenario. Dots below the harm margin (-2 pp) are
+    red, and each method is labelled with its share of people harmed. ``None`` without generic
+    results."""
+    from crop.report.stats import HARM_MARGIN, harm_summary, unseen_changes
+
+    scenarios = sorted({k[0] for k in perf if any(g[0] == k[0] and g[1] == "generic" for g in perf)})
+    if not scenarios:
+        return None
+    methods = _ordered({k[1] for k in perf} - {"generic"}, METHOD_ORDER)
+    cols = min(len(scenarios), 2)
+    rows = -(-len(scenarios) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(max(5.0, 0.8 * len(methods) + 1.5) * cols, 4.0 * rows), squeeze=False)
+    rng = np.random.default_rng(0)
+    for ax, scenario in zip(axes.flat, scenarios, strict=False):
+        labels = []
+        for i, m in enumerate(methods):
+            changes = unseen_changes(perf, scenario, m)
+            values = np.array(list(changes.values()))
+            if values.size:
+                harmed = values < -HARM_MARGIN
+                xs = i + rng.uniform(-0.2, 0.2, len(values))
+                ax.scatter(xs[~harmed], values[~harmed], s=10, alpha=0.5, color="#3b75af")
+                ax.scatter(xs[harmed], values[harmed], s=12, alpha=0.8, color="#c0392b")
+            h = harm_summary(perf, scenario, m)
+            labels.append(f"{m}\n{100 * h.rate:.0f} % harmed" if h.n_users else m)
+        ax.axhline(0, color="black", linewidth=0.8)
+        ax.axhline(-HARM_MARGIN, color="#c0392b", linewidth=0.8, linestyle="--")
+        ax.set_xticks(range(len(methods)), labels, rotation=30, ha="right", fontsize=8)
+        ax.set_ylabel("unseen-context change vs generic (pp)")
+        ax.set_title(scenario)
+        ax.grid(axis="y", alpha=0.3)
+    for ax in list(axes.flat)[len(scenarios) :]:
+        ax.axis("off")
+    fig.suptitle(title or f"Who loses: one dot per person; red = more than {HARM_MARGIN:g} pp below the generic model")
+    plain_figure_text(fig).tight_layout()
+    return _save(fig, path)
+
+
 def _save(fig: plt.Figure, path: str | Path) -> Path:
     from crop.report.files import atomic_target
 
