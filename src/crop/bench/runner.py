@@ -27,6 +27,7 @@ writes records, in plan order, so ``results.jsonl`` is the same and a run resume
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import traceback
@@ -455,16 +456,7 @@ def run_bench(spec: BenchSpec, progress: bool = True) -> Path:
     With ``spec.workers > 1`` groups run in worker processes; records are still appended by this
     process alone, in plan order, so ``results.jsonl`` is the same whatever the number of workers.
     """
-    from crop.generic import generic_for_fold
-
     source = source_of(spec)
-
-    def fold_of(user: Any) -> Any:
-        return serving_fold(user, spec.protocol) if source is None else source.serving(user)
-
-    def generic_info(kind: str, fold: Any) -> dict:
-        return generic_for_fold(kind, fold)[1] if source is None else source.generic_model(fold)[1]
-
     if spec.protocol == "development" and spec.tune and spec.tune_on == "population":
         raise CropError(
             "population tuning uses the validation users of a generic model, who are the people the development "
@@ -474,13 +466,38 @@ def run_bench(spec: BenchSpec, progress: bool = True) -> Path:
     get_metric(spec.metric)
     for method in spec.methods:
         get_method(method)
+    units = plan_units(spec)
+    with contextlib.ExitStack() as stack:
+        if spec.executor == "ray":
+            done = ResultStore(spec.out / "results.jsonl").done_units() if spec.out.is_dir() else set()
+            if any(_unit_key(spec, u) not in done for u in units):
+                from crop.bench.ray_executor import ray_session
+
+                # joined (or started) before anything is written: a cluster that cannot be used leaves no bench.json
+                stack.enter_context(ray_session(spec.workers, spec.address))
+        return _run(spec, progress, units, source)
+
+
+def _unit_key(spec: BenchSpec, unit: Unit) -> tuple:
+    return (spec.dataset, unit[0].name, unit[1], unit[2], unit[3])
+
+
+def _run(spec: BenchSpec, progress: bool, units: list[Unit], source: Any) -> Path:
+    """The body of :func:`run_bench`, once the spec is valid (and Ray, if asked for, is up)."""
+    from crop.generic import generic_for_fold
+
+    def fold_of(user: Any) -> Any:
+        return serving_fold(user, spec.protocol) if source is None else source.serving(user)
+
+    def generic_info(kind: str, fold: Any) -> dict:
+        return generic_for_fold(kind, fold)[1] if source is None else source.generic_model(fold)[1]
+
     spec.out.mkdir(parents=True, exist_ok=True)
     _record_settings(spec)
     store = ResultStore(spec.out / "results.jsonl")
     store.repair()
     done = store.done_units()
-    units = plan_units(spec)
-    todo = [u for u in units if (spec.dataset, u[0].name, u[1], u[2], u[3]) not in done]
+    todo = [u for u in units if _unit_key(spec, u) not in done]
     groups = group_units(todo, spec.norm, spec.generic, source)
     workers = spec.workers if spec.workers is not None else default_workers(len(groups))
     if workers > 1 and spec.unit_hook is not None and spec.executor == "local":
