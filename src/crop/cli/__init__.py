@@ -73,7 +73,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     line ``crop: warning: ...`` each."""
     from typer._click.exceptions import NoArgsIsHelpError
 
-    from crop.errors import ResultsWarning
+    from crop.errors import CacheWarning, ResultsWarning
 
     shown: set[str] = set()
 
@@ -84,6 +84,7 @@ def run(argv: Sequence[str] | None = None) -> int:
 
     with warnings.catch_warnings():
         warnings.simplefilter("always", ResultsWarning)
+        warnings.simplefilter("always", CacheWarning)
         warnings.showwarning = show_warning
         try:
             code = app(args=list(sys.argv[1:] if argv is None else argv), prog_name="crop", standalone_mode=False)
