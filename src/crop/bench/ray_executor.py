@@ -206,9 +206,9 @@ def _init_within(timeout: float, address: str, options: dict[str, Any]) -> None:
         raise outcome["error"]
 
 
-def probe(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
+def probe(address: str, timeout: float | None = None) -> None:
     """Refuse in seconds an address where no Ray head listens: open a TCP connection and send
-    the HTTP/2 connection preface, within ``timeout`` seconds each; Ray's head (GCS) and client
+    the HTTP/2 connection preface, within ``timeout`` (default :data:`CONNECT_TIMEOUT`) seconds each; Ray's head (GCS) and client
     server speak gRPC, whose server answers with a SETTINGS frame. Nothing listening, a refused
     connection, a host that does not resolve or a server that answers otherwise (an HTTP/1 server,
     silence) is one line. Ray itself keeps retrying such an address for minutes, logging from its
@@ -217,6 +217,8 @@ def probe(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
     if kind == "auto":
         return
     import socket
+
+    timeout = CONNECT_TIMEOUT if timeout is None else timeout
 
     try:
         with socket.create_connection((host, port), timeout=timeout) as conn:

@@ -40,7 +40,9 @@ When ``status`` is ``"failed"``: ``error`` (a string) and ``context``, ``metric`
 **A unit** (the block of records of one dataset, scenario, user, seed and method, ending with
 ``unit_complete``; :func:`unit_problem`) is one failed record alone, or ok records with exactly
 one available context, at least one unseen context, the same metrics in every context and no
-(context, metric) twice.
+(context, metric) twice. A unit with a damaged
+line inside its block is skipped whole (:class:`~crop.bench.store.ResultStore`): readers see
+complete units only, and a resumed bench computes it again.
 
 **A file** (:func:`odd_units`): one dataset, and users that are all integers or all names;
 units of another dataset or kind of user id (the fewer) are skipped.

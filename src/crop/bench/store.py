@@ -118,8 +118,9 @@ class ResultStore:
         (context, metric) repeats), each complete unit against the unit schema, the units against
         the file (one dataset, one kind of user id)."""
         scan = _Scan()
-        blocks: list[list[tuple[int, dict[str, Any]]]] = []
+        blocks: list[tuple[list[tuple[int, dict[str, Any]]], bool]] = []  # (numbered records, damaged inside)
         block: list[tuple[int, dict[str, Any]]] = []
+        hurt = False  # a damaged line lies inside the current block
         key: tuple | None = None
         seen: set[tuple] = set()
         pos = 0
@@ -137,6 +138,7 @@ class ResultStore:
             if problem is not None:
                 scan.problems.append((number, f"line {number}: {problem}"))
                 scan.tail_is_crash = False
+                hurt = hurt or bool(block)
                 continue
             if damage:
                 scan.notes.append(f"line {number}: kept the record after {damage} damaged bytes")
@@ -147,17 +149,17 @@ class ResultStore:
                     first = block[0][0]
                     scan.problems.append((first, f"{_lines_text([first, number - 1])}: an unfinished unit"))
                     scan.tail_is_crash = False
-                block, key, seen = [], unit_key(record), set()
+                block, key, seen, hurt = [], unit_key(record), set(), False
             block.append((number, record))
             seen.add(signature)
             if record.get("unit_complete"):
-                blocks.append(block)
-                block, key, seen = [], None, set()
+                blocks.append((block, hurt))
+                block, key, seen, hurt = [], None, set(), False
                 scan.keep, scan.tail_is_crash, scan.tail_lines = pos, True, []
         scan.size = pos
         valid: list[list[tuple[int, dict[str, Any]]]] = []
-        for b in blocks:
-            problem = unit_problem([r for _, r in b])
+        for b, damaged in blocks:
+            problem = "a damaged line inside it" if damaged else unit_problem([r for _, r in b])
             if problem is None:
                 valid.append(b)
             else:
