@@ -326,6 +326,18 @@ def file_cases() -> list[RecordCase]:
             target=True,
             all_kept=True,
         ),
+        RecordCase(
+            "file:two records on one line (a newline left out)",
+            _lines(lambda ls: ls[: first - 1] + [ls[first - 1].rstrip("\n") + ls[first]] + ls[first + 1 :]),
+            target=True,
+            all_kept=True,
+        ),
+        RecordCase(
+            "file:a partial line inside the target unit, then its record",
+            _lines(lambda ls: ls[: first + 4] + [partial + ls[first + 4]] + ls[first + 5 :]),
+            target=True,
+            all_kept=True,
+        ),
         RecordCase("file:a partial line appended at the end", _file(lambda t: t + partial.encode()), all_kept=True),
         RecordCase(
             "file:a partial line and newline appended", _file(lambda t: t + partial.encode() + b"\n"), all_kept=True

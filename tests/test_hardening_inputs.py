@@ -138,6 +138,57 @@ def test_odd_records_full_list(case, tmp_path):
     check_store(case, tmp_path / "results.jsonl")
 
 
+def _unit_text(user: int, method: str) -> str:
+    from tests.hardening_cases import unit_records
+
+    return "".join(json.dumps(r, sort_keys=True) + "\n" for r in unit_records(user, method))
+
+
+def test_an_append_after_a_partial_line_starts_on_a_new_line(tmp_path):
+    from tests.hardening_cases import unit_records
+
+    store = ResultStore(tmp_path / "results.jsonl")
+    store.path.write_text(_unit_text(2, "generic") + '{"dataset": "hapt", "scen')
+    store.append([{k: v for k, v in r.items() if k != "unit_complete"} for r in unit_records(8, "generic")])
+    with pytest.warns(ResultsWarning, match="line 15: not JSON"):
+        records = store.load()
+    assert [r for r in records] == unit_records(2, "generic") + unit_records(8, "generic")
+
+
+def test_resume_truncates_only_a_crash_tail(tmp_path):
+    store = ResultStore(tmp_path / "results.jsonl")
+    a, b = _unit_text(2, "generic"), _unit_text(8, "generic")
+    half = "".join(b.splitlines(keepends=True)[:5])
+    # a crash tail: records of one unfinished unit and a torn line after the last complete unit
+    store.path.write_text(a + half + b[len(half) : len(half) + 40])
+    with pytest.warns(ResultsWarning, match="removed lines 15-19"):
+        store.repair()
+    assert store.path.read_text() == a
+    # valid records after a damaged line are no crash tail: nothing whole is removed
+    store.path.write_text(a + "garbage\n" + half + '{"torn')
+    store.repair()
+    assert store.path.read_text() == a + "garbage\n" + half
+    store.append([json.loads(line) for line in b.splitlines()])
+    with pytest.warns(ResultsWarning, match="an unfinished unit"):
+        assert len(store.load()) == 28  # both units; the abandoned half is named, and kept in the file
+
+
+def test_a_complete_last_record_without_its_newline_is_kept_and_resumed(tmp_path):
+    from crop.bench.runner import BenchSpec, run_bench
+    from crop.data.scenarios import parse_scenarios
+
+    out = tmp_path / "b"
+    spec = BenchSpec(parse_scenarios("hapt-session:1"), [2, 8], [0], ["generic"], out)
+    run_bench(spec, progress=False)
+    full = (out / "results.jsonl").read_bytes()
+    (out / "results.jsonl").write_bytes(full[:-1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(ResultStore(out / "results.jsonl").load()) == len(full.splitlines())
+        run_bench(spec, progress=False)  # nothing recomputed; the newline is back
+    assert (out / "results.jsonl").read_bytes() == full
+
+
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
     """A ``crop personalize`` directory of user 2 for ``crop card --bench``."""

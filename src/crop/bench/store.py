@@ -37,29 +37,47 @@ def unit_key(record: dict[str, Any]) -> tuple:
     return tuple(record[f] for f in UNIT_FIELDS)
 
 
-MAX_SALVAGE = 1 << 16  # bytes of a damaged line searched for a whole record after the damage
+MAX_SALVAGE = 1 << 16  # bytes of a damaged line searched for whole records
+_WHITESPACE = " \t\r\n"
 
 
-def _parse(raw: bytes) -> tuple[Any, str | None, int]:
-    """The record of one line, why it is not one (``None`` when it is), and the bytes of damage
-    before it: a record appended after a partial line that another program left is kept."""
+def _parse(raw: bytes) -> tuple[list[dict[str, Any]], str | None, int]:
+    """The records of one line, why it holds none (``None`` when it holds some), and how many
+    characters of it are damage. A line is normally one record; when it is not JSON, the records
+    that stand whole on it are kept: one appended after another program's partial line, two
+    joined where a writer left out a newline."""
     try:
         record = json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError):  # JSON errors, too many digits, too deep
-        start = raw.find(b'{"', 1) if len(raw) <= MAX_SALVAGE else -1
-        for _ in range(32):
-            if start < 0:
-                break
-            try:
-                record = json.loads(raw[start:])
-            except (ValueError, UnicodeDecodeError, RecursionError):
-                pass
-            else:
-                if record_problem(record) is None:
-                    return record, None, start
-            start = raw.find(b'{"', start + 1)
-        return None, "not JSON", 0
-    return record, record_problem(record), 0
+        pass
+    else:
+        problem = record_problem(record)
+        return ([record] if problem is None else []), problem, 0
+    if len(raw) > MAX_SALVAGE:
+        return [], "not JSON", 0
+    text = raw.decode("utf-8", "surrogateescape")
+    decoder = json.JSONDecoder()
+    records: list[dict[str, Any]] = []
+    pos, damage = 0, 0
+    for _ in range(64):
+        while pos < len(text) and text[pos] in _WHITESPACE:
+            pos += 1
+        if pos >= len(text):
+            break
+        try:
+            value, end = decoder.raw_decode(text, pos)
+        except (ValueError, RecursionError):
+            value = None
+        if value is not None and record_problem(value) is None:
+            records.append(value)
+            pos = end
+            continue
+        after = text.find('{"', pos + 1)
+        damage += (after if after >= 0 else len(text)) - pos
+        if after < 0:
+            break
+        pos = after
+    return records, (None if records else "not JSON"), damage
 
 
 def _lines_text(numbers: list[int]) -> str:
@@ -127,7 +145,7 @@ class ResultStore:
         lines = self._lines()
         for number, raw in enumerate(lines, start=1):
             pos += len(raw)
-            record, problem, damage = _parse(raw)
+            records, problem, damage = _parse(raw)
             if raw.endswith(b"\n"):
                 scan.tail_lines.append(number)
             else:  # only the last line can lack its newline
@@ -140,22 +158,25 @@ class ResultStore:
                 scan.tail_is_crash = False
                 hurt = hurt or bool(block)
                 continue
-            if damage:
-                scan.notes.append(f"line {number}: kept the record after {damage} damaged bytes")
+            if damage or len(records) > 1:
+                scan.notes.append(
+                    f"line {number}: kept {len(records)} whole record(s) beside {damage} damaged characters"
+                )
                 scan.tail_is_crash = False
-            signature = (record.get("context"), record.get("context_name"), record.get("metric"))
-            if unit_key(record) != key or signature in seen:
-                if block:
-                    first = block[0][0]
-                    scan.problems.append((first, f"{_lines_text([first, number - 1])}: an unfinished unit"))
-                    scan.tail_is_crash = False
-                block, key, seen, hurt = [], unit_key(record), set(), False
-            block.append((number, record))
-            seen.add(signature)
-            if record.get("unit_complete"):
-                blocks.append((block, hurt))
-                block, key, seen, hurt = [], None, set(), False
-                scan.keep, scan.tail_is_crash, scan.tail_lines = pos, True, []
+            for record in records:
+                signature = (record.get("context"), record.get("context_name"), record.get("metric"))
+                if unit_key(record) != key or signature in seen:
+                    if block:
+                        first = block[0][0]
+                        scan.problems.append((first, f"{_lines_text([first, number - 1])}: an unfinished unit"))
+                        scan.tail_is_crash = False
+                    block, key, seen, hurt = [], unit_key(record), set(), False
+                block.append((number, record))
+                seen.add(signature)
+                if record.get("unit_complete"):
+                    blocks.append((block, hurt))
+                    block, key, seen, hurt = [], None, set(), False
+                    scan.keep, scan.tail_is_crash, scan.tail_lines = pos, True, []
         scan.size = pos
         valid: list[list[tuple[int, dict[str, Any]]]] = []
         for b, damaged in blocks:
