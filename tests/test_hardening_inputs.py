@@ -89,7 +89,7 @@ RECORDS_FAST = [c for c in RECORDS if not c.id.startswith("record:")] + spread(
     [c for c in RECORDS if c.id.startswith("record:")], 120
 )
 COMMAND_CASES = [c for c in RECORDS if not c.id.startswith("record:")] + spread(
-    [c for c in RECORDS if c.id.startswith("record:")], 60
+    [c for c in RECORDS if c.id.startswith("record:")], 20
 )
 COMMAND_FAST = spread(COMMAND_CASES, 3)
 

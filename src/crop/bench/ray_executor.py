@@ -27,7 +27,8 @@ Ray is up before anything is written (:func:`ray_session`, entered by ``run_benc
 address is checked in three steps, each a one-line error: its form (:func:`parse_address`: a
 DNS name of at most 253 characters or an IPv4 address, a port 1-65535), a probe
 (:func:`probe`: a TCP connection and a gRPC / HTTP/2 handshake, :data:`CONNECT_TIMEOUT` seconds
-each), then ``ray.init`` given :data:`INIT_TIMEOUT` seconds.
+each), then a join in a child process given :data:`INIT_TIMEOUT` seconds (:func:`check_join`),
+before this process calls ``ray.init``.
 
 Ray is an optional extra (``pip install 'crop[ray]'``): it is imported here only, when a run
 asks for it.
@@ -40,7 +41,6 @@ import logging
 import os
 import re
 import sys
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -50,7 +50,7 @@ EXECUTORS = ("local", "ray")
 MAX_RETRIES = 3  # Ray re-runs a task whose worker process died this many times before giving up
 INSTALL_HINT = "--executor ray needs Ray: pip install 'crop[ray]' (or pip install 'ray>=2.9')"
 CONNECT_TIMEOUT = 5.0  # seconds for the TCP connection and the gRPC (HTTP/2) handshake of the probe
-INIT_TIMEOUT = 30.0  # seconds for ray.init to join a cluster that passed the probe
+INIT_TIMEOUT = 30.0  # seconds for a child process to join a cluster that passed the probe (check_join)
 MAX_HOST = 253  # characters of a DNS name (RFC 1035); each dot-separated label 1-63
 _LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 _H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])  # + an empty SETTINGS frame
@@ -122,7 +122,7 @@ def _group_task(task: Any, hooks: Sequence[Callable]) -> tuple[list[list[dict[st
 
 def start_ray(workers: int | None = None, address: str | None = None) -> tuple[bool, int]:
     """Start a private local Ray instance with ``workers`` CPUs, or join the cluster at ``address``
-    (probed first, then ``ray.init`` given :data:`INIT_TIMEOUT` seconds), without Ray's start-up
+    (probed first, then joined once in a child process given :data:`INIT_TIMEOUT` seconds), without Ray's start-up
     messages; returns whether this call started the session (a session already running is used
     as it is) and the CPUs tasks may use. One-line :class:`CropError` when Ray cannot start or join."""
     try:
@@ -141,7 +141,8 @@ def start_ray(workers: int | None = None, address: str | None = None) -> tuple[b
             ray.init(address="local", num_cpus=cpus, runtime_env=_local_env(), **quiet)
         else:
             probe(address)
-            _init_within(INIT_TIMEOUT, address, quiet)
+            check_join(address)
+            ray.init(address=address, **quiet)
             cpus = int(ray.cluster_resources().get("CPU", 1))
             if workers is not None:
                 cpus = min(cpus, workers)
@@ -171,39 +172,43 @@ def ray_session(workers: int | None = None, address: str | None = None) -> Itera
             ray.shutdown()
 
 
-def _init_within(timeout: float, address: str, options: dict[str, Any]) -> None:
-    """``ray.init(address)`` in a daemon thread, given ``timeout`` seconds: a head node that
-    accepts the connection but never completes Ray's handshake (another gRPC service, a hung
-    cluster, a missing auth token) makes ``ray.init`` retry for minutes. Its error is raised here;
-    a thread still waiting after ``timeout`` is left behind (it ends with the process)."""
-    import ray
+_JOIN = """
+import logging, sys
+import ray
+try:
+    ray.init(address=sys.argv[1], log_to_driver=False, logging_level=logging.ERROR, include_dashboard=False)
+except Exception as exc:
+    print("crop-join-failed", (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300])
+    sys.exit(3)
+ray.shutdown()
+"""
 
-    outcome: dict[str, BaseException | None] = {}
 
-    def join() -> None:
-        try:
-            ray.init(address=address, **options)
-            outcome["error"] = None
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
-            outcome["error"] = exc
+def check_join(address: str, timeout: float | None = None) -> None:
+    """Join the cluster at ``address`` once in a child process given ``timeout`` seconds (default
+    :data:`INIT_TIMEOUT`), before this process does: a head that accepts the connection but never
+    completes Ray's handshake (another gRPC service, a hung cluster, a missing auth token) makes
+    ``ray.init`` retry for minutes, warning on stderr from Ray's C++ core. The child is killed
+    after ``timeout``, its output is dropped, and the refusal is one line."""
+    import subprocess
 
-    thread = threading.Thread(target=join, name="crop-ray-init", daemon=True)
-    # Ray's C++ core writes a warning to the process's stderr each time it retries a head that
-    # does not answer: silenced while this thread waits, so a refusal stays one line.
-    sys.stderr.flush()
-    saved, quiet = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    timeout = INIT_TIMEOUT if timeout is None else timeout
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": os.environ.get("RAY_USAGE_STATS_ENABLED", "0")}
     try:
-        os.dup2(quiet, 2)
-        thread.start()
-        thread.join(timeout)
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(quiet)
-    if "error" not in outcome:
-        raise CropError(f"cannot join the Ray cluster at {address}: no answer from Ray within {timeout:g} s")
-    if outcome["error"] is not None:
-        raise outcome["error"]
+        proc = subprocess.run(
+            [sys.executable, "-c", _JOIN, address],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            stdin=subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired:
+        raise CropError(f"cannot join the Ray cluster at {address}: no answer from Ray within {timeout:g} s") from None
+    if proc.returncode != 0:
+        said = [line for line in proc.stdout.splitlines() if line.startswith("crop-join-failed ")]
+        reason = said[-1].removeprefix("crop-join-failed ") if said else f"Ray exited with code {proc.returncode}"
+        raise CropError(f"cannot join the Ray cluster at {address}: {reason}")
 
 
 def probe(address: str, timeout: float | None = None) -> None:

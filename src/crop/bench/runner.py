@@ -447,7 +447,6 @@ def default_workers(n_groups: int) -> int:
     return max(1, min(8, os.cpu_count() or 1, n_groups))
 
 
-@guard_bench  # validates the whole spec before anything is written; one run per results directory
 def run_bench(spec: BenchSpec, progress: bool = True) -> Path:
     """Run (or resume) the grid in ``spec``; returns the path of ``results.jsonl``.
 
@@ -455,7 +454,33 @@ def run_bench(spec: BenchSpec, progress: bool = True) -> Path:
     which never saw them. Units that share a personalization run it once (:func:`group_units`).
     With ``spec.workers > 1`` groups run in worker processes; records are still appended by this
     process alone, in plan order, so ``results.jsonl`` is the same whatever the number of workers.
+
+    The spec is validated first; with ``executor="ray"`` and units left to run, Ray is joined
+    (or started) next, before the results directory is created or locked: a cluster that cannot
+    be used leaves nothing behind.
     """
+    from crop.bench.checks import validate_bench_spec
+
+    validate_bench_spec(spec)
+    with contextlib.ExitStack() as stack:
+        if spec.executor == "ray":
+            done = ResultStore(spec.out / "results.jsonl").done_units() if spec.out.is_dir() else set()
+            if any(_unit_key(spec, u) not in done for u in plan_units(spec)):
+                from crop.bench.ray_executor import ray_session
+
+                stack.enter_context(ray_session(spec.workers, spec.address))
+        return _run_bench(spec, progress)
+
+
+def _unit_key(spec: BenchSpec, unit: Unit) -> tuple:
+    return (spec.dataset, unit[0].name, unit[1], unit[2], unit[3])
+
+
+@guard_bench  # validates the whole spec before anything is written; one run per results directory
+def _run_bench(spec: BenchSpec, progress: bool) -> Path:
+    """The body of :func:`run_bench`, holding the results directory's lock (Ray, if asked for, is up)."""
+    from crop.generic import generic_for_fold
+
     source = source_of(spec)
     if spec.protocol == "development" and spec.tune and spec.tune_on == "population":
         raise CropError(
@@ -467,24 +492,6 @@ def run_bench(spec: BenchSpec, progress: bool = True) -> Path:
     for method in spec.methods:
         get_method(method)
     units = plan_units(spec)
-    with contextlib.ExitStack() as stack:
-        if spec.executor == "ray":
-            done = ResultStore(spec.out / "results.jsonl").done_units() if spec.out.is_dir() else set()
-            if any(_unit_key(spec, u) not in done for u in units):
-                from crop.bench.ray_executor import ray_session
-
-                # joined (or started) before anything is written: a cluster that cannot be used leaves no bench.json
-                stack.enter_context(ray_session(spec.workers, spec.address))
-        return _run(spec, progress, units, source)
-
-
-def _unit_key(spec: BenchSpec, unit: Unit) -> tuple:
-    return (spec.dataset, unit[0].name, unit[1], unit[2], unit[3])
-
-
-def _run(spec: BenchSpec, progress: bool, units: list[Unit], source: Any) -> Path:
-    """The body of :func:`run_bench`, once the spec is valid (and Ray, if asked for, is up)."""
-    from crop.generic import generic_for_fold
 
     def fold_of(user: Any) -> Any:
         return serving_fold(user, spec.protocol) if source is None else source.serving(user)
