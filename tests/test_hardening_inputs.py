@@ -138,6 +138,58 @@ def test_odd_records_full_list(case, tmp_path):
     check_store(case, tmp_path / "results.jsonl")
 
 
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_every_writer_writes_what_the_schema_accepts(norm):
+    """The records of a unit as the bench writes them (evaluate_unit, the fairness confusion hook
+    and the robustness hook with every measure on) pass the record and unit schema: the schema
+    names the writers' metrics and fields, no fewer."""
+    from types import SimpleNamespace
+
+    from crop.bench.runner import evaluate_unit
+    from crop.bench.schema import PLAIN_METRICS, record_problem
+    from crop.certify.robustness import RobustnessSpec, robustness_hook
+    from crop.data.sensing import stratified_split
+    from crop.fairness._records import confusion_records
+    from crop.metrics import METRICS
+    from crop.models import HAPTNet
+    from tests.conftest import make_data
+
+    assert set(PLAIN_METRICS) == set(METRICS)
+    torch.manual_seed(0)
+    model = HAPTNet(width=4).eval()
+    data = make_data(n=24, channels=6, length=128, n_classes=6)
+    us = SimpleNamespace(
+        available_name="session 1", available=stratified_split(data, seed=0), unseen={"session 2 noise=0.5": data}
+    )
+    spec = RobustnessSpec(
+        eps=(0.0, 0.01),
+        norm=norm,
+        sigma=0.05 if norm == "l2" else None,
+        n0=5,
+        n=10,
+        pgd_steps=2,
+        lipschitz="power",
+        alpha_crown=1,
+        batch_size=16,
+    )
+    base = {
+        "dataset": "hapt",
+        "scenario": "hapt-faults:1",
+        "user": 2,
+        "seed": 0,
+        "method": "crop",
+        "prune_amount": 0.25,
+        "tuned": {"tau": 0.05},
+    }
+    records = (
+        evaluate_unit(model, us, base) + confusion_records(base, model, us) + robustness_hook(spec)(base, model, us)
+    )
+    records = json.loads(json.dumps(records))  # as read back
+    assert [record_problem(r) for r in records] == [None] * len(records)
+    assert unit_problem(records) is None
+    assert {r["metric"].partition("@")[0] for r in records if "@" in r["metric"]} >= {"verified", "pgd", "lipschitz"}
+
+
 def _unit_text(user: int, method: str) -> str:
     from tests.hardening_cases import unit_records
 
