@@ -263,7 +263,6 @@ COMMANDS = {
     "fairness": lambda b, m, o: ["fairness", str(b), "--resamples", "100"],
     "card": lambda b, m, o: ["card", str(m), "--bench", str(b), "--out", str(o)],
 }
-OUTPUTS = {"report": ("table.md", "tables", "deltas.png", "gains.png", "robustness-hapt-session-1.png")}
 
 
 def check_command(case, command: str, tmp_path: Path, model_dir: Path, monkeypatch) -> None:
@@ -277,7 +276,14 @@ def check_command(case, command: str, tmp_path: Path, model_dir: Path, monkeypat
     assert_clean_end(code, err)
     after = snapshot(cwd)
     named = {
-        "report": ("bench/table.md", "bench/tables", "bench/deltas.png", "bench/gains.png", "bench/robust"),
+        "report": (
+            "bench/table.md",
+            "bench/tables",
+            "bench/deltas.png",
+            "bench/gains.png",
+            "bench/robust",
+            "bench/faults",
+        ),
         "fairness": ("bench/fairness",),
         "card": ("cards",),
     }[command]
