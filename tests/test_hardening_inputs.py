@@ -91,7 +91,7 @@ RECORDS_FAST = [c for c in RECORDS if not c.id.startswith("record:")] + spread(
 COMMAND_CASES = [c for c in RECORDS if not c.id.startswith("record:")] + spread(
     [c for c in RECORDS if c.id.startswith("record:")], 20
 )
-COMMAND_FAST = spread(COMMAND_CASES, 3)
+COMMAND_FAST = spread(COMMAND_CASES, 2)
 
 
 def _canonical(record: dict) -> str:
@@ -678,7 +678,7 @@ def test_an_address_where_no_ray_head_answers_is_refused_in_seconds(behaviour, m
     from crop.data.scenarios import parse_scenarios
     from crop.errors import CropError
 
-    monkeypatch.setattr(ray_executor, "CONNECT_TIMEOUT", 1.0)
+    monkeypatch.setattr(ray_executor, "CONNECT_TIMEOUT", 0.5)
     monkeypatch.setattr(ray_executor, "ray_available", lambda: True)
     with contextlib.ExitStack() as stack:
         port = _free_port() if behaviour == "nothing" else stack.enter_context(server(behaviour))
