@@ -25,6 +25,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from crop.report.escape import plain_figure_text  # noqa: E402
+
 FONT = {"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 9}
 
 
@@ -32,7 +34,7 @@ def _save(fig: plt.Figure, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
-    fig.savefig(tmp, dpi=130, bbox_inches="tight")
+    plain_figure_text(fig).savefig(tmp, dpi=130, bbox_inches="tight")  # data drawn as text
     plt.close(fig)
     from crop.report.files import publish
 
@@ -133,7 +135,7 @@ def plot_tsne(
         )
         if title:
             fig.suptitle(title)
-        fig.tight_layout(rect=(0, 0.05, 1, 1))
+        plain_figure_text(fig).tight_layout(rect=(0, 0.05, 1, 1))
     return _save(fig, path)
 
 
@@ -162,7 +164,7 @@ def plot_state_deltas(
         ax.margins(y=0.18)
         ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
         ax.set_title(title or f"change against the {reference} model")
-        fig.tight_layout()
+        plain_figure_text(fig).tight_layout()
     return _save(fig, path)
 
 
@@ -187,7 +189,7 @@ def plot_gip(rows: Sequence[Mapping], path: str | Path, *, title: str = "") -> P
         if len(contexts) > 1:
             axes[1].legend(frameon=False, loc="best")
         fig.suptitle(title or "gradient alignment of available and unseen context")
-        fig.tight_layout()
+        plain_figure_text(fig).tight_layout()
     return _save(fig, path)
 
 
@@ -215,7 +217,7 @@ def plot_prune_curve(
         ax.set_ylabel("accuracy on prune data (%)")
         ax.legend(frameon=False, loc="lower left")
         ax.set_title(title or "ToleratedPrune")
-        fig.tight_layout()
+        plain_figure_text(fig).tight_layout()
     return _save(fig, path)
 
 
@@ -269,7 +271,7 @@ def plot_user_means(
         ax.grid(axis="y", alpha=0.3)
         ax.legend(frameon=False, loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=len(contexts))
         ax.set_title(title, pad=22)
-        fig.tight_layout()
+        plain_figure_text(fig).tight_layout()
     return _save(fig, path)
 
 
@@ -302,5 +304,5 @@ def plot_user_lines(
         ax.set_ylabel(ylabel)
         ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
         ax.set_title(title)
-        fig.tight_layout()
+        plain_figure_text(fig).tight_layout()
     return _save(fig, path)

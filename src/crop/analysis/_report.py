@@ -306,9 +306,11 @@ FIGURE_CAPTIONS = {
 
 
 def _index(title: str, tables: Mapping[str, Table], files: Mapping[str, Path]) -> str:
-    parts = [f"# {title}\n"]
+    from crop.report.escape import markdown_text
+
+    parts = [f"# {markdown_text(title)}\n"]
     for stem, table in tables.items():
-        parts.append(f"## {table.title}\n\n{table.markdown()}\n" + (f"\n{table.note}\n" if table.note else ""))
+        parts.append(table.markdown_section(2))
         parts.append(f"([{stem}.csv]({stem}.csv))\n")
     for key, caption in FIGURE_CAPTIONS.items():
         if key in files:

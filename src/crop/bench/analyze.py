@@ -20,7 +20,14 @@ from crop.errors import CropError
 from crop.metrics import get_metric
 from crop.models.utils import predict
 from crop.personalization.registry import config_from_dict, get_method
+from crop.report.escape import markdown_code, markdown_text
 from crop.report.files import write_text_atomic
+from crop.safe_names import distinct, file_name, inside, name_part
+
+
+def _unit_dir(analysis: Path, scenario: Any, user: Any, seed: Any, method: Any) -> Path:
+    """``analysis/<scenario>/user<u>-seed<s>-<method>``, every part by :mod:`crop.safe_names`."""
+    return inside(inside(analysis, name_part(scenario)), file_name(f"user{user}", f"seed{seed}", method))
 
 
 def _config(method: str, stored: dict[str, Any] | None, tuned: dict[str, Any] | None) -> Any:
@@ -78,20 +85,29 @@ def analyze_bench(
     )
     if not units:
         raise CropError(f"{out}: no recorded unit matches the requested users / seeds / methods")
+    from crop.data.hapt import USERS
+
+    for scenario_name, user, _, method in units:  # every unit can be re-run: checked before any write
+        parse_scenarios(scenario_name)
+        get_method(method)
+        if user not in USERS:
+            raise CropError(f"{out}: user {user!r} of the records is not a HAPT user; crop analyze re-runs HAPT units")
     analysis = out / "analysis"
+    targets = {u: _unit_dir(analysis, *u) for u in units}
+    distinct(((u, p) for u, p in targets.items()), "the analyses of units")
     perf = performance(records, metric)
-    lines = [f"# Analysis of `{out}`", "", f"Metric: {metric}.", ""]
+    lines = [f"# Analysis of {markdown_code(out)}", "", f"Metric: {markdown_text(metric)}.", ""]
     if figures:
         delta_bars(perf, analysis / "deltas.png", f"Δ_P and Δ_G ({metric})")
         lines += ["![Delta bars](deltas.png)", ""]
     summary = summary_table(perf, settings.get("dataset", "hapt"))
-    lines += [f"## {summary.title}", "", summary.markdown(), "", "## Per-unit analyses", ""]
+    lines += [summary.markdown_section(2), "## Per-unit analyses", ""]
     lines += ["| scenario | user | seed | method | prune amount | re-run reproduces recorded scores | analysis |"]
     lines += ["|---|---|---|---|---|---|---|"]
 
-    from rich.progress import Progress
+    from crop.report.console import data_progress
 
-    with Progress(disable=not progress) as bar:
+    with data_progress(disable=not progress) as bar:
         task = bar.add_task("analysing", total=len(units))
         for scenario_name, user, seed, method in units:
             bar.update(task, description=f"{scenario_name} user {user} seed {seed} {method}")
@@ -108,7 +124,7 @@ def analyze_bench(
             us = build_user_scenario(user, scenario, seed)
             result = get_method(method).fit(generic, us.available, config, seed=seed, metric=metric)
             same = _reproduced(result.model, us, recorded, metric)
-            target = analysis / scenario_name.replace(":", "-") / f"user{user}-seed{seed}-{method}"
+            target = targets[(scenario_name, user, seed, method)]
             analyze_result(
                 result,
                 us.available,
@@ -122,9 +138,9 @@ def analyze_bench(
             )
             rel = target.relative_to(analysis)
             amount = "-" if result.prune_amount is None else f"{100 * result.prune_amount:.0f} %"
-            lines.append(
-                f"| {scenario_name} | {user} | {seed} | {method} | {amount} | {'yes' if same else 'NO'} | [index]({rel}/index.md) |"
-            )
+            cells = [markdown_text(v) for v in (scenario_name, user, seed, method)]
+            cells += [amount, "yes" if same else "NO", f"[index]({rel.as_posix()}/index.md)"]
+            lines.append("| " + " | ".join(cells) + " |")
             bar.advance(task)
     return write_text_atomic(analysis / "index.md", "\n".join(lines) + "\n")
 

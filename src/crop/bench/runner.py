@@ -519,8 +519,10 @@ def _run_bench(spec: BenchSpec, progress: bool) -> Path:
         TimeRemainingColumn,
     )
 
+    from crop.report.console import DataDescription
+
     columns = [
-        TextColumn("[bold]{task.description}"),
+        DataDescription("bold"),  # descriptions hold scenario and method names: shown as plain text
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
@@ -574,8 +576,11 @@ def _run_bench(spec: BenchSpec, progress: bool) -> Path:
                 store.append(records)
                 bar.advance(task)
             if error is not None:
-                with (spec.out / "errors.log").open("a") as f:
-                    f.write(f"{[sc.name for sc in g.scenarios]} user {g.user} seed {g.seed} {g.method}\n{error}\n")
+                from crop.report.escape import visible
+
+                with (spec.out / "errors.log").open("a") as f:  # read with cat: no escape sequence from data
+                    text = f"{[sc.name for sc in g.scenarios]} user {g.user} seed {g.seed} {g.method}\n{error}"
+                    f.write(visible(text, keep_lines=True) + "\n")
             _append_json(
                 spec.out / "timings.jsonl",
                 {

@@ -89,7 +89,9 @@ def run(argv: Sequence[str] | None = None) -> int:
         try:
             code = app(args=list(sys.argv[1:] if argv is None else argv), prog_name="crop", standalone_mode=False)
         except NoArgsIsHelpError as exc:
-            console.print(exc.format_message(), highlight=False, markup=False)
+            from rich.text import Text
+
+            console.print(Text(exc.format_message()), highlight=False)  # the help: crop's own text
             return 0
         except typer.TyperException as exc:  # click's UsageError, BadParameter, NoSuchOption...
             ctx = getattr(exc, "ctx", None)

@@ -11,22 +11,25 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.table import Table as RichTable
 
 from crop.errors import CropError
+from crop.report.console import DataConsole
+from crop.report.escape import visible
 from crop.validate import (
     int_list,
     split_list,
 )
 
-console = Console()
-err_console = Console(stderr=True)
+# Every string printed is data: no console markup, control characters visible (crop.report.console).
+console = DataConsole()
+err_console = DataConsole(stderr=True)
 
 
 def _say(prefix: str, message: Any) -> None:
-    """One line on stderr (newlines in ``message`` become spaces)."""
-    text = " ".join(str(message).split())
+    """One line on stderr (newlines in ``message`` become spaces, other control characters
+    visible escapes: :func:`crop.report.escape.visible`)."""
+    text = visible(" ".join(str(message).split()))
     err_console.print(f"{prefix}{text}", highlight=False, markup=False, soft_wrap=True)
 
 
@@ -51,7 +54,7 @@ def _guard(func: Callable[..., None]) -> Callable[..., None]:
         except Exception as exc:  # noqa: BLE001 - never dump a traceback on a user
             if os.environ.get("CROP_DEBUG"):
                 raise
-            first = str(exc).splitlines()[0] if str(exc) else ""
+            first = visible(str(exc).splitlines()[0]) if str(exc) else ""
             err_console.print(
                 f"crop: internal error: {type(exc).__name__}: {first} (set CROP_DEBUG=1 for the traceback)",
                 highlight=False,
@@ -137,9 +140,11 @@ def _load_configs(path: Path | None, methods: list[str]) -> dict[str, Any]:
 
 
 def _rich_table(table: Any) -> RichTable:
-    rt = RichTable(title=table.title, title_justify="left", show_lines=False)
+    """A :class:`crop.report.table.Table` for the console; every title, header and cell shown
+    literally on one line (:func:`crop.report.escape.visible`)."""
+    rt = RichTable(title=visible(table.title), title_justify="left", show_lines=False)
     for i, h in enumerate(table.header):
-        rt.add_column(h, justify="left" if i == 0 else "right")
+        rt.add_column(visible(h), justify="left" if i == 0 else "right")
     for row in table.rows:
-        rt.add_row(*(table.cell(c, v) for c, v in zip(table.header, row, strict=True)))
+        rt.add_row(*(visible(table.cell(c, v)) for c, v in zip(table.header, row, strict=True)))
     return rt

@@ -294,9 +294,14 @@ def demo(
 
     out = check_out_dir(out, "--out", BENCH_FILES)
     _check_report_targets(out)
+    from rich.text import Text
+
     console.print(
-        f"[bold]crop demo[/bold]: personalizing HAPT users {list(PERSONALIZATION_USERS)} "
-        "(available context: session 1; unseen: session 2) with conventional finetuning and CRoP"
+        Text.assemble(
+            ("crop demo", "bold"),
+            f": personalizing HAPT users {list(PERSONALIZATION_USERS)} "
+            "(available context: session 1; unseen: session 2) with conventional finetuning and CRoP",
+        )
     )
     spec = BenchSpec(
         scenarios=parse_scenarios("hapt-session:1"),

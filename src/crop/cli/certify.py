@@ -86,16 +86,19 @@ def certify(
         n_classes = n_classes_of(net, d.X, f"{model}: context {name}")
         d.validate(n_classes=n_classes)
     results: dict[str, dict[str, float]] = {}
-    with console.status("certifying") as status:
+    from crop.report.console import data_status
+    from crop.report.escape import visible
+
+    with data_status(console, "certifying") as status:
         for name, d in contexts.items():
-            status.update(f"certifying {name} ({len(d)} windows)")
+            status(f"certifying {name} ({len(d)} windows)")
             if d.X.shape[1:] != contexts[next(iter(contexts))].X.shape[1:]:
                 raise CropError(f"context {name}: window shape differs")
             results[name] = {m["metric"]: m["value"] for m in robustness_measures(net, d.X, d.y, robustness, seed=seed)}
-    rt = RichTable(title=f"robustness of {model.name} (%)", title_justify="left")
+    rt = RichTable(title=visible(f"robustness of {model.name} (%)"), title_justify="left")
     rt.add_column("measure")
     for name in results:
-        rt.add_column(name, justify="right")
+        rt.add_column(visible(name), justify="right")
     for metric in next(iter(results.values())):
         rt.add_row(metric, *(f"{100 * results[c][metric]:.1f}" for c in results))
     console.print(rt)

@@ -79,18 +79,17 @@ def resources(
     One-time personalization time and peak memory (a fresh process per method and repeat),
     inference latency and throughput on one thread (PyTorch and onnxruntime), parameters,
     non-zero parameters and file sizes; Markdown + CSV with the machine described."""
-    from rich.progress import Progress
-
     from crop.data.scenarios import parse_scenarios
     from crop.deploy.resources import machine, measure_resources, write_resources
     from crop.personalization.registry import available_methods
+    from crop.report.console import data_progress
 
     target = check_out_dir(out, "--out", ("resources.md", "resources.csv", "machine.json"))
     chosen = available_methods() if methods.strip() == "all" else _methods(methods)
     if len(parse_scenarios(scenario)) != 1:
         raise CropError(f"--scenario must name one scenario such as {scenario}:1")
     info = machine()
-    with Progress(console=console, transient=True) as bar:
+    with data_progress(console=console, transient=True) as bar:
         task = bar.add_task("measuring", total=repeats * len(chosen))
 
         def progress(method: str, done: int, total: int) -> None:

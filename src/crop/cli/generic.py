@@ -21,10 +21,12 @@ from crop.validate import (
 @_guard
 def methods() -> None:
     """List the registered personalization methods."""
+    from rich.text import Text
+
     from crop.personalization.registry import METHODS, available_methods
 
     for name in available_methods():
-        console.print(f"[bold]{name}[/bold]: {METHODS[name].description}")
+        console.print(Text.assemble((name, "bold"), f": {METHODS[name].description}"))
 
 
 @_guard
@@ -50,7 +52,9 @@ def train_generic_cmd(
     if kind not in GENERIC_KINDS:
         raise CropError(f"unknown generic model kind {kind!r}; choose {', '.join(GENERIC_KINDS)}")
     config = check_config(GenericTrainConfig(epochs=epochs, seed=seed), "train-generic")
-    with console.status(f"training the {kind} generic model ({epochs} epochs)"):
+    from crop.report.console import data_status
+
+    with data_status(console, f"training the {kind} generic model ({epochs} epochs)"):
         model, info = train_generic(kind, config=config)
     save_model(model, target, {k: v for k, v in info.items()})
     console.print(

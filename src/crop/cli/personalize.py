@@ -202,13 +202,12 @@ def tune(
     """Grid-search a method's config for one person on the available-context validation split.
 
     As the paper's Appendix A.3; unseen-context data is only used to report the chosen model."""
-    from rich.progress import Progress
-
     from crop.analysis import tune as run_tune
     from crop.analysis._tune import default_grid, expand_grid, grid_configs, parse_grid_option
     from crop.api import evaluate
     from crop.models.io import save_model
     from crop.personalization.registry import get_method
+    from crop.report.console import data_progress
 
     out = check_out_dir(out, "--out", ("tune.md", "tune.csv", "chosen.json", "model.safetensors"))
     spec = get_method(method)
@@ -226,7 +225,7 @@ def tune(
     generic, _, split, unseen, subject = _person(user, scenario, data, model, available, seed)
     points = len(expand_grid(chosen_grid))
     total = min(points, budget) if budget else points
-    with Progress(console=console, transient=True) as bar:
+    with data_progress(console=console, transient=True) as bar:
         task = bar.add_task(f"tuning {method}", total=total)
         result = run_tune(
             generic,
@@ -267,12 +266,11 @@ def _population_tune_cmd(
 ) -> None:
     """``crop tune --population``: the search of :func:`crop.analysis.population_tune` for the
     fold that serves ``user``, then that user's model with the chosen config."""
-    from rich.progress import Progress
-
     from crop.analysis import population_tune
     from crop.analysis._tune import default_grid, expand_grid, parse_grid_option
     from crop.api import evaluate
     from crop.models.io import save_model
+    from crop.report.console import data_progress
     from crop.report.files import write_text_atomic
 
     if user is None or data is not None:
@@ -285,7 +283,7 @@ def _population_tune_cmd(
 
     kind = parse_scenarios(scenario)[0].generic
     chosen_grid = parse_grid_option(grid) if grid is not None else default_grid(method, base_config)
-    with Progress(console=console, transient=True) as bar:
+    with data_progress(console=console, transient=True) as bar:
         task = bar.add_task(f"population tuning {method}", total=len(expand_grid(chosen_grid)))
         result = population_tune(
             method,

@@ -53,14 +53,19 @@ def _write_tables(out: Path, metric: str) -> list[Any]:
         gain_strips(perf, out / "gains.png")
     if {k[1] for k in perf} - {"generic"}:
         delta_bars(perf, out / "deltas.png", f"Δ_P and Δ_G ({metric}), mean over users, 95 % bootstrap interval")
+    from crop.safe_names import data_path
+
     for scenario in sorted({r["scenario"] for r in records if "radius" in r}):
-        robustness_curves(records, scenario, out / f"robustness-{scenario.replace(':', '-')}.png")
+        robustness_curves(records, scenario, data_path(out, "robustness", scenario, suffix=".png"))
     dataset = next((r["dataset"] for r in records if isinstance(r.get("dataset"), str)), "hapt")
     text = render_markdown(records, metric, dataset)
     text += _fault_sweeps(records, metric, out)
     summary = out / "fairness" / "summary.md"
-    if summary.is_file():  # written by crop fairness / crop bench --fairness
-        text += "\n## Fairness (full report: fairness/fairness.md)\n\n" + summary.read_text(encoding="utf-8")
+    if summary.is_file():  # written by crop fairness / crop bench --fairness (escaped there; raw HTML never)
+        from crop.report.escape import markdown_fragment
+
+        fragment = markdown_fragment(summary.read_text(encoding="utf-8", errors="replace"))
+        text += "\n## Fairness (full report: fairness/fairness.md)\n\n" + fragment
     write_text_atomic(out / "table.md", text)
     tables = all_tables(records, metric, dataset)
     (out / "tables").mkdir(exist_ok=True)
@@ -79,7 +84,7 @@ def _fault_sweeps(records: list[dict], metric: str, out: Path) -> str:
         return ""
     plot_sweeps(result, out / "faults", f"{metric} (%)")
     text = "\n## Fault severity sweeps (figures: faults/fault-NAME.png)\n\n"
-    return text + "\n".join(f"### {t.title}\n\n{t.markdown()}\n\n{t.note}\n" for t in sweep_tables(result))
+    return text + "\n".join(t.markdown_section(3) for t in sweep_tables(result))
 
 
 @_guard
@@ -104,9 +109,10 @@ def report(
 
 def _fairness_report(out: Path, attributes: Path | None, resamples: int = 2000, quiet: bool = False) -> Any:
     from crop.fairness import run_fairness
+    from crop.report.console import data_status
 
-    with console.status("fairness report") as status:
-        report = run_fairness(out, attributes, resamples=resamples, say=None if quiet else status.update)
+    with data_status(console, "fairness report") as status:
+        report = run_fairness(out, attributes, resamples=resamples, say=None if quiet else status)
     if not quiet:
         for t in report.summary_tables:
             console.print(_rich_table(t))

@@ -293,7 +293,12 @@ def _kib(value: int | None) -> str:
 
 
 def to_markdown(costs: list[MethodCost], info: dict[str, Any], setting: dict[str, Any]) -> str:
-    """Tables 7 and 8 as Markdown, with the machine and the setting above them."""
+    """Tables 7 and 8 as Markdown, with the machine and the setting above them; every string
+    from outside (machine description, method, error text) escaped (:mod:`crop.report.escape`)."""
+    from crop.report.escape import markdown_text as md
+
+    info = {k: md(v) if isinstance(v, str) else v for k, v in info.items()}
+    setting = {k: md(v) if isinstance(v, str) else v for k, v in setting.items()}
     lines = [
         "# Resources per method (the paper's Tables 7 and 8)",
         "",
@@ -310,10 +315,10 @@ def to_markdown(costs: list[MethodCost], info: dict[str, Any], setting: dict[str
     ]
     for c in costs:
         if c.repeats == 0:
-            lines.append(f"| {c.method} | not run: {c.error} | | |")
+            lines.append(f"| {md(c.method)} | not run: {md(c.error)} | | |")
             continue
         lines.append(
-            f"| {c.method} | {_fmt(c.personalize_s)} | {_fmt(c.peak_rss_mb, 0)} | {_fmt(c.rss_before_mb, 0)} |"
+            f"| {md(c.method)} | {_fmt(c.personalize_s)} | {_fmt(c.peak_rss_mb, 0)} | {_fmt(c.rss_before_mb, 0)} |"
         )
     lines += [
         "",
@@ -330,23 +335,26 @@ def to_markdown(costs: list[MethodCost], info: dict[str, Any], setting: dict[str
         if c.repeats == 0:
             continue
         lines.append(
-            f"| {c.method} | {_fmt(c.latency_ms_torch, 3)} | {_fmt(c.latency_ms_onnx, 3)} "
+            f"| {md(c.method)} | {_fmt(c.latency_ms_torch, 3)} | {_fmt(c.latency_ms_onnx, 3)} "
             f"| {_fmt(c.throughput_torch, 0)} | {_fmt(c.throughput_onnx, 0)} | {_fmt(c.parameters)} "
             f"| {_fmt(c.nonzero_parameters)} | {_kib(c.file_bytes)} | {_kib(c.sparse_file_bytes)} "
             f"| {_kib(c.onnx_file_bytes)} |"
         )
-    notes = [f"{c.method}: {c.error}" for c in costs if c.repeats and c.error]
+    notes = [f"{md(c.method)}: {md(c.error)}" for c in costs if c.repeats and c.error]
     if notes:
         lines += ["", "Notes: " + "; ".join(notes)]
     return "\n".join(lines) + "\n"
 
 
 def to_csv(costs: list[MethodCost]) -> str:
+    """One row per method; text cells neutralized against spreadsheet formulas."""
+    from crop.report.escape import csv_row
+
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(COLUMNS)
     for c in costs:
-        writer.writerow(["" if getattr(c, k) is None else getattr(c, k) for k in COLUMNS])
+        writer.writerow(csv_row("" if getattr(c, k) is None else getattr(c, k) for k in COLUMNS))
     return buffer.getvalue()
 
 

@@ -3,7 +3,9 @@
 Files written under ``DIR/fairness/``: ``fairness.md`` (every table, with notes),
 ``summary.md`` (the headline tables, appended to ``DIR/table.md`` by ``crop bench --fairness``),
 ``tables/*.csv`` (raw values), ``traits.csv`` (each person's measured traits and groups per
-scenario), ``group-gains-<scenario>.png`` and ``person-gains-<scenario>.png``.
+scenario), ``group-gains-<scenario>.png`` and ``person-gains-<scenario>.png``. Scenario and
+attribute names in file names follow :mod:`crop.safe_names` (``hapt-session:1`` ->
+``hapt-session-1``; a name that is not plain lowercase gets a slug and a hash).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from crop.fairness._attributes import PersonAttributes, load_attributes
 from crop.fairness._carried import carried_attributes
 from crop.fairness._report import FairnessReport, build_report
 from crop.fairness._traits import TRAITS, hapt_trait_values, trait_attributes
+from crop.report.escape import csv_row
 
 OUT = "fairness"
 FILES = ("fairness.md", "summary.md", "traits.csv")
@@ -116,7 +119,8 @@ def _traits_csv(traits: dict[str, PersonAttributes]) -> str:
             values = attrs.values.get(attribute, {})
             for user in sorted(groups):
                 value = values.get(user)
-                writer.writerow([scenario, user, attribute, "" if value is None else round(value, 6), groups[user]])
+                row = [scenario, user, attribute, "" if value is None else round(value, 6), groups[user]]
+                writer.writerow(csv_row(row))
     return buf.getvalue()
 
 
@@ -134,6 +138,7 @@ def run_fairness(
     from crop.fairness._plots import group_gains, person_gains
     from crop.report.files import write_text_atomic
     from crop.report.tables import performance
+    from crop.safe_names import data_path, distinct, inside
 
     out = Path(out)
     if not (out / "results.jsonl").is_file():
@@ -180,19 +185,24 @@ def run_fairness(
         on_step=say,
     )
     target = out / OUT
+    tables = {stem: inside(target / "tables", f"{stem}.csv") for stem in report.tables}
+    figures = {
+        s: (data_path(target, "group-gains", s, suffix=".png"), data_path(target, "person-gains", s, suffix=".png"))
+        for s in report.group_rows
+    }
+    distinct([(s, p) for s, pair in figures.items() for p in pair], "the fairness figures of scenarios")
     for stem, t in report.tables.items():
-        write_text_atomic(target / "tables" / f"{stem}.csv", t.csv())
+        write_text_atomic(tables[stem], t.csv())
     write_text_atomic(target / "traits.csv", _traits_csv(by_scenario))
     for scenario, rows in report.group_rows.items():
-        stem = scenario.replace(":", "-")
-        group_gains(rows, target / f"group-gains-{stem}.png", f"{scenario}: gain over the generic model per group")
+        group_gains(rows, figures[scenario][0], f"{scenario}: gain over the generic model per group")
         generic = {k[2]: [] for k in perf if k[0] == scenario and k[1] == "generic"}
         for (s, m, u, _), ctx in perf.items():
             if s == scenario and m == "generic" and "unseen" in ctx:
                 generic[u].append(ctx["unseen"])
         order = sorted(generic, key=lambda u: (sum(generic[u]) / max(len(generic[u]), 1), u))
         bands = by_scenario[scenario].groups.get("generic_accuracy")
-        person_gains(report.person_gains[scenario], order, target / f"person-gains-{stem}.png", bands)
+        person_gains(report.person_gains[scenario], order, figures[scenario][1], bands)
     write_text_atomic(target / "summary.md", report.summary)
     report.path = write_text_atomic(target / "fairness.md", report.markdown)
     return report

@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from crop.report.escape import plain_figure_text  # noqa: E402
 from crop.report.plots import _save  # noqa: E402
 
 
@@ -64,7 +65,7 @@ def group_gains(rows: list[Any], path: str | Path, title: str = "") -> Path | No
     fig.suptitle(
         title or "Balanced-accuracy gain over the generic model per group, 95 % bootstrap interval over people"
     )
-    fig.tight_layout()
+    plain_figure_text(fig).tight_layout()
     return _save(fig, path)
 
 
@@ -94,5 +95,5 @@ def person_gains(
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=3, loc="best")
     ax.set_title(title or "Per-person gain over the generic model (seeds averaged)")
-    fig.tight_layout()
+    plain_figure_text(fig).tight_layout()
     return _save(fig, path)

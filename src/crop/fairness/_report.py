@@ -374,7 +374,7 @@ class FairnessReport:
     figures need."""
 
     markdown: str
-    tables: dict[str, Table]  # stem -> raw table (CSV)
+    tables: dict[str, Table]  # file stem (crop.safe_names.file_name) -> raw table (CSV)
     summary: str  # headline Markdown for table.md
     summary_tables: list[Table]
     group_rows: dict[str, list[GroupRow]]  # scenario -> rows
@@ -488,9 +488,16 @@ def build_report(
     on_step: Callable[[str], None] | None = None,
 ) -> FairnessReport:
     """All fairness tables of ``records`` (one bench directory). ``scenarios_attrs``: the
-    per-person attributes of each scenario (traits and table columns)."""
+    per-person attributes of each scenario (traits and table columns).
+
+    Scenario, method, attribute and group names are data: the Markdown escapes them
+    (:func:`crop.report.escape.markdown_text`) and the tables' file stems follow
+    :func:`crop.safe_names.file_name`; two (scenario, attribute) pairs that would share a file
+    are refused before anything is written."""
+    from crop.report.escape import markdown_text as md_text
     from crop.report.stats import per_user_gains
     from crop.report.tables import performance
+    from crop.safe_names import distinct, file_name
 
     if metric != "balanced_accuracy":
         raise CropError(f"crop fairness reports balanced accuracy; this bench selected on {metric}")
@@ -500,26 +507,28 @@ def build_report(
     windows = windows_of(records)
     scenarios = sorted({k[0] for k in perf})
     parts = ["# Fairness of personalization", ""]
-    parts += [f"- {n}" for n in notes] + ([""] if notes else [])
+    parts += [f"- {md_text(n)}" for n in notes] + ([""] if notes else [])
     summary: list[str] = []
     summary_tables: list[Table] = []
     tables: dict[str, Table] = {}
+    sources: list[tuple[tuple[str, ...], Path]] = []  # (scenario, table, attribute), file stem
     group_rows: dict[str, list[GroupRow]] = {}
     person_gains: dict[str, dict[str, dict[int, float]]] = {}
     for scenario in scenarios:
         methods = _ordered_methods({k[1] for k in perf if k[0] == scenario})
-        stem = scenario.replace(":", "-")
-        parts += [f"## {scenario}", ""]
+        parts += [f"## {md_text(scenario)}", ""]
         if on_step:
             on_step(f"{scenario}: people")
         md, raw = _people_tables(perf, scenario, methods, resamples)
-        tables[f"{stem}-people"] = raw
-        parts += [f"### {md.title}", "", md.markdown(), "", md.note, ""]
+        key = file_name(scenario, "people")
+        sources.append(((scenario, "people"), Path(key)))
+        tables[key] = raw
+        parts += [f"### {md_text(md.title)}", "", md.markdown(), "", md_text(md.note), ""]
         person_gains[scenario] = {
             m: per_user_gains(perf, scenario, m, "generic", ("unseen",)) for m in methods if m != "generic"
         }
         unseen = Table(md.title + ", unseen context", md.header, [r for r in md.rows if r[1] == "unseen"], note=md.note)
-        summary += [f"### {scenario}: people, unseen context", "", unseen.markdown(), ""]
+        summary += [f"### {md_text(scenario)}: people, unseen context", "", unseen.markdown(), ""]
         summary_tables.append(unseen)
         attrs = scenarios_attrs.get(scenario, PersonAttributes({}))
         have = {m for (s, m) in windows if s == scenario}
@@ -570,8 +579,10 @@ def build_report(
                 continue
             rows_all += rows
             md, raw = _group_tables(scenario, attribute, rows, _attribute_note(attribute, attrs, rows))
-            tables[f"{stem}-groups-{attribute}"] = raw
-            parts += [f"### {md.title}", "", md.markdown(), "", md.note, ""]
+            key = file_name(scenario, "groups", attribute)
+            sources.append(((scenario, "groups", attribute), Path(key)))
+            tables[key] = raw
+            parts += [f"### {md_text(md.title)}", "", md.markdown(), "", md_text(md.note), ""]
             for r in rows:
                 if r.context in ("unseen", "all"):
                     label = attribute if r.context == "unseen" else "context (Ca vs Cu)"
@@ -589,8 +600,10 @@ def build_report(
                     if r.disparities
                 ]
                 dt = Table(f"{scenario}: binary disparities by {attribute}", header, drows)
-                tables[f"{stem}-disparities-{attribute}"] = dt
-                parts += [f"### {dt.title}", "", dt.markdown(), ""]
+                key = file_name(scenario, "disparities", attribute)
+                sources.append(((scenario, "disparities", attribute), Path(key)))
+                tables[key] = dt
+                parts += [f"### {md_text(dt.title)}", "", dt.markdown(), ""]
         if names and len(names) != 2:
             parts += [
                 f"Demographic parity and equalized odds apply to binary tasks; this one has {len(names)} classes.",
@@ -604,8 +617,9 @@ def build_report(
                 ["method"] + labels,
                 [[m] + [gap_summary[m].get(k, "-") for k in labels] for m in methods if m in gap_summary],
             )
-            summary += [f"### {st.title}", "", st.markdown(), ""]
+            summary += [f"### {md_text(st.title)}", "", st.markdown(), ""]
             summary_tables.append(st)
+    distinct(sources, "the fairness tables of")
     return FairnessReport(
         "\n".join(parts), tables, "\n".join(summary), summary_tables, group_rows, person_gains, scenarios_attrs
     )

@@ -662,15 +662,20 @@ def build_card(model_dir: str | Path, bench: Bench | None = None) -> Card:
 
 def card_targets(model_dirs: Sequence[Path], root: Path, out: Path | None) -> list[tuple[Path, Path]]:
     """Where each model's (HTML, Markdown) card goes: inside the model directory, or with
-    ``out`` as ``out/<path below root, '-'-joined>.html``."""
+    ``out`` as ``out/<path below root, '-'-joined>.html``, each directory name by the rule of
+    :mod:`crop.safe_names` (``u2`` stays ``u2``; ``User 2`` becomes ``user-2--<hash>``). Two
+    model directories that would share a card are refused."""
+    from crop.safe_names import distinct, file_name, inside
+
     targets = []
     for d in model_dirs:
         if out is None:
             targets.append((d / CARD_HTML, d / CARD_MD))
         else:
             rel = d.relative_to(root).parts
-            stem = "-".join(rel) if rel else (d.resolve().name or "card")
-            targets.append((out / f"{stem}.html", out / f"{stem}.md"))
+            stem = file_name(*rel) if rel else file_name(d.resolve().name or "card")
+            targets.append((inside(out, f"{stem}.html"), inside(out, f"{stem}.md")))
+    distinct(((str(d), t[0]) for d, t in zip(model_dirs, targets, strict=True)), "the cards of model directories")
     return targets
 
 

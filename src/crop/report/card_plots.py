@@ -19,8 +19,10 @@ BLUE, ORANGE, GREY, RED = "#3b75af", "#ef8636", "#9a9a9a", "#c0392b"
 def _png(fig: Any) -> bytes:
     import matplotlib.pyplot as plt
 
+    from crop.report.escape import plain_figure_text
+
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight", metadata={"Software": None})
+    plain_figure_text(fig).savefig(buf, format="png", dpi=DPI, bbox_inches="tight", metadata={"Software": None})
     plt.close(fig)
     return buf.getvalue()
 

@@ -9,6 +9,10 @@ images reliably), so the page is the one to read.
 
 Written by hand rather than with a template engine: the page is seven sections of headings,
 paragraphs and tables, and escaping in one place is simpler to audit than a template's rules.
+
+Card text is plain text with two kinds of span, `code` and **bold**; everything else in it,
+and all of a span's content, is data: escaped for HTML by :func:`_inline` and for Markdown by
+:func:`_md_inline` (the rules of :mod:`crop.report.escape`).
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ import html
 import re
 
 from crop.report.card import Card, Section, TableBlock
+from crop.report.escape import html_text, markdown_code, markdown_fence, markdown_text, visible
 
 _CODE = re.compile(r"`([^`]+)`")
 _BOLD = re.compile(r"\*\*([^*]+)\*\*")
+_SPANS = re.compile(r"`([^`]+)`|\*\*([^*]+)\*\*")
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; max-width: 60rem; margin: 2rem auto;
@@ -43,7 +49,7 @@ footer { margin-top: 2rem; font-size: .8rem; color: #777; }
 
 def _inline(text: str) -> str:
     """Escape ``text``, then turn `code` and **bold** spans into elements."""
-    out = html.escape(text, quote=True)
+    out = html_text(text)
     out = _CODE.sub(lambda m: f"<code>{m.group(1)}</code>", out)
     return _BOLD.sub(lambda m: f"<strong>{m.group(1)}</strong>", out)
 
@@ -61,7 +67,7 @@ def _html_table(t: TableBlock) -> str:
 
 
 def _html_section(s: Section) -> str:
-    parts = [f'<section id="{s.key}">', f"<h2>{html.escape(s.title)}</h2>"]
+    parts = [f'<section id="{html_text(s.key)}">', f"<h2>{html_text(s.title)}</h2>"]
     if s.missing:
         parts.append(f'<p class="missing">{_inline(s.missing)}</p>')
     parts += [f"<p>{_inline(p)}</p>" for p in s.text]
@@ -69,11 +75,12 @@ def _html_section(s: Section) -> str:
     for f in s.figures:
         data = base64.b64encode(f.png).decode("ascii")
         parts.append(
-            f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(f.caption, quote=True)}">'
+            f'<figure><img src="data:image/png;base64,{data}" alt="{html_text(f.caption)}">'
             f"<figcaption>{_inline(f.caption)}</figcaption></figure>"
         )
     for summary, body in s.details:
-        parts.append(f"<details><summary>{_inline(summary)}</summary><pre>{html.escape(body)}</pre></details>")
+        body_html = html.escape(visible(body, keep_lines=True))
+        parts.append(f"<details><summary>{_inline(summary)}</summary><pre>{body_html}</pre></details>")
     parts.append("</section>")
     return "\n".join(parts)
 
@@ -88,8 +95,8 @@ def render_html(card: Card) -> str:
         "<!DOCTYPE html>\n"
         '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>{html.escape(card.title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
-        f"<h1>{html.escape(card.title)}</h1>\n"
+        f"<title>{html_text(card.title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
+        f"<h1>{html_text(card.title)}</h1>\n"
         f'<p class="{_verdict_class(card.verdict)}">Do-no-harm: {_inline(card.verdict)}</p>\n'
         f"{body}\n"
         "<footer>Written by <code>crop card</code> from the files of the model directory and, where given, "
@@ -98,31 +105,44 @@ def render_html(card: Card) -> str:
     )
 
 
-def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+def _md_inline(text: str, in_table: bool = False) -> str:
+    """Card text as Markdown: `code` spans stay code spans (their content literal), **bold**
+    spans stay bold (their content escaped), everything else is escaped (:func:`markdown_text`)."""
+    out, last = [], 0
+    for m in _SPANS.finditer(text):
+        out.append(markdown_text(text[last : m.start()]))
+        if m.group(1) is not None:
+            out.append(markdown_code(m.group(1), in_table=in_table))
+        else:
+            out.append(f"**{markdown_text(m.group(2))}**")
+        last = m.end()
+    out.append(markdown_text(text[last:]))
+    return "".join(out)
 
 
 def _md_table(t: TableBlock) -> list[str]:
-    lines = [f"*{t.caption}*", ""] if t.caption else []
+    lines = [f"*{_md_inline(t.caption)}*", ""] if t.caption else []
     header = t.header if any(h for h in t.header) else ["item", "value"]
-    lines.append("| " + " | ".join(_md_cell(h) for h in header) + " |")
+    lines.append("| " + " | ".join(_md_inline(h, in_table=True) for h in header) + " |")
     lines.append("|" + "---|" * len(header))
-    lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in t.rows]
+    lines += ["| " + " | ".join(_md_inline(c, in_table=True) for c in row) + " |" for row in t.rows]
     return [*lines, ""]
 
 
 def render_markdown(card: Card) -> str:
-    lines = [f"# {card.title}", "", f"**Do-no-harm:** {card.verdict}", ""]
+    lines = [f"# {markdown_text(card.title)}", "", f"**Do-no-harm:** {_md_inline(card.verdict)}", ""]
     for s in card.sections:
-        lines += [f"## {s.title}", ""]
+        lines += [f"## {markdown_text(s.title)}", ""]
         if s.missing:
-            lines += [f"> {s.missing}", ""]
+            lines += [f"> {_md_inline(s.missing)}", ""]
         for p in s.text:
-            lines += [p, ""]
+            lines += [_md_inline(p), ""]
         for t in s.tables:
             lines += _md_table(t)
         for f in s.figures:
-            lines += [f"Figure (in the HTML card): {f.caption}", ""]
+            lines += [f"Figure (in the HTML card): {_md_inline(f.caption)}", ""]
         for summary, body in s.details:
-            lines += [f"<details><summary>{summary}</summary>", "", "```json", body, "```", "", "</details>", ""]
+            # an HTML block: its summary is HTML text; the body is a fence it cannot close
+            lines += [f"<details><summary>{html_text(summary)}</summary>", "", *markdown_fence(body, "json"), ""]
+            lines += ["</details>", ""]
     return "\n".join(lines).rstrip() + "\n"

@@ -89,7 +89,9 @@ def sweep_tables(result: Sweep) -> list[Table]:
 def plot_sweeps(result: Sweep, out: str | Path, metric_label: str = "balanced accuracy (%)") -> list[Path]:
     """One PNG per fault (``fault-<name>.png`` in ``out``): accuracy against severity, a line and
     an interval band per method."""
+    from crop.report.escape import plain_figure_text
     from crop.report.plots import _save, plt
+    from crop.safe_names import data_path
 
     paths = []
     for fault, methods in result.items():
@@ -104,6 +106,6 @@ def plot_sweeps(result: Sweep, out: str | Path, metric_label: str = "balanced ac
         ax.set_title(fault)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-        fig.tight_layout()
-        paths.append(_save(fig, Path(out) / f"fault-{fault}.png"))
+        plain_figure_text(fig).tight_layout()
+        paths.append(_save(fig, data_path(out, "fault", fault, suffix=".png")))
     return paths

@@ -62,4 +62,7 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
-    return write_bytes_atomic(path, text.encode("utf-8"))
+    """:func:`write_bytes_atomic` of ``text`` as UTF-8. A lone surrogate (a byte of a non-UTF-8
+    file name that reached the text) is written as its backslash escape (``\\udcff``): the file
+    stays valid UTF-8 and the write never fails on it."""
+    return write_bytes_atomic(path, text.encode("utf-8", "backslashreplace"))

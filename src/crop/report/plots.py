@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from crop.report.escape import plain_figure_text  # noqa: E402
 from crop.report.tables import METHOD_ORDER, Perf, _ordered  # noqa: E402
 
 
@@ -51,7 +52,7 @@ def delta_bars(perf: Perf, path: str | Path, title: str = "") -> Path:
         ax.axis("off")
     axes[0][0].legend(loc="best", fontsize=8)
     fig.suptitle(title or "Δ_P and Δ_G, mean over users, 95 % bootstrap interval")
-    fig.tight_layout()
+    plain_figure_text(fig).tight_layout()
     return _save(fig, path)
 
 
@@ -86,7 +87,7 @@ def gain_strips(perf: Perf, path: str | Path, reference: str = "finetune", title
     for ax in list(axes.flat)[len(scenarios) :]:
         ax.axis("off")
     fig.suptitle(title or f"Per-user gain over {reference}: dots = people, diamond = mean with 95 % interval")
-    fig.tight_layout()
+    plain_figure_text(fig).tight_layout()
     return _save(fig, path)
 
 
@@ -94,7 +95,7 @@ def _save(fig: plt.Figure, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
-    fig.savefig(tmp, dpi=120)
+    plain_figure_text(fig).savefig(tmp, dpi=120)  # names in the figure drawn as text
     plt.close(fig)
     from crop.report.files import publish
 
@@ -148,5 +149,5 @@ def robustness_curves(records: list[dict], scenario: str, path: str | Path, titl
         fontsize=8, loc="lower left", title="solid: verified, dashed: PGD" if "pgd" in kinds else None, title_fontsize=8
     )
     fig.suptitle(title or f"{scenario}: verified (and PGD) accuracy against the radius, mean ± sd over seeds")
-    fig.tight_layout()
+    plain_figure_text(fig).tight_layout()
     return _save(fig, path)

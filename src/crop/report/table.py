@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from crop.report.escape import csv_row, markdown_text
 from crop.report.files import write_text_atomic
 
 Formatter = Callable[[Any], str]
@@ -36,8 +37,10 @@ def fmt_sci(v: Any) -> str:
 
 @dataclass
 class Table:
-    """``rows`` hold raw values (written to CSV as they are); ``formats`` maps a column to the
-    function rendering it in Markdown (default ``str`` / :func:`fmt_sci` for floats)."""
+    """``rows`` hold raw values (written to CSV as they are, text cells neutralized against
+    spreadsheet formulas); ``formats`` maps a column to the function rendering it in Markdown
+    (default ``str`` / :func:`fmt_sci` for floats). Title, header, cells and note are data: the
+    Markdown and CSV writers escape them (:mod:`crop.report.escape`)."""
 
     title: str
     header: list[str]
@@ -52,21 +55,34 @@ class Table:
         return fmt_sci(value) if isinstance(value, float) else ("-" if value is None else str(value))
 
     def markdown(self) -> str:
-        lines = [f"| {' | '.join(self.header)} |", "|" + "|".join("---" for _ in self.header) + "|"]
+        """The table in Markdown, every header and cell escaped (:func:`markdown_text`)."""
+        lines = [f"| {' | '.join(markdown_text(h) for h in self.header)} |"]
+        lines.append("|" + "|".join("---" for _ in self.header) + "|")
         for row in self.rows:
-            lines.append("| " + " | ".join(self.cell(c, v) for c, v in zip(self.header, row, strict=True)) + " |")
+            cells = (markdown_text(self.cell(c, v)) for c, v in zip(self.header, row, strict=True))
+            lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines)
 
+    def markdown_section(self, level: int = 2) -> str:
+        """A Markdown heading (the title) of ``level``, the table, and the note, all escaped."""
+        text = f"{'#' * level} {markdown_text(self.title)}\n\n{self.markdown()}\n"
+        return text + (f"\n{markdown_text(self.note)}\n" if self.note else "")
+
     def csv(self) -> str:
+        """The raw rows as CSV, text cells neutralized (:func:`crop.report.escape.csv_cell`)."""
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(self.header)
-        writer.writerows([["" if v is None else v for v in row] for row in self.rows])
+        writer.writerow(csv_row(self.header))
+        writer.writerows([csv_row("" if v is None else v for v in row) for row in self.rows])
         return buf.getvalue()
 
     def write(self, out_dir: Path, stem: str) -> tuple[Path, Path]:
-        md = f"### {self.title}\n\n{self.markdown()}\n" + (f"\n{self.note}\n" if self.note else "")
-        return write_text_atomic(out_dir / f"{stem}.md", md), write_text_atomic(out_dir / f"{stem}.csv", self.csv())
+        """``<stem>.md`` and ``<stem>.csv`` in ``out_dir`` (``stem``: one plain file name,
+        :func:`crop.safe_names.inside`)."""
+        from crop.safe_names import inside
+
+        md_path, csv_path = inside(out_dir, f"{stem}.md"), inside(out_dir, f"{stem}.csv")
+        return write_text_atomic(md_path, self.markdown_section(3)), write_text_atomic(csv_path, self.csv())
 
 
 def column_order(names: Sequence[str], preferred: Sequence[str]) -> list[str]:

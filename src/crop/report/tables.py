@@ -247,16 +247,19 @@ def all_tables(records: list[dict[str, Any]], metric: str = "balanced_accuracy",
 
 
 def render_markdown(records: list[dict[str, Any]], metric: str = "balanced_accuracy", dataset: str = "hapt") -> str:
-    parts = [f"# Benchmark results ({dataset}, metric: {metric})", ""]
+    """``table.md``: every table of :func:`all_tables` and the failed runs; every string from
+    the records is escaped for Markdown (:func:`crop.report.escape.markdown_text`)."""
+    from crop.report.escape import markdown_text as md
+
+    parts = [f"# Benchmark results ({md(dataset)}, metric: {md(metric)})", ""]
     for t in all_tables(records, metric, dataset):
-        parts += [f"## {t.title}", "", t.markdown(), ""]
-        if t.note:
-            parts += [t.note, ""]
+        parts += [t.markdown_section(2)]
     failed = failures(records)
     if failed:
         parts += ["## Failed runs", "", "| scenario | user | seed | method | error |", "|---|---|---|---|---|"]
         parts += [
-            f"| {r['scenario']} | {r['user']} | {r['seed']} | {r['method']} | {r.get('error', '')} |" for r in failed
+            "| " + " | ".join(md(r.get(k, "")) for k in ("scenario", "user", "seed", "method", "error")) + " |"
+            for r in failed
         ]
         parts.append("")
     return "\n".join(parts)
