@@ -12,9 +12,9 @@ warning that names its lines. They describe exactly what the writers
 
 =================  =============================================================================
 ``dataset``        a name (non-empty string, at most :data:`MAX_NAME` characters)
-``scenario``       a name; on HAPT one of the scenarios (``hapt-session:1`` ...)
+``scenario``       a name
 ``method``         a name
-``user``           an integer >= 0 (1-30 on HAPT) or a name (ExtraSensory UUIDs, your own files)
+``user``           an integer >= 0 or a name (ExtraSensory UUIDs, your own files)
 ``seed``           an integer in [0, 2^32 - 1]
 ``status``         ``"ok"`` (the default) or ``"failed"``
 ``unit_complete``  optional, ``true``: the last record of a unit
@@ -35,7 +35,10 @@ severity >= 0), ``metric`` and a finite ``value``:
   >= 0 whose sum is ``value``.
 
 When ``status`` is ``"failed"``: ``error`` (a string) and ``context``, ``metric``, ``value``
-``null``. Other fields are allowed and ignored.
+``null``. Other fields are allowed and ignored. Names are data: any text (the readers that make
+file names or show them apply :mod:`crop.safe_names` and :mod:`crop.report.escape`), and a
+scenario or user a dataset does not know is reported as it is (``crop fairness`` computes no
+HAPT traits for it and says so).
 
 **A unit** (the block of records of one dataset, scenario, user, seed and method, ending with
 ``unit_complete``; :func:`unit_problem`) is one failed record alone, or ok records with exactly
@@ -67,7 +70,6 @@ MAX_USER = 2**63 - 1
 MAX_RADIUS = 100.0
 MAX_SIGMA = 10.0
 MAX_CLASSES = 1000
-HAPT_USERS = range(1, 31)
 
 
 def _is_int(value: Any) -> bool:
@@ -90,14 +92,6 @@ def _is_name(value: Any) -> bool:
 
 def _in(value: Any, low: float, high: float) -> bool:
     return _is_number(value) and low <= value <= high
-
-
-@lru_cache(maxsize=4096)
-def _hapt_scenario(name: str) -> bool:
-    from crop.data.scenarios import FAMILIES
-
-    family, sep, number = name.partition(":")
-    return bool(sep) and family in FAMILIES and number in ("1", "2")
 
 
 @lru_cache(maxsize=4096)
@@ -165,11 +159,6 @@ def record_problem(record: Any) -> str | None:
     user = record["user"]
     if not ((_is_int(user) and 0 <= user <= MAX_USER) or _is_name(user)):
         return "field 'user' is not an integer >= 0 or a name"
-    if record["dataset"] == "hapt":
-        if not (_is_int(user) and user in HAPT_USERS):
-            return "field 'user' is not a HAPT user (1-30)"
-        if not _hapt_scenario(record["scenario"]):
-            return f"unknown HAPT scenario {record['scenario'][:40]!r}"
     if record.get("unit_complete", True) is not True:
         return "field 'unit_complete' is not true"
     if "prune_amount" in record and not _in(record["prune_amount"], 0, 1):
