@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -31,14 +30,14 @@ FONT = {"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fon
 
 
 def _save(fig: plt.Figure, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
-    plain_figure_text(fig).savefig(tmp, dpi=130, bbox_inches="tight")  # data drawn as text
-    plt.close(fig)
-    from crop.report.files import publish
+    from crop.report.files import atomic_target
 
-    return publish(tmp, path)  # a regular file or a new one, never a link or a device
+    try:
+        with atomic_target(path) as tmp:  # a regular file or a new one; nothing left on failure
+            plain_figure_text(fig).savefig(tmp, dpi=130, bbox_inches="tight")  # data drawn as text
+    finally:
+        plt.close(fig)
+    return Path(path)
 
 
 def as_matrix(weight: torch.Tensor | np.ndarray) -> np.ndarray:

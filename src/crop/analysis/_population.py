@@ -258,13 +258,8 @@ def _run_trials(jobs: list[_TrialJob], workers: int, generic: Any) -> Iterator[P
         for job in jobs:
             yield _score_trial(job, generic, sessions)
         return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    from crop.workers import process_pool
 
-    from crop.bench.runner import _init_worker
-
-    context = multiprocessing.get_context("spawn")  # as the bench: no inherited locks or thread pools
-    with ProcessPoolExecutor(
-        min(workers, len(jobs)), mp_context=context, initializer=_init_worker, initargs=(1,)
-    ) as pool:
+    # as the bench: spawned one-thread workers that die with this process (crop.workers)
+    with process_pool(min(workers, len(jobs)), threads=1, preload=(__name__,)) as pool:
         yield from pool.map(_score_trial, jobs)

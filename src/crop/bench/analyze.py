@@ -194,6 +194,10 @@ def analyze_personalization(out: Path, *, figures: bool = True) -> Path:
     from crop.models.io import load_model
 
     summary = read_summary(out / "summary.json")
+    if (out / "model.safetensors").exists():  # the summary must be the one of the model beside it
+        from crop.models.directory import check_model_dir
+
+        check_model_dir(out, summary)
     method, seed, metric = summary["method"], summary["seed"], summary["metric"]
     scenario = parse_scenarios(summary["scenario"])[0]
     source = summary["generic_model"]

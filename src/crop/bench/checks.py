@@ -4,14 +4,13 @@
 (one-line :class:`~crop.errors.CropError`) before anything is written: a bad config never
 becomes "failed" records. :func:`results_lock` holds an exclusive ``flock`` on the results
 directory itself for the whole run, so a second run on the same directory is refused at once
-(and leaves no lock file behind). :func:`guard_bench` does both around ``run_bench``.
+(and leaves no lock file behind); the lock is bound to the directory, not its path
+(:mod:`crop.dirlock`). :func:`guard_bench` does both around ``run_bench``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import functools
 import json
 import os
@@ -19,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from crop.dirlock import DirectoryLock
 from crop.errors import CropError
 from crop.outputs import check_out_dir
 from crop.validate import MAX_GRID_POINTS, MAX_SEED, MAX_SEEDS, MAX_WORKERS, check_config, check_int, check_unique
@@ -222,41 +222,33 @@ def _check_directory(out: Path) -> None:
 
 
 @contextlib.contextmanager
-def results_lock(out: Path) -> Iterator[None]:
-    """Hold an exclusive lock on the directory ``out`` (``flock`` on the directory itself);
-    a one-line error at once if another run holds it."""
-    try:
-        fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError as exc:
-        raise CropError(f"cannot open the results directory {out}: {exc.strerror or exc}") from None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise CropError(
-                    f"{out} is in use by another crop run (it holds the results directory's lock); "
-                    "wait for it to finish or use another --out"
-                ) from None
-            raise CropError(f"cannot lock the results directory {out}: {exc.strerror or exc}") from None
-        yield
-    finally:
-        os.close(fd)  # closing the descriptor releases the lock
+def results_lock(out: Path) -> Iterator[DirectoryLock]:
+    """Hold an exclusive lock on the results directory ``out`` itself (:class:`DirectoryLock`);
+    a one-line error at once if another run holds it. Every write of the run goes through the
+    lock it yields, which stops the run if ``out`` stops naming the locked directory."""
+    with DirectoryLock(out, "results directory") as lock:
+        yield lock
 
 
 def guard_bench(run: Callable[..., Path]) -> Callable[..., Path]:
     """Decorator of ``run_bench``: validate the spec before anything is written, then run it
-    holding the results directory's lock."""
+    holding the results directory's lock, which it hands to ``run`` as ``lock``. ``finish``
+    (keyword of the decorated function) runs after the last unit, still under the lock and
+    after :meth:`~crop.dirlock.DirectoryLock.check`: ``crop bench`` writes its tables there."""
 
     @functools.wraps(run)
-    def guarded(spec: Any, *args: Any, **kwargs: Any) -> Path:
+    def guarded(spec: Any, *args: Any, finish: Callable[[], None] | None = None, **kwargs: Any) -> Path:
         validate_bench_spec(spec)
         out = Path(spec.out)
         try:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise CropError(f"cannot create {out}: {exc.strerror or exc}") from None
-        with results_lock(out):
-            return run(spec, *args, **kwargs)
+        with results_lock(out) as lock:
+            path = run(spec, *args, lock=lock, **kwargs)
+            if finish is not None:
+                lock.check()
+                finish()
+            return path
 
     return guarded

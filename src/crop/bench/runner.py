@@ -41,6 +41,7 @@ from torch import nn
 from crop.bench.checks import guard_bench
 from crop.bench.store import ResultStore, unit_key
 from crop.data.scenarios import Scenario, UserScenario, build_user_scenario
+from crop.dirlock import DirectoryLock
 from crop.errors import CropError
 from crop.metrics import METRICS, get_metric
 from crop.models.utils import predict
@@ -201,8 +202,9 @@ def _same_config(old: Any, new: Any, default: Any) -> bool:
     return old == new
 
 
-def _record_settings(spec: BenchSpec) -> None:
-    """Write ``bench.json``; refuse to resume a directory produced with other settings."""
+def _record_settings(spec: BenchSpec, lock: DirectoryLock | None = None) -> None:
+    """Write ``bench.json`` (through the results directory's ``lock`` when a run holds it); refuse
+    to resume a directory produced with other settings."""
     from crop.certify.robustness import RobustnessSpec
 
     path = spec.out / "bench.json"
@@ -240,7 +242,11 @@ def _record_settings(spec: BenchSpec) -> None:
                 if method in old.get("configs", {}) and not _same_config(old["configs"][method], config, default):
                     raise CropError(f"{spec.out} holds {method} results made with another config; use a new --out")
             settings["configs"] = {**old.get("configs", {}), **settings["configs"]}
-    write_text_atomic(path, json.dumps(settings, indent=2, sort_keys=True))
+    text = json.dumps(settings, indent=2, sort_keys=True)
+    if lock is None:
+        write_text_atomic(path, text)
+    else:
+        lock.replace_files({path.name: text.encode("utf-8")})
 
 
 def _bare(spec: BenchSpec) -> BenchSpec:
@@ -428,15 +434,6 @@ def _run_group(
     return blocks, time.perf_counter() - t0, error
 
 
-def _init_worker(threads: int) -> None:
-    import torch
-
-    from crop._heap import freeze_imports
-
-    torch.set_num_threads(threads)
-    freeze_imports()  # a worker process is ours: its collections skip the imported modules
-
-
 def default_workers(n_groups: int) -> int:
     """Worker processes for ``n_groups`` personalizations: one per CPU core (at most 8), but a
     single in-process worker for small runs, where starting processes costs more than it saves."""
@@ -447,8 +444,13 @@ def default_workers(n_groups: int) -> int:
     return max(1, min(8, os.cpu_count() or 1, n_groups))
 
 
-def run_bench(spec: BenchSpec, progress: bool = True) -> Path:
+def run_bench(spec: BenchSpec, progress: bool = True, *, finish: Callable[[], None] | None = None) -> Path:
     """Run (or resume) the grid in ``spec``; returns the path of ``results.jsonl``.
+
+    The run holds the results directory's lock (:func:`~crop.bench.checks.guard_bench`): every
+    file of the run is written through it, so the run stops with a one-line error, recreating
+    nothing, if ``spec.out`` is moved, deleted or replaced. ``finish`` (a callable) runs after
+    the last unit, still under the lock.
 
     Every user is served by their fold's generic model (:func:`crop.generic.generic_for_user`),
     which never saw them. Units that share a personalization run it once (:func:`group_units`).
@@ -469,7 +471,7 @@ def run_bench(spec: BenchSpec, progress: bool = True) -> Path:
                 from crop.bench.ray_executor import ray_session
 
                 stack.enter_context(ray_session(spec.workers, spec.address))
-        return _run_bench(spec, progress)
+        return _run_bench(spec, progress, finish=finish)
 
 
 def _unit_key(spec: BenchSpec, unit: Unit) -> tuple:
@@ -477,8 +479,9 @@ def _unit_key(spec: BenchSpec, unit: Unit) -> tuple:
 
 
 @guard_bench  # validates the whole spec before anything is written; one run per results directory
-def _run_bench(spec: BenchSpec, progress: bool) -> Path:
-    """The body of :func:`run_bench`, holding the results directory's lock (Ray, if asked for, is up)."""
+def _run_bench(spec: BenchSpec, progress: bool, *, lock: DirectoryLock) -> Path:
+    """The body of :func:`run_bench`, holding the results directory's ``lock`` (given by
+    :func:`~crop.bench.checks.guard_bench`; Ray, if asked for, is up)."""
     from crop.generic import generic_for_fold
 
     source = source_of(spec)
@@ -499,9 +502,9 @@ def _run_bench(spec: BenchSpec, progress: bool) -> Path:
     def generic_info(kind: str, fold: Any) -> dict:
         return generic_for_fold(kind, fold)[1] if source is None else source.generic_model(fold)[1]
 
-    spec.out.mkdir(parents=True, exist_ok=True)
-    _record_settings(spec)
-    store = ResultStore(spec.out / "results.jsonl")
+    lock.check()  # created and locked by guard_bench; never recreated here
+    _record_settings(spec, lock)
+    store = ResultStore(spec.out / "results.jsonl", lock)
     store.repair()
     done = store.done_units()
     todo = [u for u in units if _unit_key(spec, u) not in done]
@@ -539,7 +542,7 @@ def _run_bench(spec: BenchSpec, progress: bool) -> Path:
             info = generic_info(kind, fold)
             generics[(kind, fold)] = info
             if info.get("source") == "trained":
-                _append_json(spec.out / "generics.jsonl", {"kind": kind, **info})
+                _append_json(lock, "generics.jsonl", {"kind": kind, **info})
             bar.advance(prep)
         task = bar.add_task("bench", total=len(units), completed=len(units) - len(todo))
         population: dict[tuple[str, int, str], Any] = {}
@@ -578,11 +581,11 @@ def _run_bench(spec: BenchSpec, progress: bool) -> Path:
             if error is not None:
                 from crop.report.escape import visible
 
-                with (spec.out / "errors.log").open("a") as f:  # read with cat: no escape sequence from data
-                    text = f"{[sc.name for sc in g.scenarios]} user {g.user} seed {g.seed} {g.method}\n{error}"
-                    f.write(visible(text, keep_lines=True) + "\n")
+                text = f"{[sc.name for sc in g.scenarios]} user {g.user} seed {g.seed} {g.method}\n{error}"
+                lock.append("errors.log", (visible(text, keep_lines=True) + "\n").encode())  # no escape sequence
             _append_json(
-                spec.out / "timings.jsonl",
+                lock,
+                "timings.jsonl",
                 {
                     "dataset": spec.dataset,
                     "scenarios": [sc.name for sc in g.scenarios],
@@ -646,37 +649,33 @@ def _population_settings(
 
 def _run_parallel(tasks: list[_Task], workers: int, finish: Callable, bar: Any, task: Any) -> None:
     """Run ``tasks`` in ``workers`` processes; hand results to ``finish`` in task order."""
-    import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    from crop.workers import process_pool
 
     bar.update(task, description=f"bench ({workers} workers)")
-    context = multiprocessing.get_context("spawn")  # no inherited locks or thread pools
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(1,)) as pool:
+    # Spawned one-thread workers that die with this process; on an error, Ctrl-C or SIGTERM here
+    # they are stopped at once (crop.workers).
+    with process_pool(workers, threads=1, preload=(__name__,)) as pool:
         pending = {}
         next_submit = 0
         ready: dict[int, tuple] = {}
         next_finish = 0
         window = 4 * workers  # bounded look-ahead keeps memory flat and the write order exact
-        try:
-            while next_finish < len(tasks):
-                while next_submit < len(tasks) and next_submit < next_finish + window:
-                    pending[pool.submit(_run_group, tasks[next_submit])] = next_submit
-                    next_submit += 1
-                finished, _ = wait(list(pending), return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    ready[pending.pop(fut)] = fut.result()
-                while next_finish in ready:
-                    finish(tasks[next_finish], *ready.pop(next_finish))
-                    next_finish += 1
-        except BaseException:
-            for fut in pending:
-                fut.cancel()
-            raise
+        while next_finish < len(tasks):
+            while next_submit < len(tasks) and next_submit < next_finish + window:
+                pending[pool.submit(_run_group, tasks[next_submit])] = next_submit
+                next_submit += 1
+            finished, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+            for fut in finished:
+                ready[pending.pop(fut)] = fut.result()
+            while next_finish in ready:
+                finish(tasks[next_finish], *ready.pop(next_finish))
+                next_finish += 1
 
 
-def _append_json(path: Path, record: dict[str, Any]) -> None:
-    with path.open("a") as f:
-        f.write(json.dumps(record) + "\n")
+def _append_json(lock: DirectoryLock, name: str, record: dict[str, Any]) -> None:
+    lock.append(name, (json.dumps(record) + "\n").encode())
 
 
 def load_results(out: Path) -> list[dict[str, Any]]:

@@ -25,10 +25,13 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crop.bench.schema import UNIT_FIELDS, odd_units, record_problem, unit_problem
 from crop.errors import CropError, ResultsWarning
+
+if TYPE_CHECKING:
+    from crop.dirlock import DirectoryLock
 
 __all__ = ["UNIT_FIELDS", "ResultStore", "ResultsWarning", "record_problem", "unit_key"]
 
@@ -117,10 +120,13 @@ class _Scan:
 
 
 class ResultStore:
-    """``results.jsonl`` under a benchmark directory."""
+    """``results.jsonl`` under a benchmark directory. A running bench passes the results
+    directory's ``lock`` (:class:`crop.dirlock.DirectoryLock`): then every change goes through
+    it, so records are only ever written into the directory the bench locked."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, lock: DirectoryLock | None = None) -> None:
         self.path = Path(path)
+        self.lock = lock
 
     def _lines(self) -> list[bytes]:
         if not self.path.is_file():
@@ -239,15 +245,59 @@ class ResultStore:
                     ResultsWarning,
                     stacklevel=2,
                 )
-            with self.path.open("r+b") as f:
-                f.truncate(scan.keep)
+            self._truncate(scan.keep)
+        elif scan.unterminated and scan.last_is_record:
+            self._write_end(b"\n")
         elif scan.unterminated:
+            self._truncate(scan.size - len(self._lines()[-1]))
+
+    def _truncate(self, size: int) -> None:
+        if self.lock is not None:
+            self.lock.truncate(self.path.name, size)
+            return
+        try:
             with self.path.open("r+b") as f:
-                if scan.last_is_record:
-                    f.seek(0, os.SEEK_END)
-                    f.write(b"\n")
-                else:
-                    f.truncate(scan.size - len(self._lines()[-1]))
+                f.truncate(size)
+        except OSError as exc:
+            raise CropError(f"cannot repair {self.path}: {exc.strerror or exc}") from None
+
+    def _write_end(self, blob: bytes, sync: bool = False) -> None:
+        """Append ``blob`` with one ``write`` (through the lock when the run holds one)."""
+        if self.lock is not None:
+            self.lock.append(self.path.name, blob, sync=sync)
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as exc:
+            raise CropError(f"cannot write {self.path}: {exc.strerror or exc}") from None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise CropError(f"refusing to append to {self.path}: not a regular file")
+            os.write(fd, blob)
+            if sync:
+                os.fsync(fd)
+        except OSError as exc:
+            raise CropError(f"cannot write {self.path}: {exc.strerror or exc}") from None
+        finally:
+            os.close(fd)
+
+    def _ends_without_newline(self) -> bool:
+        """Whether the file ends with a partial line (another program's, or a record whose
+        newline is missing)."""
+        if self.lock is not None:
+            self.lock.check()  # the path still names the locked directory
+        try:
+            with self.path.open("rb") as f:
+                size = f.seek(0, os.SEEK_END)
+                if not size:
+                    return False
+                f.seek(size - 1)
+                return f.read(1) != b"\n"
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise CropError(f"cannot read {self.path}: {exc.strerror or exc}") from None
 
     def done_units(self) -> set[tuple]:
         """Units whose block of records has been written completely (and passes the schema)."""
@@ -264,15 +314,6 @@ class ResultStore:
             return
         records[-1] = {**records[-1], "unit_complete": True}
         blob = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records).encode()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-        try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                raise CropError(f"refusing to append to {self.path}: not a regular file")
-            if st.st_size and os.pread(fd, 1, st.st_size - 1) != b"\n":
-                blob = b"\n" + blob
-            os.write(fd, blob)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        if self._ends_without_newline():
+            blob = b"\n" + blob
+        self._write_end(blob, sync=True)

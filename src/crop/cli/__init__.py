@@ -8,6 +8,7 @@ Bad input ends in one line on stderr ("crop: error: ...") and exit code 2, with 
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import warnings
 from collections.abc import Sequence
@@ -16,8 +17,14 @@ from typing import Annotated, Any
 from crop._heap import freeze_imports, paused_collector
 
 with paused_collector():  # crop._heap: the imports without the collector's fruitless passes
+    # What every command runs on (``import crop`` itself is lazy): imported here, with the
+    # collector paused, so that the command's freeze_imports() puts them out of its reach.
+    import torch  # noqa: F401
     import typer
 
+    import crop.api  # noqa: F401
+    import crop.models.io  # noqa: F401
+    import crop.personalization  # noqa: F401
     from crop.cli import bench, card, certify, deploy, generic, personalize, report
     from crop.cli._common import _guard, _say, console
     from crop.validate import MAX_THREADS
@@ -73,9 +80,12 @@ def run(argv: Sequence[str] | None = None) -> int:
     line ``crop: warning: ...`` each."""
     from typer._click.exceptions import NoArgsIsHelpError
 
+    from crop.cli._common import STOPS_REPORTED
     from crop.errors import CacheWarning, ResultsWarning
+    from crop.interrupts import INTERRUPTED, stop_line
 
     shown: set[str] = set()
+    reported = len(STOPS_REPORTED)
 
     def show_warning(message: Any, *args: Any, **kwargs: Any) -> None:
         if str(message) not in shown:  # each distinct warning once per command
@@ -101,13 +111,29 @@ def run(argv: Sequence[str] | None = None) -> int:
         except typer.Abort:
             _say("crop: ", "aborted")
             return 1
-        except KeyboardInterrupt:
-            _say("crop: ", "interrupted")
-            return 130
-    return code if isinstance(code, int) else 0
+        except BaseException as exc:  # Ctrl-C / SIGTERM outside a command (typer building the commands)
+            stop = stop_line(exc)
+            if stop is None:
+                raise
+            _say("", stop[0])
+            return stop[1]
+    code = code if isinstance(code, int) else 0
+    if code == INTERRUPTED and len(STOPS_REPORTED) == reported:  # typer turned Ctrl-C into exit 130, silently
+        _say("", "crop: interrupted")
+    return code
 
 
 def main() -> None:
-    """Entry point of the ``crop`` console script."""
+    """Run the ``crop`` command in this process (the console script enters through
+    :mod:`crop.__main__`, which installs the signal handling before this module's imports)."""
+    from crop import interrupts
+
+    interrupts.install()  # Ctrl-C: crop: interrupted, 130; SIGTERM: crop: terminated, 143
     freeze_imports()  # the process is the command's: later collections skip the imported modules
-    sys.exit(run())
+    interrupts.unwind()  # from here a stop unwinds, so that nothing is left half-written
+    code = run()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    interrupts.finished(code)  # a stop during the interpreter's clean-up: exit at once with this code
+    sys.exit(code)

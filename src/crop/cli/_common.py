@@ -14,6 +14,7 @@ import typer
 from rich.table import Table as RichTable
 
 from crop.errors import CropError
+from crop.interrupts import stop_line
 from crop.report.console import DataConsole
 from crop.report.escape import visible
 from crop.validate import (
@@ -33,37 +34,55 @@ def _say(prefix: str, message: Any) -> None:
     err_console.print(f"{prefix}{text}", highlight=False, markup=False, soft_wrap=True)
 
 
+STOPS_REPORTED: list[str] = []  # the stop lines printed (crop.cli.run prints one typer swallowed)
+
+
 def _guard(func: Callable[..., None]) -> Callable[..., None]:
     """Turn :class:`CropError` (and an unusable file or directory, :class:`OSError`) into one
-    line on stderr and exit code 2; anything else is an internal error (exit 1). No traceback."""
+    line on stderr and exit code 2; Ctrl-C and SIGTERM into one line and 130 / 143
+    (:mod:`crop.interrupts`); anything else is an internal error (exit 1). No traceback."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> None:
         try:
             func(*args, **kwargs)
-        except CropError as exc:
-            _say("crop: error: ", exc)
-            raise typer.Exit(2) from None
-        except OSError as exc:
-            where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
-            _say("crop: error: ", f"{exc.strerror or exc}{where}")
-            raise typer.Exit(2) from None
-        except KeyboardInterrupt:
-            err_console.print("crop: interrupted", highlight=False, markup=False)
-            raise typer.Exit(130) from None
-        except Exception as exc:  # noqa: BLE001 - never dump a traceback on a user
-            if os.environ.get("CROP_DEBUG"):
+        except BaseException as exc:  # noqa: BLE001 - never dump a traceback on a user
+            code = _report(exc)
+            if code is None:
                 raise
-            first = visible(str(exc).splitlines()[0]) if str(exc) else ""
-            err_console.print(
-                f"crop: internal error: {type(exc).__name__}: {first} (set CROP_DEBUG=1 for the traceback)",
-                highlight=False,
-                markup=False,
-                soft_wrap=True,
-            )
-            raise typer.Exit(1) from None
+            raise typer.Exit(code) from None
 
     return wrapper
+
+
+def _report(exc: BaseException) -> int | None:
+    """Print the one line that ends a command stopped by ``exc``; its exit code (``None``: let
+    ``exc`` go on, e.g. :class:`SystemExit`, or any error with ``CROP_DEBUG`` set)."""
+    stop = stop_line(exc)
+    if stop is not None:
+        err_console.print(stop[0], highlight=False, markup=False)
+        STOPS_REPORTED.append(stop[0])
+        return stop[1]
+    if isinstance(exc, CropError):
+        _say("crop: error: ", exc)
+        return 2
+    if isinstance(exc, OSError):  # crop's own readers and writers name the file in a CropError; a last resort
+        names = [str(n) for n in (exc.filename, exc.filename2) if n]
+        if not names and os.environ.get("CROP_DEBUG"):
+            return None  # the traceback says where
+        where = f" ({' -> '.join(names)})" if names else " (in a file crop did not name: set CROP_DEBUG=1 to see where)"
+        _say("crop: error: ", f"{exc.strerror or exc}{where}")
+        return 2
+    if not isinstance(exc, Exception) or os.environ.get("CROP_DEBUG"):
+        return None
+    first = visible(str(exc).splitlines()[0]) if str(exc) else ""
+    err_console.print(
+        f"crop: internal error: {type(exc).__name__}: {first} (set CROP_DEBUG=1 for the traceback)",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
+    return 1
 
 
 def _users(text: str | None, what: str = "--users") -> list[int]:

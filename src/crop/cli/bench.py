@@ -271,10 +271,14 @@ def bench(
         generic=generic,
         fairness=fairness,
     )
-    run_bench(spec, progress=not quiet)
-    if fairness:
-        _fairness_report(out_dir, attributes, quiet=quiet)
-    tables = _write_tables(out_dir, metric)
+    tables: list[Any] = []
+
+    def reports() -> None:  # still under the results directory's lock, after its last unit
+        if fairness:
+            _fairness_report(out_dir, attributes, quiet=quiet)
+        tables.extend(_write_tables(out_dir, metric))
+
+    run_bench(spec, progress=not quiet, finish=reports)
     if not quiet:
         for t in tables:
             if t.kind in ("summary", "gains"):
@@ -310,8 +314,8 @@ def demo(
         methods=["generic", "finetune", "crop"],
         out=out,
     )
-    run_bench(spec)
-    tables = _write_tables(out, spec.metric)
+    tables: list[Any] = []
+    run_bench(spec, finish=lambda: tables.extend(_write_tables(out, spec.metric)))  # under the lock
     for kind in ("per_user", "summary"):
         console.print(_rich_table(next(t for t in tables if t.kind == kind)))
     from crop.bench.runner import load_results

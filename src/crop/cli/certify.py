@@ -58,7 +58,13 @@ def certify(
             raise CropError(f"unknown HAPT user {user}: users are 1-30")
         if len(parse_scenarios(scenario)) != 1:
             raise CropError(f"--scenario must name one scenario such as {parse_scenarios(scenario)[0].name}")
+    from crop.models.directory import sha256_file
+
+    bind = out_file is not None and model.is_file()  # certify.json records the SHA-256 of this very file
+    model_sha256 = sha256_file(model) if bind else None
     net = load_model(model)
+    if model_sha256 is not None and sha256_file(model) != model_sha256:
+        raise CropError(f"{model} changed while it was being read (another crop run writing it?); try again")
     contexts: dict[str, Any] = {}
     if data is not None:
         whole, context = load_npz(data)
@@ -105,6 +111,7 @@ def certify(
     if out_file is not None:
         payload = {
             "model": str(model),
+            "model_sha256": model_sha256,  # crop card shows these numbers only beside this very file
             "spec": robustness.to_dict(),
             "windows": {k: len(v) for k, v in contexts.items()},
         }

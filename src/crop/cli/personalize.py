@@ -77,11 +77,11 @@ def personalize(
 
     from crop.api import evaluate
     from crop.api import personalize as run_personalize
-    from crop.models.io import save_model
+    from crop.models.directory import MODEL, SPARSE, SUMMARY, model_directory, publish_model
+    from crop.models.io import model_bytes, sparse_bytes
     from crop.personalization.registry import config_to_dict, get_method
-    from crop.report.files import write_text_atomic
 
-    out = check_out_dir(out, "--out", ("model.safetensors", "model.sparse.safetensors", "summary.json"))
+    out = check_out_dir(out, "--out", (MODEL, SPARSE, SUMMARY))
     get_method(method)
     t0 = time.perf_counter()
     if dataset != "hapt":
@@ -103,46 +103,43 @@ def personalize(
         generic, generic_info, split, unseen, subject = _person(
             hapt_user, scenario if scenario is not None else "hapt-session:1", data, model, available, seed, method
         )
-    result = run_personalize(generic, split, configs.get(method), method=method, seed=seed, metric=metric)
-    scores = {"available (test split)": evaluate(result.model, split.test)} if len(split.test) else {}
-    scores.update({f"unseen: {k}": evaluate(result.model, v) for k, v in unseen.items()})
-    generic_scores = {"available (test split)": evaluate(generic, split.test)} if len(split.test) else {}
-    generic_scores.update({f"unseen: {k}": evaluate(generic, v) for k, v in unseen.items()})
-    summary = {
-        **subject,
-        "method": method,
-        "seed": seed,
-        "metric": metric,
-        "prune_amount": result.prune_amount,
-        "scores": scores,
-        "generic_scores": generic_scores,
-        "generic_model": generic_info,
-        "config": config_to_dict(configs.get(method) or get_method(method).config_class()),
-        "seconds": round(time.perf_counter() - t0, 3),
-        "environment": _environment(),  # what the weights' last bits depend on besides the inputs
-    }
-    if "mixed_selected" in result.info:
-        summary["mixed_model_selected"] = result.info["mixed_selected"]
-        summary["timings"] = result.info.get("timings")
-    file_meta: dict[str, Any] = {"method": method, "seed": seed}
-    generic_file = generic_info.get("path") or generic_info.get("source")
-    if generic_file and Path(generic_file).is_file():  # crop export carries it into the ONNX metadata
-        from crop.deploy.export import sha256_file
-
-        file_meta["generic_sha256"] = generic_info["sha256"] = sha256_file(generic_file)
-    save_model(result.model, out / "model.safetensors", file_meta)
-    (out / "model.sparse.safetensors").unlink(missing_ok=True)  # never leave one from an earlier run
-    if "density" in result.info and "masks" in result.info:  # a sparse method: also write the compressed file
-        from crop.certify.sparse import save_sparse
-
-        sparse_path = save_sparse(result.model, out / "model.sparse.safetensors", metadata=file_meta)
-        summary["density"] = result.info.get("density")
-        summary["verified_val"] = result.info.get("verified_val")
-        summary["file_bytes"] = {
-            "dense": (out / "model.safetensors").stat().st_size,
-            "sparse": sparse_path.stat().st_size,
+    # One run per model directory; its files are published as one unit (crop.models.directory).
+    with model_directory(out) as lock:
+        result = run_personalize(generic, split, configs.get(method), method=method, seed=seed, metric=metric)
+        scores = {"available (test split)": evaluate(result.model, split.test)} if len(split.test) else {}
+        scores.update({f"unseen: {k}": evaluate(result.model, v) for k, v in unseen.items()})
+        generic_scores = {"available (test split)": evaluate(generic, split.test)} if len(split.test) else {}
+        generic_scores.update({f"unseen: {k}": evaluate(generic, v) for k, v in unseen.items()})
+        summary = {
+            **subject,
+            "method": method,
+            "seed": seed,
+            "metric": metric,
+            "prune_amount": result.prune_amount,
+            "scores": scores,
+            "generic_scores": generic_scores,
+            "generic_model": generic_info,
+            "config": config_to_dict(configs.get(method) or get_method(method).config_class()),
+            "seconds": round(time.perf_counter() - t0, 3),
+            "environment": _environment(),  # what the weights' last bits depend on besides the inputs
         }
-    write_text_atomic(out / "summary.json", json.dumps(summary, indent=2, default=float))
+        if "mixed_selected" in result.info:
+            summary["mixed_model_selected"] = result.info["mixed_selected"]
+            summary["timings"] = result.info.get("timings")
+        file_meta: dict[str, Any] = {"method": method, "seed": seed}
+        generic_file = generic_info.get("path") or generic_info.get("source")
+        if generic_file and Path(generic_file).is_file():  # crop export carries it into the ONNX metadata
+            from crop.deploy.export import sha256_file
+
+            file_meta["generic_sha256"] = generic_info["sha256"] = sha256_file(generic_file)
+        dense = model_bytes(result.model, file_meta, out / MODEL)
+        sparse = None
+        if "density" in result.info and "masks" in result.info:  # a sparse method: also the compressed file
+            sparse = sparse_bytes(result.model, metadata=file_meta, where=out / SPARSE)
+            summary["density"] = result.info.get("density")
+            summary["verified_val"] = result.info.get("verified_val")
+            summary["file_bytes"] = {"dense": len(dense), "sparse": len(sparse)}
+        publish_model(lock, dense, summary, sparse)  # a stale sparse file of an earlier run is removed
     rt = RichTable(title=f"{method} personalization ({metric}, %)", title_justify="left")
     rt.add_column("context")
     rt.add_column("generic", justify="right")
@@ -205,11 +202,12 @@ def tune(
     from crop.analysis import tune as run_tune
     from crop.analysis._tune import default_grid, expand_grid, grid_configs, parse_grid_option
     from crop.api import evaluate
-    from crop.models.io import save_model
+    from crop.models.directory import MODEL, model_directory
+    from crop.models.io import model_bytes
     from crop.personalization.registry import get_method
     from crop.report.console import data_progress
 
-    out = check_out_dir(out, "--out", ("tune.md", "tune.csv", "chosen.json", "model.safetensors"))
+    out = check_out_dir(out, "--out", ("tune.md", "tune.csv", "chosen.json", MODEL))
     spec = get_method(method)
     _metric(metric)
     configs = _load_configs(config, [method])
@@ -225,7 +223,7 @@ def tune(
     generic, _, split, unseen, subject = _person(user, scenario, data, model, available, seed)
     points = len(expand_grid(chosen_grid))
     total = min(points, budget) if budget else points
-    with data_progress(console=console, transient=True) as bar:
+    with model_directory(out) as lock, data_progress(console=console, transient=True) as bar:  # one run per directory
         task = bar.add_task(f"tuning {method}", total=total)
         result = run_tune(
             generic,
@@ -238,10 +236,10 @@ def tune(
             base_config=configs.get(method),
             on_trial=lambda _: bar.advance(task),
         )
-    paths = result.write(out)
-    save_model(
-        result.best_result.model, out / "model.safetensors", {"method": method, "seed": seed, "tuned": result.chosen}
-    )
+        lock.check()
+        paths = result.write(out)
+        meta = {"method": method, "seed": seed, "tuned": result.chosen}
+        lock.replace_files({MODEL: model_bytes(result.best_result.model, meta, out / MODEL)})
     console.print(_rich_table(result.table()))
     console.print(f"chosen: {result.chosen}")
     scores = {"available (test split)": evaluate(result.best_result.model, split.test)} if len(split.test) else {}
@@ -269,9 +267,9 @@ def _population_tune_cmd(
     from crop.analysis import population_tune
     from crop.analysis._tune import default_grid, expand_grid, parse_grid_option
     from crop.api import evaluate
-    from crop.models.io import save_model
+    from crop.models.directory import MODEL, model_directory
+    from crop.models.io import model_bytes
     from crop.report.console import data_progress
-    from crop.report.files import write_text_atomic
 
     if user is None or data is not None:
         raise CropError("--population needs --user (a HAPT user): other people's sessions come from HAPT")
@@ -283,23 +281,26 @@ def _population_tune_cmd(
 
     kind = parse_scenarios(scenario)[0].generic
     chosen_grid = parse_grid_option(grid) if grid is not None else default_grid(method, base_config)
-    with data_progress(console=console, transient=True) as bar:
-        task = bar.add_task(f"population tuning {method}", total=len(expand_grid(chosen_grid)))
-        result = population_tune(
-            method,
-            kind,
-            fold_of(user),
-            chosen_grid,
-            seeds=[seed],
-            metric=metric,
-            base_config=base_config,
-            on_trial=lambda _: bar.advance(task),
-            workers=workers,
-        )
-    md, _ = result.table().write(out, "tune")
-    write_text_atomic(out / "chosen.json", json.dumps(result.to_dict(), indent=1, default=str))
-    fitted = get_method_fit(method)(generic, split, result.best_config, seed=seed, metric=metric)
-    save_model(fitted.model, out / "model.safetensors", {"method": method, "seed": seed, "tuned": result.chosen})
+    with model_directory(out) as lock:  # one run per directory
+        with data_progress(console=console, transient=True) as bar:
+            task = bar.add_task(f"population tuning {method}", total=len(expand_grid(chosen_grid)))
+            result = population_tune(
+                method,
+                kind,
+                fold_of(user),
+                chosen_grid,
+                seeds=[seed],
+                metric=metric,
+                base_config=base_config,
+                on_trial=lambda _: bar.advance(task),
+                workers=workers,
+            )
+        fitted = get_method_fit(method)(generic, split, result.best_config, seed=seed, metric=metric)
+        lock.check()
+        md, _ = result.table().write(out, "tune")
+        chosen = json.dumps(result.to_dict(), indent=1, default=str).encode("utf-8")
+        meta = {"method": method, "seed": seed, "tuned": result.chosen}
+        lock.replace_files({"chosen.json": chosen, MODEL: model_bytes(fitted.model, meta, out / MODEL)})
     console.print(_rich_table(result.table()))
     console.print(f"chosen on users {result.users} (never user {user}): {result.chosen}")
     scores = {"available (test split)": evaluate(fitted.model, split.test)} if len(split.test) else {}

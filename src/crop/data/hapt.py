@@ -122,16 +122,10 @@ def _load_recordings(directory: Path, _source: str | None) -> dict[str, np.ndarr
         except Exception:
             cache.unlink(missing_ok=True)  # corrupt cache: rebuild below
     arrays = read_hapt_pickle(locate_hapt_file())
-    try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(f".tmp{os.getpid()}.npz")
-        tmp.unlink(missing_ok=True)
-        np.savez(tmp, **arrays)
-    except OSError as exc:
-        raise CropError(f"cannot write the cache {cache}: {exc.strerror or exc}") from None
-    from crop.report.files import publish
+    from crop.report.files import atomic_target
 
-    publish(tmp, cache)
+    with atomic_target(cache) as tmp, tmp.open("wb") as f:  # an error names the cache file
+        np.savez(f, **arrays)
     return arrays
 
 

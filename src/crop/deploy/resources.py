@@ -191,7 +191,9 @@ def run_child(method: str, user: int, scenario: str, seed: int, timeout: float =
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     src = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join([src, *filter(None, [env.get("PYTHONPATH")])])
-    cmd = [sys.executable, "-m", "crop.deploy.resources", method, str(user), scenario, str(seed)]
+    from crop.workers import child_command
+
+    cmd = child_command("crop.deploy.resources", method, str(user), scenario, str(seed))  # dies with this process
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
     except subprocess.TimeoutExpired:

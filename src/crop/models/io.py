@@ -108,19 +108,44 @@ def canonical_header(blob: bytes) -> bytes:
     return blob[:8] + text.ljust(n, b" ") + blob[8 + n :]  # the format pads headers with spaces
 
 
+def tensors_bytes(tensors: dict[str, torch.Tensor], meta: dict[str, str], where: str | Path) -> bytes:
+    """The bytes of a safetensors file of ``tensors``, byte-reproducible
+    (:func:`canonical_header`); weights with NaN or inf values are refused (``where`` names the
+    file in the message)."""
+    check_tensors(tensors, f"refusing to write {where}")
+    return canonical_header(safetensors_bytes(tensors, metadata=meta))
+
+
 def write_tensors(tensors: dict[str, torch.Tensor], path: str | Path, meta: dict[str, str]) -> Path:
     """Write a safetensors file atomically (a reader never sees a half-written file) and
     byte-reproducibly (:func:`canonical_header`). Weights with NaN or inf values are never
     written, and only a regular file is ever replaced."""
     path = check_write_target(path)
-    check_tensors(tensors, f"refusing to write {path}")
-    return write_bytes_atomic(path, canonical_header(safetensors_bytes(tensors, metadata=meta)))
+    return write_bytes_atomic(path, tensors_bytes(tensors, meta, path))
+
+
+def model_bytes(model: nn.Module, metadata: dict[str, Any] | None = None, where: str | Path = "a model file") -> bytes:
+    """The bytes :func:`save_model` writes."""
+    tensors = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    return tensors_bytes(tensors, model_metadata(model, metadata), where)
+
+
+def sparse_bytes(
+    model: nn.Module,
+    *,
+    max_density: float = 0.5,
+    metadata: dict[str, Any] | None = None,
+    where: str | Path = "a sparse model file",
+) -> bytes:
+    """The bytes :func:`save_sparse` writes."""
+    tensors, sparse_meta = encode_sparse(model.state_dict(), max_density=max_density)
+    return tensors_bytes(tensors, {**model_metadata(model, metadata), **sparse_meta}, where)
 
 
 def save_model(model: nn.Module, path: str | Path, metadata: dict[str, Any] | None = None) -> Path:
     """Write ``model``'s state (and its architecture, if built-in) atomically to ``path``."""
-    tensors = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
-    return write_tensors(tensors, path, model_metadata(model, metadata))
+    path = check_write_target(path)
+    return write_bytes_atomic(path, model_bytes(model, metadata, path))
 
 
 def save_sparse(
@@ -128,8 +153,8 @@ def save_sparse(
 ) -> Path:
     """Write ``model.state_dict()`` to ``path`` with sparse tensors in CSR form (atomically; the
     format is described in :mod:`crop.models.sparse_format`)."""
-    tensors, sparse_meta = encode_sparse(model.state_dict(), max_density=max_density)
-    return write_tensors(tensors, path, {**model_metadata(model, metadata), **sparse_meta})
+    path = check_write_target(path)
+    return write_bytes_atomic(path, sparse_bytes(model, max_density=max_density, metadata=metadata, where=path))
 
 
 def read_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

@@ -41,12 +41,9 @@ import numpy as np
 
 from crop.bench.checks import read_json_object
 from crop.errors import CropError
+from crop.models.directory import CERTIFY, MODEL, SPARSE, SUMMARY  # re-exported: the card's inputs
 from crop.report.stats import HARM_MARGIN
 
-SUMMARY = "summary.json"
-MODEL = "model.safetensors"
-SPARSE = "model.sparse.safetensors"
-CERTIFY = "certify.json"
 CARD_HTML = "card.html"
 CARD_MD = "card.md"
 MAX_DEPTH = 3  # how deep ``crop card DIR`` looks for model directories below DIR
@@ -194,15 +191,22 @@ class _Model:
     dataset: str
     scores: dict[str, float]
     generic_scores: dict[str, float]
+    files: dict[str, str]  # {model file name: sha256} of the files present
+    bound: bool  # summary.json records those hashes (False: written by an older crop, not checkable)
 
     @classmethod
     def read(cls, model_dir: Path) -> _Model:
+        """The summary, checked, and checked to describe the model files beside it
+        (:func:`crop.models.directory.check_model_dir`: a file of another run is a one-line error)."""
+        from crop.models.directory import check_model_dir, present_files
+
         where = model_dir / SUMMARY
         s = read_json_object(where, "crop personalize summary", advice="")
         method, metric = s.get("method"), s.get("metric")
         if not isinstance(method, str) or not isinstance(metric, str):
             raise CropError(f"{where} is corrupt: 'method' and 'metric' must be strings")
         scenario = s.get("scenario") if isinstance(s.get("scenario"), str) else None
+        recorded = check_model_dir(model_dir, s)
         return cls(
             model_dir,
             s,
@@ -214,6 +218,8 @@ class _Model:
             str(s.get("dataset", "hapt" if "user" in s else "own data")),
             _scores(s, "scores", metric, where),
             _scores(s, "generic_scores", metric, where),
+            recorded if recorded is not None else present_files(model_dir),
+            recorded is not None,
         )
 
     def unseen(self, scores: dict[str, float]) -> dict[str, float]:
@@ -240,7 +246,15 @@ def _who(m: _Model) -> Section:
         rows.append(["generic model sha256", sha256_of(Path(gpath))])
     else:
         rows.append(["generic model sha256", "not available: the generic model file is not on this machine"])
-    rows.append([f"{MODEL} sha256", sha256_of(m.dir / MODEL)])
+    rows.append([f"{MODEL} sha256", m.files[MODEL]])
+    rows.append(
+        [
+            f"{SUMMARY} belongs to it",
+            "yes: it records this file's SHA-256"
+            if m.bound
+            else f"not checked: {SUMMARY} records no SHA-256 of the model (written by an older crop)",
+        ]
+    )
     if _num(s.get("seconds")) is not None:
         rows.append(["personalization time", f"{s['seconds']:.1f} s (whole command)"])
     if _num(s.get("prune_amount")) is not None:
@@ -413,11 +427,18 @@ def _robustness(m: _Model, bench: Bench | None) -> Section:
             "available context's validation split at its training radius."
         )
     cert = m.dir / CERTIFY
+    foreign = None
     if cert.is_file():
+        from crop.models.directory import certificate_problem
+
         c = read_json_object(cert, "crop certify output", advice="")
         results = c.get("results")
         if not isinstance(results, dict) or not all(isinstance(v, dict) for v in results.values()):
             raise CropError(f"{cert} is corrupt: 'results' must map contexts to measures")
+        foreign = certificate_problem(c, m.files)  # the certificate of another file: marked, never shown
+    if foreign is not None:
+        sec.text.append(f"`{CERTIFY}` in this directory is not shown: {foreign}.")
+    elif cert.is_file():
         contexts = list(results)
         measures = list(dict.fromkeys(k for v in results.values() for k in v))
         rows = [[k, _measure_kind(k)] + [_fmt_frac(results[c].get(k)) for c in contexts] for k in measures]
@@ -448,7 +469,7 @@ def _robustness(m: _Model, bench: Bench | None) -> Section:
                     rows,
                 )
             )
-    if not sec.tables and not sec.text:
+    if not sec.tables and (not sec.text or foreign is not None):
         sec.missing = (
             f"not computed: run `crop certify --model {m.dir / MODEL} --user {m.user if m.user is not None else 'U'} "
             f"--certify eps=0.003,0.01,sigma=0.05 --out {m.dir / CERTIFY}` (or `crop bench --certify ...` for the "

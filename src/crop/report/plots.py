@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import matplotlib
@@ -92,14 +91,14 @@ def gain_strips(perf: Perf, path: str | Path, reference: str = "finetune", title
 
 
 def _save(fig: plt.Figure, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
-    plain_figure_text(fig).savefig(tmp, dpi=120)  # names in the figure drawn as text
-    plt.close(fig)
-    from crop.report.files import publish
+    from crop.report.files import atomic_target
 
-    return publish(tmp, path)  # a regular file or a new one, never a link or a device
+    try:
+        with atomic_target(path) as tmp:  # a regular file or a new one; nothing left on failure
+            plain_figure_text(fig).savefig(tmp, dpi=120, format="png")  # names in the figure drawn as text
+    finally:
+        plt.close(fig)
+    return Path(path)
 
 
 def _curve(records: list[dict], method: str, context: str, kind: str) -> tuple[list[float], list[float], list[float]]:

@@ -356,7 +356,7 @@ def _load_cached(cls: type, root: str, options: str, key: str) -> DatasetData:
 
 
 def _write_cache(path: Path, data: DatasetData) -> None:
-    from crop.report.files import publish
+    from crop.report.files import atomic_target
 
     arrays: dict[str, np.ndarray] = {}
     users = list(data.users)
@@ -366,12 +366,9 @@ def _write_cache(path: Path, data: DatasetData) -> None:
     meta = {"users": users, "attributes": [[u, data.attributes.get(u, {})] for u in users]}
     arrays["meta"] = np.asarray(json.dumps(meta))
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        with tmp.open("wb") as f:
+        with atomic_target(path) as tmp, tmp.open("wb") as f:  # nothing left behind on failure
             np.savez(f, **arrays)
-        publish(tmp, path)
-    except (OSError, CropError):
+    except CropError:
         pass  # the cache is an optimisation: an unwritable cache directory only costs time
 
 
