@@ -15,3 +15,8 @@ class CropError(ValueError):
 
 class ResultsWarning(UserWarning):
     """A line of ``results.jsonl`` was skipped (it names the line and why)."""
+
+
+class CacheWarning(UserWarning):
+    """A cached generic model could not be used as it is (no or another recorded provenance, or
+    unreadable) and is trained again (it names the file and why)."""

@@ -9,7 +9,10 @@ epoch by balanced accuracy): 20 training users, 5 validation users, and the 5 us
 (``models/weights/hapt-generic.safetensors`` and ``hapt-rot-generic.safetensors``, trained
 by ``crop train-generic`` on folds 0, 1, 3, 4 with fold 5 = users 5, 11, 17, 23, 29 as
 validation); the other folds are trained on first use (about 20 s each on one CPU thread) and
-cached under the cache directory, keyed by kind, fold and training configuration.
+cached under the cache directory, keyed by their provenance (kind, fold, training configuration,
+torch version; :mod:`crop.models.cache`). Generic training always runs on one torch thread,
+whatever the caller's setting, so a fold model has the same bytes whichever process trained it
+first, and a cached file is used only when its recorded provenance matches.
 
 ``hapt-rot`` adds a uniformly random 3-D rotation of each training window (accelerometer and
 gyroscope together), so it knows every phone orientation. The suffix ``-nobn``
@@ -40,9 +43,7 @@ fold on first use.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import time
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
@@ -57,8 +58,9 @@ from crop.data import hapt
 from crop.data.augment import rotate_triads, uniform_rotations
 from crop.data.scenarios import GENERIC_VAL_USERS, PERSONALIZATION_USERS
 from crop.errors import CropError
+from crop.models.cache import training_threads
 from crop.models.hapt import HAPTNet
-from crop.models.io import load_model, metadata_of, save_model
+from crop.models.io import load_model, metadata_of
 from crop.personalization.loop import TrainConfig, train
 
 GENERIC_KINDS = (
@@ -185,7 +187,9 @@ def train_generic(
     val_users: tuple[int, ...] = GENERIC_VAL_USERS,
     config: GenericTrainConfig | None = None,
 ) -> tuple[HAPTNet, dict]:
-    """Train a HAPT generic model on all users but ``exclude`` and ``val_users``."""
+    """Train a HAPT generic model on all users but ``exclude`` and ``val_users``, on one torch
+    thread whatever the caller's setting (:func:`crop.models.cache.training_threads`): the same
+    bytes from any process."""
     spec = parse_kind(kind)
     if spec.certified or spec.sparse:
         raise CropError(
@@ -224,7 +228,8 @@ def train_generic(
 
         val_data = SensingData(rotate(val_data.X, random_rotations(len(val_data), rng)), val_data.y, val_data.name)
     phase = TrainConfig(epochs=config.epochs, lr=config.lr, batch_size=config.batch_size, select="best")
-    out = train(model, train_data, val_data, phase, seed=config.seed, objective=objective)
+    with training_threads():  # the same bytes whatever the caller's torch thread count
+        out = train(model, train_data, val_data, phase, seed=config.seed, objective=objective)
     info = {
         "kind": kind,
         "train_users": list(train_users),
@@ -306,7 +311,10 @@ def certify_generic(
     objective = CertifiedObjective(CERT_EPS, "linf", "crown-ibp", ramp_steps=max(1, steps // 2), kappa_end=0.5)
     phase = TrainConfig(epochs=CERT_EPOCHS, lr=1e-3, batch_size=batch_size, select="last")
     torch.manual_seed(seed)
-    out = train(model, train_data, val_data, phase, seed=seed, objective=objective, hooks=[FreezeBatchNormStatistics()])
+    with training_threads():
+        out = train(
+            model, train_data, val_data, phase, seed=seed, objective=objective, hooks=[FreezeBatchNormStatistics()]
+        )
     info = {
         "train_users": list(train_users),
         "val_users": list(val_users),
@@ -336,7 +344,8 @@ def sparsify_generic(
     pruner = GradualMagnitudePrune(model, prunable_names(model), percent / 100, 0, max(1, 2 * steps // 3))
     phase = TrainConfig(epochs=SPARSE_EPOCHS, lr=1e-3, batch_size=batch_size, select="last")
     torch.manual_seed(seed)
-    out = train(model, train_data, val_data, phase, seed=seed, hooks=[pruner])
+    with training_threads():
+        out = train(model, train_data, val_data, phase, seed=seed, hooks=[pruner])
     pruner.finish(model)
     info = {
         "train_users": list(train_users),
@@ -349,34 +358,38 @@ def sparsify_generic(
 
 
 def _cached_fold_model(kind: str, fold: int, cache: Path | None) -> tuple[nn.Module, dict]:
+    """The fold model of ``kind``, trained on first use (on one torch thread, whatever the
+    caller's setting) and cached under a key of its provenance (:mod:`crop.models.cache`)."""
+    from crop.models.cache import cache_key, load_or_train, provenance
+
     config = GenericTrainConfig()
     spec = parse_kind(kind)
     exclude = fold_users(fold)
     val_users = fold_users(validation_fold(fold))
     extra = [CERT_EPS, CERT_EPOCHS] if spec.certified else [SPARSE_EPOCHS] if spec.sparse else []
-    key = json.dumps([kind, "fold", fold, exclude, val_users, asdict(config)] + extra)
-    key = hashlib.sha256(key.encode()).hexdigest()[:16]
-    target = (cache or hapt.cache_dir()) / "generic" / f"{kind}-fold{fold}-{key}.safetensors"
+    prov = provenance(
+        {"kind": kind, "fold": fold, "excluded_users": exclude, "val_users": val_users, "config": asdict(config)}
+        | ({"extra": extra} if extra else {})
+    )
+    target = (cache or hapt.cache_dir()) / "generic" / f"{kind}-fold{fold}-{cache_key(prov)}.safetensors"
     info = {"fold": fold, "excluded_users": list(exclude), "val_users": list(val_users), "path": str(target)}
-    if target.is_file():
-        meta = metadata_of(target)
-        seconds = json.loads(meta.get("train_seconds", "null"))
-        return load_model(target), {**info, "source": "cached", "train_seconds": seconds}
-    t0 = time.perf_counter()
-    if spec.certified:
-        plain, _ = generic_for_fold(spec.plain, fold, cache)
-        model, trained = certify_generic(plain, exclude, val_users)
-        trained = {"kind": kind, **trained, "config": asdict(config)}
-    elif spec.sparse:
-        plain, _ = generic_for_fold(spec.plain, fold, cache)
-        model, trained = sparsify_generic(plain, spec.sparse, exclude, val_users)
-        trained = {"kind": kind, **trained, "config": asdict(config)}
-    else:
-        model, trained = train_generic(kind, exclude=exclude, val_users=val_users, config=config)
-    seconds = round(time.perf_counter() - t0, 2)
-    meta = {k: v for k, v in trained.items() if k != "config"} | {"config": trained["config"], "fold": fold}
-    save_model(model, target, meta | {"train_seconds": seconds})
-    return model, {**info, "source": "trained", "train_seconds": seconds}
+
+    def fit() -> tuple[nn.Module, dict]:
+        if spec.certified:
+            plain, _ = generic_for_fold(spec.plain, fold, cache)
+            model, trained = certify_generic(plain, exclude, val_users)
+            trained = {"kind": kind, **trained, "config": asdict(config)}
+        elif spec.sparse:
+            plain, _ = generic_for_fold(spec.plain, fold, cache)
+            model, trained = sparsify_generic(plain, spec.sparse, exclude, val_users)
+            trained = {"kind": kind, **trained, "config": asdict(config)}
+        else:
+            model, trained = train_generic(kind, exclude=exclude, val_users=val_users, config=config)
+        meta = {k: v for k, v in trained.items() if k != "config"} | {"config": trained["config"], "fold": fold}
+        return model, meta
+
+    model, source, seconds = load_or_train(target, prov, fit)
+    return model, {**info, "source": source, "train_seconds": seconds}
 
 
 def generic_for_fold(kind: str, fold: int, cache: Path | None = None) -> tuple[nn.Module, dict]:

@@ -138,7 +138,7 @@ def test_cluster_addresses_of_every_form_ray_accepts_pass_the_format_check(addre
     from crop.bench import ray_executor
 
     monkeypatch.setattr(ray_executor, "ray_available", lambda: True)
-    monkeypatch.setattr(ray_executor, "_probe", lambda address: None)  # no cluster here: the form only
+    monkeypatch.setattr(ray_executor, "probe", lambda address: None)  # no cluster here: the form only
     ray_executor.check_executor("ray", address)
 
 

@@ -17,8 +17,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -137,7 +135,7 @@ def generic_model(
     """The generic model ``key`` (:meth:`Dataset.generic_key`) of ``dataset``, trained on first
     use and cached. Returns the model and its provenance (``source``, ``path``, users, seconds)."""
     from crop.data.hapt import cache_dir
-    from crop.models.io import load_model, metadata_of, save_model
+    from crop.models.cache import cache_key, load_or_train, provenance
     from crop.validate import check_config
 
     check_config(config, "generic training")
@@ -146,8 +144,8 @@ def generic_model(
     train_data = dataset.pooled(train_users, f"{dataset.name} generic training users")
     val_data = dataset.pooled(val_users, f"{dataset.name} generic validation users")
     digest = _digest(train_data.X, train_data.y, val_data.X, val_data.y)
-    name = hashlib.sha256(json.dumps([dataset.name, key, digest, dataclasses.asdict(config)]).encode()).hexdigest()[:16]
-    target = (cache or cache_dir()) / "generic" / f"{dataset.name}-{name}.safetensors"
+    prov = provenance({"dataset": dataset.name, "model": key, "data": digest, "config": dataclasses.asdict(config)})
+    target = (cache or cache_dir()) / "generic" / f"{dataset.name}-{cache_key(prov)}.safetensors"
     info: dict[str, Any] = {
         "dataset": dataset.name,
         "model": key,
@@ -155,21 +153,20 @@ def generic_model(
         "val_users": val_users,
         "path": str(target),
     }
-    if target.is_file():
-        seconds = json.loads(metadata_of(target).get("train_seconds", "null"))
-        return load_model(target), {**info, "source": "cached", "train_seconds": seconds}
-    t0 = time.perf_counter()
-    torch.manual_seed(config.seed)
-    model = dataset.make_model(data)
-    _standardize_from(model, train_data.X)
-    batches = max(1, -(-len(train_data) // config.batch_size))
-    schedule = CyclicLearningRate(config.base_lr, config.max_lr, config.half_cycle_epochs * batches)
-    phase = TrainConfig(epochs=config.epochs, lr=config.base_lr, batch_size=config.batch_size, select="best")
-    out = train(model, train_data, val_data, phase, seed=config.seed, metric=dataset.metric, hooks=[schedule])
-    seconds = round(time.perf_counter() - t0, 2)
-    meta = {**info, "best_epoch": out.best_epoch, f"val_{dataset.metric}": out.best_score}
-    save_model(model.eval(), target, {**meta, "config": dataclasses.asdict(config), "train_seconds": seconds})
-    return model.eval(), {**info, "source": "trained", "train_seconds": seconds}
+
+    def fit() -> tuple[nn.Module, dict[str, Any]]:
+        torch.manual_seed(config.seed)
+        model = dataset.make_model(data)
+        _standardize_from(model, train_data.X)
+        batches = max(1, -(-len(train_data) // config.batch_size))
+        schedule = CyclicLearningRate(config.base_lr, config.max_lr, config.half_cycle_epochs * batches)
+        phase = TrainConfig(epochs=config.epochs, lr=config.base_lr, batch_size=config.batch_size, select="best")
+        out = train(model, train_data, val_data, phase, seed=config.seed, metric=dataset.metric, hooks=[schedule])
+        meta = {**info, "best_epoch": out.best_epoch, f"val_{dataset.metric}": out.best_score}
+        return model.eval(), {**meta, "config": dataclasses.asdict(config)}
+
+    model, source, seconds = load_or_train(target, prov, fit)  # on one torch thread; provenance checked
+    return model.eval(), {**info, "source": source, "train_seconds": seconds}
 
 
 @dataclass

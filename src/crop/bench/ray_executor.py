@@ -23,16 +23,25 @@ Without ``--address`` a private local Ray instance is started with ``num_cpus`` 
 have the same version of ``crop`` installed. A Ray session the caller already started (for
 example in a notebook) is used as it is and left running.
 
+Ray is up before anything is written (:func:`ray_session`, entered by ``run_bench``), and an
+address is checked in three steps, each a one-line error: its form (:func:`parse_address`: a
+DNS name of at most 253 characters or an IPv4 address, a port 1-65535), a probe
+(:func:`probe`: a TCP connection and a gRPC / HTTP/2 handshake, :data:`CONNECT_TIMEOUT` seconds
+each), then a join in a child process given :data:`INIT_TIMEOUT` seconds (:func:`check_join`),
+before this process calls ``ray.init``.
+
 Ray is an optional extra (``pip install 'crop[ray]'``): it is imported here only, when a run
 asks for it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
-from collections.abc import Callable, Sequence
+import sys
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from crop.errors import CropError
@@ -40,7 +49,12 @@ from crop.errors import CropError
 EXECUTORS = ("local", "ray")
 MAX_RETRIES = 3  # Ray re-runs a task whose worker process died this many times before giving up
 INSTALL_HINT = "--executor ray needs Ray: pip install 'crop[ray]' (or pip install 'ray>=2.9')"
-_ADDRESS = re.compile(r"^(?:auto|(?:ray://)?[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})?:(\d{1,5}))$")
+CONNECT_TIMEOUT = 5.0  # seconds for the TCP connection and the gRPC (HTTP/2) handshake of the probe
+INIT_TIMEOUT = 30.0  # seconds for a child process to join a cluster that passed the probe (check_join)
+MAX_HOST = 253  # characters of a DNS name (RFC 1035); each dot-separated label 1-63
+_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])  # + an empty SETTINGS frame
+_ADDRESS_FORMS = "'auto', HOST:PORT or ray://HOST:PORT (HOST a DNS name or an IPv4 address, PORT 1-65535)"
 
 
 def ray_available() -> bool:
@@ -50,22 +64,45 @@ def ray_available() -> bool:
     return importlib.util.find_spec("ray") is not None
 
 
+def parse_address(address: Any) -> tuple[str, str, int]:
+    """``--address`` as ``(kind, host, port)``: kind ``auto`` (host ``""``, port 0), ``gcs``
+    (``HOST:PORT``, a cluster's head node) or ``client`` (``ray://HOST:PORT``, the Ray client
+    server). HOST is a DNS name (at most 253 characters, labels of 1-63 letters, digits and
+    inner hyphens, not all digits) or a dotted IPv4 address; PORT is 1-65535. One line otherwise."""
+    bad = CropError(f"--address must be {_ADDRESS_FORMS}, got {str(address)[:80]!r}")
+    if not isinstance(address, str):
+        raise bad
+    if address == "auto":
+        return "auto", "", 0
+    kind, rest = ("client", address[len("ray://") :]) if address.startswith("ray://") else ("gcs", address)
+    host, sep, port = rest.rpartition(":")
+    if not sep or not port.isascii() or not port.isdigit() or len(port) > 5 or not 1 <= int(port) <= 65535:
+        raise bad
+    labels = host.split(".")
+    numeric = all(label.isascii() and label.isdigit() for label in labels)
+    if numeric:
+        ok = len(labels) == 4 and all(len(label) <= 3 and int(label) <= 255 for label in labels)
+    else:
+        ok = len(host) <= MAX_HOST and all(_LABEL.match(label) for label in labels)
+    if not ok:
+        raise bad
+    return kind, host, int(port)
+
+
 def check_executor(executor: Any, address: Any) -> None:
     """``--executor`` and ``--address``: a known executor, an address only with Ray, of a form
-    Ray accepts and reachable, and Ray installed when asked for. One-line :class:`CropError` otherwise."""
+    Ray accepts (:func:`parse_address`) where something speaking gRPC answers (:func:`probe`),
+    and Ray installed when asked for. One-line :class:`CropError` otherwise."""
     if executor not in EXECUTORS:
         raise CropError(f"--executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
     if address is not None:
         if executor != "ray":
             raise CropError("--address applies with --executor ray only (the Ray cluster to join)")
-        match = _ADDRESS.match(address) if isinstance(address, str) else None
-        port = match.group(1) if match is not None else None
-        if match is None or (port is not None and not 1 <= int(port) <= 65535):
-            raise CropError(f"--address must be 'auto', HOST:PORT or ray://HOST:PORT, got {str(address)[:80]!r}")
+        parse_address(address)
     if executor == "ray" and not ray_available():
         raise CropError(INSTALL_HINT)
     if address is not None:
-        _probe(address)  # a cluster nobody listens on is refused before anything is written
+        probe(address)  # a cluster nobody listens on is refused before anything is written
 
 
 def default_ray_workers() -> int:
@@ -84,9 +121,10 @@ def _group_task(task: Any, hooks: Sequence[Callable]) -> tuple[list[list[dict[st
 
 
 def start_ray(workers: int | None = None, address: str | None = None) -> tuple[bool, int]:
-    """Start a private local Ray instance with ``workers`` CPUs, or join the cluster at ``address``,
-    without Ray's start-up messages; returns whether this call started the session (a session
-    already running is used as it is) and the CPUs tasks may use."""
+    """Start a private local Ray instance with ``workers`` CPUs, or join the cluster at ``address``
+    (probed first, then joined once in a child process given :data:`INIT_TIMEOUT` seconds), without Ray's start-up
+    messages; returns whether this call started the session (a session already running is used
+    as it is) and the CPUs tasks may use. One-line :class:`CropError` when Ray cannot start or join."""
     try:
         import ray
     except ImportError:
@@ -102,7 +140,8 @@ def start_ray(workers: int | None = None, address: str | None = None) -> tuple[b
             # "local": always a private instance, never a cluster that `ray start` left on this machine
             ray.init(address="local", num_cpus=cpus, runtime_env=_local_env(), **quiet)
         else:
-            _probe(address)
+            probe(address)
+            check_join(address)
             ray.init(address=address, **quiet)
             cpus = int(ray.cluster_resources().get("CPU", 1))
             if workers is not None:
@@ -118,20 +157,94 @@ def start_ray(workers: int | None = None, address: str | None = None) -> tuple[b
     return True, max(1, cpus)
 
 
-def _probe(address: str, timeout: float = 5.0) -> None:
-    """Refuse at once a cluster address nobody listens on. Ray itself keeps retrying such an
-    address for minutes, logging from its C++ core, before it gives up: a plain TCP connection
-    tells the user in seconds. (``auto`` is resolved by Ray, which fails fast when no cluster runs.)"""
+@contextlib.contextmanager
+def ray_session(workers: int | None = None, address: str | None = None) -> Iterator[int]:
+    """Ray up (:func:`start_ray`) for the ``with`` block, which gets the CPUs tasks may use; a
+    session this call started is shut down at the end. ``crop bench`` enters it before it writes
+    anything, so a cluster it cannot join leaves no ``bench.json`` behind."""
+    started, cpus = start_ray(workers, address)
+    try:
+        yield cpus
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
+
+
+_JOIN = """
+import logging, sys
+import ray
+try:
+    ray.init(address=sys.argv[1], log_to_driver=False, logging_level=logging.ERROR, include_dashboard=False)
+except Exception as exc:
+    print("crop-join-failed", (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300])
+    sys.exit(3)
+ray.shutdown()
+"""
+
+
+def check_join(address: str, timeout: float | None = None) -> None:
+    """Join the cluster at ``address`` once in a child process given ``timeout`` seconds (default
+    :data:`INIT_TIMEOUT`), before this process does: a head that accepts the connection but never
+    completes Ray's handshake (another gRPC service, a hung cluster, a missing auth token) makes
+    ``ray.init`` retry for minutes, warning on stderr from Ray's C++ core. The child is killed
+    after ``timeout``, its output is dropped, and the refusal is one line."""
+    import subprocess
+
+    timeout = INIT_TIMEOUT if timeout is None else timeout
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": os.environ.get("RAY_USAGE_STATS_ENABLED", "0")}
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", _JOIN, address],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            stdin=subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired:
+        raise CropError(f"cannot join the Ray cluster at {address}: no answer from Ray within {timeout:g} s") from None
+    if proc.returncode != 0:
+        said = [line for line in proc.stdout.splitlines() if line.startswith("crop-join-failed ")]
+        reason = said[-1].removeprefix("crop-join-failed ") if said else f"Ray exited with code {proc.returncode}"
+        raise CropError(f"cannot join the Ray cluster at {address}: {reason}")
+
+
+def probe(address: str, timeout: float | None = None) -> None:
+    """Refuse in seconds an address where no Ray head listens: open a TCP connection and send
+    the HTTP/2 connection preface, within ``timeout`` (default :data:`CONNECT_TIMEOUT`) seconds each; Ray's head (GCS) and client
+    server speak gRPC, whose server answers with a SETTINGS frame. Nothing listening, a refused
+    connection, a host that does not resolve or a server that answers otherwise (an HTTP/1 server,
+    silence) is one line. Ray itself keeps retrying such an address for minutes, logging from its
+    C++ core. (``auto`` is resolved by Ray, which fails fast when no cluster runs.)"""
+    kind, host, port = parse_address(address)
+    if kind == "auto":
+        return
     import socket
 
-    if address == "auto":
-        return
-    host, _, port = address.removeprefix("ray://").rpartition(":")
+    timeout = CONNECT_TIMEOUT if timeout is None else timeout
+
     try:
-        with socket.create_connection((host, int(port)), timeout=timeout):
-            pass
-    except OSError as exc:
-        raise CropError(f"cannot reach the Ray cluster at {address}: {exc.strerror or exc}") from None
+        with socket.create_connection((host, port), timeout=timeout) as conn:
+            conn.settimeout(timeout)
+            conn.sendall(_H2_PREFACE)
+            head = b""
+            while len(head) < 9:
+                chunk = conn.recv(9 - len(head))
+                if not chunk:
+                    break
+                head += chunk
+    except TimeoutError:
+        raise CropError(f"cannot reach the Ray cluster at {address}: no answer within {timeout:g} s") from None
+    except (OSError, UnicodeError) as exc:  # UnicodeError: a name the IDNA codec refuses
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
+        raise CropError(f"cannot reach the Ray cluster at {address}: {reason}") from None
+    if len(head) < 9 or head[3] != 4:  # frame type 4: SETTINGS
+        raise CropError(
+            f"cannot join the Ray cluster at {address}: what listens there does not speak Ray's protocol "
+            "(no gRPC / HTTP/2 answer)"
+        )
 
 
 def _local_env() -> dict[str, Any]:

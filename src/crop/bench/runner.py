@@ -27,6 +27,7 @@ writes records, in plan order, so ``results.jsonl`` is the same and a run resume
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import traceback
@@ -450,30 +451,47 @@ def default_workers(n_groups: int) -> int:
     return max(1, min(8, os.cpu_count() or 1, n_groups))
 
 
-@guard_bench  # validates the whole spec before anything is written; one run per results directory
-def run_bench(spec: BenchSpec, progress: bool = True, *, lock: DirectoryLock) -> Path:
+def run_bench(spec: BenchSpec, progress: bool = True, *, finish: Callable[[], None] | None = None) -> Path:
     """Run (or resume) the grid in ``spec``; returns the path of ``results.jsonl``.
 
-    ``lock`` is the results directory's lock, given by :func:`~crop.bench.checks.guard_bench`
-    (callers leave it out): every file of the run is written through it, so the run stops with
-    a one-line error, recreating nothing, if ``spec.out`` is moved, deleted or replaced. A
-    keyword ``finish`` (a callable) runs after the last unit, still under the lock.
+    The run holds the results directory's lock (:func:`~crop.bench.checks.guard_bench`): every
+    file of the run is written through it, so the run stops with a one-line error, recreating
+    nothing, if ``spec.out`` is moved, deleted or replaced. ``finish`` (a callable) runs after
+    the last unit, still under the lock.
 
     Every user is served by their fold's generic model (:func:`crop.generic.generic_for_user`),
     which never saw them. Units that share a personalization run it once (:func:`group_units`).
     With ``spec.workers > 1`` groups run in worker processes; records are still appended by this
     process alone, in plan order, so ``results.jsonl`` is the same whatever the number of workers.
+
+    The spec is validated first; with ``executor="ray"`` and units left to run, Ray is joined
+    (or started) next, before the results directory is created or locked: a cluster that cannot
+    be used leaves nothing behind.
     """
+    from crop.bench.checks import validate_bench_spec
+
+    validate_bench_spec(spec)
+    with contextlib.ExitStack() as stack:
+        if spec.executor == "ray":
+            done = ResultStore(spec.out / "results.jsonl").done_units() if spec.out.is_dir() else set()
+            if any(_unit_key(spec, u) not in done for u in plan_units(spec)):
+                from crop.bench.ray_executor import ray_session
+
+                stack.enter_context(ray_session(spec.workers, spec.address))
+        return _run_bench(spec, progress, finish=finish)
+
+
+def _unit_key(spec: BenchSpec, unit: Unit) -> tuple:
+    return (spec.dataset, unit[0].name, unit[1], unit[2], unit[3])
+
+
+@guard_bench  # validates the whole spec before anything is written; one run per results directory
+def _run_bench(spec: BenchSpec, progress: bool, *, lock: DirectoryLock) -> Path:
+    """The body of :func:`run_bench`, holding the results directory's ``lock`` (given by
+    :func:`~crop.bench.checks.guard_bench`; Ray, if asked for, is up)."""
     from crop.generic import generic_for_fold
 
     source = source_of(spec)
-
-    def fold_of(user: Any) -> Any:
-        return serving_fold(user, spec.protocol) if source is None else source.serving(user)
-
-    def generic_info(kind: str, fold: Any) -> dict:
-        return generic_for_fold(kind, fold)[1] if source is None else source.generic_model(fold)[1]
-
     if spec.protocol == "development" and spec.tune and spec.tune_on == "population":
         raise CropError(
             "population tuning uses the validation users of a generic model, who are the people the development "
@@ -483,13 +501,20 @@ def run_bench(spec: BenchSpec, progress: bool = True, *, lock: DirectoryLock) ->
     get_metric(spec.metric)
     for method in spec.methods:
         get_method(method)
+    units = plan_units(spec)
+
+    def fold_of(user: Any) -> Any:
+        return serving_fold(user, spec.protocol) if source is None else source.serving(user)
+
+    def generic_info(kind: str, fold: Any) -> dict:
+        return generic_for_fold(kind, fold)[1] if source is None else source.generic_model(fold)[1]
+
     lock.check()  # created and locked by guard_bench; never recreated here
     _record_settings(spec, lock)
     store = ResultStore(spec.out / "results.jsonl", lock)
     store.repair()
     done = store.done_units()
-    units = plan_units(spec)
-    todo = [u for u in units if (spec.dataset, u[0].name, u[1], u[2], u[3]) not in done]
+    todo = [u for u in units if _unit_key(spec, u) not in done]
     groups = group_units(todo, spec.norm, spec.generic, source)
     workers = spec.workers if spec.workers is not None else default_workers(len(groups))
     if workers > 1 and spec.unit_hook is not None and spec.executor == "local":

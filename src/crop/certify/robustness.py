@@ -191,6 +191,12 @@ def robustness_measures(
         raise CropError("no windows to certify")
     with torch.no_grad():
         n_classes = int(model(Xt[:1]).shape[-1])
+        for start in range(0, len(Xt), spec.batch_size):
+            if not bool(torch.isfinite(model(Xt[start : start + spec.batch_size])).all()):
+                raise CropError(
+                    "the model's outputs on these windows are not finite numbers (its weights overflow float32 "
+                    "arithmetic): nothing to certify"
+                )
     if int(yt.min()) < 0 or int(yt.max()) >= n_classes:
         raise CropError(f"labels must lie in 0..{n_classes - 1} for this model, got {int(yt.min())}..{int(yt.max())}")
     for eps in spec.eps:

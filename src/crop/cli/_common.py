@@ -10,7 +10,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import tomllib
 import typer
 from rich.table import Table as RichTable
 
@@ -116,12 +115,9 @@ def _metric(name: str) -> str:
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise CropError(f"config file not found: {path}")
-    try:
-        return tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise CropError(f"{path}: not valid TOML ({exc})") from None
+    from crop.tomlfile import read_toml
+
+    return read_toml(path)  # size, line length and nesting checked before parsing
 
 
 def _dataset_configs(path: Path | None, dataset: str) -> tuple[dict[str, Any], Any]:
@@ -152,12 +148,7 @@ def _load_configs(path: Path | None, methods: list[str]) -> dict[str, Any]:
 
     if path is None:
         return {}
-    if not path.is_file():
-        raise CropError(f"config file not found: {path}")
-    try:
-        raw = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise CropError(f"{path}: not valid TOML ({exc})") from None
+    raw = _read_toml(path)
     out = {}
     for name, values in raw.items():
         spec = get_method(name)

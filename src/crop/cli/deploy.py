@@ -25,6 +25,9 @@ def _shape(text: str | None) -> tuple[int, ...] | None:
         ) from None
     if not shape or any(v < 1 or v > 1_000_000 for v in shape):
         raise CropError(f"--input-shape must be comma-separated positive integers such as 6,128, got {text!r}")
+    from crop.deploy.export import check_input_shape
+
+    check_input_shape(shape)  # before the model is read
     return shape
 
 
@@ -47,9 +50,10 @@ def export(
     from crop.deploy.export import export_file, require
 
     target = check_out_file(out)
+    shape = _shape(input_shape)
     require("onnx")
     require("onnxruntime")
-    result = export_file(model, target, generic=generic, input_shape=_shape(input_shape))
+    result = export_file(model, target, generic=generic, input_shape=shape)
     meta = result.metadata
     console.print(
         f"wrote {result.path} ({result.bytes / 1024:.1f} KiB, input {meta['input_shape']}, "

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from crop.data.npzfile import read_npz
 from crop.data.sensing import MAX_ABS_VALUE, SensingData
 from crop.data.unpickle import UnsafePickleError, frame_to_columns, restricted_load
 from crop.errors import CropError
@@ -117,8 +118,7 @@ def _load_recordings(directory: Path, _source: str | None) -> dict[str, np.ndarr
     cache = directory / _CACHE_NAME
     if cache.is_file():
         try:
-            with np.load(cache, allow_pickle=False) as f:
-                return {k: f[k] for k in f.files}
+            return read_npz(cache)  # every array, sizes checked before decompressing
         except Exception:
             cache.unlink(missing_ok=True)  # corrupt cache: rebuild below
     arrays = read_hapt_pickle(locate_hapt_file())

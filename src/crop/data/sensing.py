@@ -120,22 +120,19 @@ def load_npz(path: str | Path, name: str | None = None) -> tuple[SensingData, np
     """Read a user's data file: ``.npz`` with ``X``, ``y`` and optionally ``context``.
 
     Returns the data and the per-window context labels (``None`` if absent). Object arrays are
-    refused (``allow_pickle=False``), so the file cannot execute code.
+    refused (``allow_pickle=False``), so the file cannot execute code, and arrays above
+    :data:`crop.data.npzfile.MAX_NPZ_BYTES` decompressed are refused before they are inflated.
     """
     path = Path(path)
     if not path.is_file():
         raise CropError(f"data file not found: {path}")
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            missing = [k for k in ("X", "y") if k not in f.files]
-            if missing:
-                raise CropError(f"{path}: missing array(s) {', '.join(missing)} (need X, y, optional context)")
-            X, y = f["X"], f["y"]
-            context = f["context"] if "context" in f.files else None
-    except CropError:
-        raise
-    except Exception as exc:  # zipfile / format errors
-        raise CropError(f"{path}: not a readable .npz file ({type(exc).__name__}: {exc})") from None
+    from crop.data.npzfile import read_npz
+
+    arrays = read_npz(path, ("X", "y", "context"))  # sizes checked before decompressing
+    missing = [k for k in ("X", "y") if k not in arrays]
+    if missing:
+        raise CropError(f"{path}: missing array(s) {', '.join(missing)} (need X, y, optional context)")
+    X, y, context = arrays["X"], arrays["y"], arrays.get("context")
     if not np.issubdtype(y.dtype, np.integer):
         if np.issubdtype(y.dtype, np.floating) and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
             y = y.astype(np.int64)

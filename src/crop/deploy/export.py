@@ -39,6 +39,7 @@ import copy
 import hashlib
 import io
 import json
+import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +77,24 @@ def sha256_file(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+MAX_INPUT_AXES = 8
+MAX_INPUT_ELEMENTS = 2**16  # numbers in one sample; the built-in networks take 34 to 8800
+
+
+def check_input_shape(shape: tuple[int, ...]) -> None:
+    """One sample's shape is 1 to :data:`MAX_INPUT_AXES` positive integers whose product is at
+    most :data:`MAX_INPUT_ELEMENTS` (checked before any example input is made); one line otherwise."""
+    if not 1 <= len(shape) <= MAX_INPUT_AXES or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in shape
+    ):
+        raise CropError(f"an input shape is 1 to {MAX_INPUT_AXES} positive integers, got {list(shape)[:10]}")
+    if math.prod(shape) > MAX_INPUT_ELEMENTS:
+        raise CropError(
+            f"input shape {list(shape)} has {math.prod(shape)} numbers per sample; at most {MAX_INPUT_ELEMENTS} "
+            "(crop.deploy.export.MAX_INPUT_ELEMENTS)"
+        )
 
 
 def input_shape_of(model: nn.Module) -> tuple[int, ...] | None:
@@ -220,12 +239,15 @@ def export_model(
     shape = tuple(input_shape) if input_shape is not None else input_shape_of(model)
     if shape is None:
         raise CropError(f"the input shape of a {type(model).__name__} is not known: give --input-shape")
+    check_input_shape(shape)
     example = example_inputs(model, shape)
     try:
         with torch.no_grad():
             expected = model(example)
     except (RuntimeError, ValueError, TypeError) as exc:
         raise CropError(f"the model does not accept inputs of shape {list(shape)}: {_first_line(exc)}") from None
+    if not bool(torch.isfinite(expected).all()):
+        raise CropError("the model's outputs are not finite numbers (its weights overflow float32 arithmetic)")
     try:
         raw = _export_bytes(model, example[:1])
     except Exception as exc:  # find the layer, then say it in one line

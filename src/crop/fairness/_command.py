@@ -95,7 +95,14 @@ def scenario_traits(
         return PersonAttributes({}), f"{scenario}: no built-in traits for dataset {settings.get('dataset')!r}"
     if len(users) < 6:
         return PersonAttributes({}), f"{scenario}: traits need at least {MIN_PEOPLE} people for terciles"
-    (sc,) = parse_scenarios(scenario)
+    from crop.data.hapt import USERS
+
+    try:
+        (sc,) = parse_scenarios(scenario)
+    except (CropError, ValueError):
+        return PersonAttributes({}), f"{scenario}: no HAPT traits for a scenario HAPT does not have"
+    if any(isinstance(u, bool) or u not in USERS for u in users):
+        return PersonAttributes({}), f"{scenario}: no HAPT traits for users HAPT does not have"
     kind = generic_kind(sc, settings.get("norm", "batch"), settings.get("generic"))
     protocol = settings.get("protocol", "test")
     models: dict[int, Any] = {}

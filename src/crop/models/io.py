@@ -99,12 +99,17 @@ def model_metadata(model: nn.Module, metadata: dict[str, Any] | None = None) -> 
     return meta
 
 
+MAX_ABS_WEIGHT = 1e12  # the largest variance of data within crop.data.sensing.MAX_ABS_VALUE (1e6 squared)
+
+
 def check_tensors(
     tensors: dict[str, torch.Tensor], where: str, expected: dict[str, torch.Tensor] | None = None
 ) -> None:
-    """Refuse (one line) weights that cannot be a working model: a NaN or inf value, an integer
-    or complex tensor where the model holds floating-point numbers (``expected``: the model's
-    own state), a normalisation ``std`` that is not > 0 or a BatchNorm ``running_var`` below 0."""
+    """Refuse (one line) weights that cannot be a working model: a NaN or inf value, a value
+    beyond :data:`MAX_ABS_WEIGHT` in magnitude (where float32 arithmetic overflows after a layer
+    or two), an integer or complex tensor where the model holds floating-point numbers
+    (``expected``: the model's own state), a normalisation ``std`` that is not > 0 or a
+    BatchNorm ``running_var`` below 0. The one place every model file read or written is checked."""
     for name, t in tensors.items():
         want = expected.get(name) if expected is not None else None
         if t.is_complex() or (want is not None and want.is_floating_point() and not t.is_floating_point()):
@@ -112,6 +117,11 @@ def check_tensors(
             raise CropError(f"{where}: tensor {name!r} has dtype {t.dtype}, expected {need}")
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
             raise CropError(f"{where}: tensor {name!r} holds NaN or inf values")
+        if t.is_floating_point() and t.numel() and float(t.abs().max()) > MAX_ABS_WEIGHT:
+            raise CropError(
+                f"{where}: tensor {name!r} holds a value of magnitude {float(t.abs().max()):.3g}; model files hold "
+                f"values up to {MAX_ABS_WEIGHT:g} (crop.models.io.MAX_ABS_WEIGHT)"
+            )
         leaf = name.rpartition(".")[2]
         if leaf == "std" and t.numel() and not bool((t > 0).all()):
             raise CropError(f"{where}: normalisation buffer {name!r} must be > 0 (found {float(t.min()):g})")

@@ -35,16 +35,13 @@ PHASES = {"baseline": "pre-treatment", "pre-treatment": "pre-treatment", "treatm
 
 def read_speaker(path: Path) -> UserData:
     """One speaker's file, checked (one-line errors; no pickled objects are ever loaded)."""
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            missing = [k for k in ("X", "y", "phase") if k not in f.files]
-            if missing:
-                raise CropError(f"{path}: missing array(s) {', '.join(missing)} (need X, y, phase)")
-            X, y, phase = f["X"], f["y"], f["phase"]
-    except CropError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - zip / format / object-array errors
-        raise CropError(f"{path}: not a readable .npz of plain arrays ({type(exc).__name__}: {exc})") from None
+    from crop.data.npzfile import read_npz
+
+    arrays = read_npz(path, ("X", "y", "phase"))  # sizes checked before decompressing; no objects
+    missing = [k for k in ("X", "y", "phase") if k not in arrays]
+    if missing:
+        raise CropError(f"{path}: missing array(s) {', '.join(missing)} (need X, y, phase)")
+    X, y, phase = arrays["X"], arrays["y"], arrays["phase"]
     if X.ndim != 3 or not np.issubdtype(X.dtype, np.number) or np.iscomplexobj(X):
         raise CropError(f"{path}: X must be a real array (n, features, frames), got shape {X.shape}")
     if y.shape != (len(X),) or phase.shape != (len(X),):
