@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from crop.certify import NormBall, compile_network, margin_bounds, verify
@@ -64,6 +64,10 @@ def _check_alpha_margins(net, x, y, eps, norm, logits, iterations=8):
     deep=st.booleans(),
     stride=st.integers(1, 2),
 )
+# found by this test: a zero coefficient row under the L2 ball gave a NaN gradient (sqrt at 0) in
+# the patch-form bound; the NaN slopes then made every later bound of the network unsound
+@example(seed=872, eps=0.25, norm="l2", deep=True, stride=1)
+@example(seed=872, eps=0.25, norm="l2", deep=True, stride=2)
 def test_conv_net_alpha_crown_is_sound_and_never_looser(seed, eps, norm, deep, stride):
     model, shape = conv_net(seed, 2, 10, deep=deep, stride=stride)
     gen = torch.Generator().manual_seed(seed)

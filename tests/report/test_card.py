@@ -164,6 +164,12 @@ def test_without_bench_sections_say_not_computed(made, tmp_path):
     assert parse(alone / "card.html").sections == [key for key, _ in SECTIONS]
     md = (alone / "card.md").read_text(encoding="utf-8")
     assert md.count("> not computed") == 3
+    # without a bench, the expectation is the one crop personalize recorded from the shipped
+    # population evidence (other people of the benchmark)
+    recorded = json.loads((alone / "summary.json").read_text())["expectation"]
+    expect = section_text(raw, "expect")
+    assert "expected unseen-context change" in expect and "probability of harm" in expect
+    assert f"{recorded['change']:+.2f} pp" in expect and f"{100 * recorded['harm']:.0f} %" in expect
 
 
 def test_one_card_per_model_and_out_directory(made, tmp_path):

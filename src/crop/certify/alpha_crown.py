@@ -89,11 +89,11 @@ def optimize_slopes(
                 grads = torch.autograd.grad(-lower.sum(), list(params.values()))
         with torch.no_grad():
             if step:  # the first iterate is CROWN itself, already in ``best``
-                best = torch.maximum(best, lower.detach())
+                best = torch.fmax(best, lower.detach())  # a NaN row (never a bound) keeps the best so far
             if last:
                 break
             for p, g in zip(params.values(), grads, strict=True):
-                p.grad = g
+                p.grad = torch.nan_to_num(g, nan=0.0, posinf=0.0, neginf=0.0)
             optimizer.step()
             for p in params.values():
                 p.clamp_(0.0, 1.0)

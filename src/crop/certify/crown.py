@@ -160,11 +160,12 @@ def _refine(
     # is zero whatever its lower bound, so the lower bound is computed only for the others.
     sample, neuron = rows.unbind(1)
     ub = -one_side(sample, neuron, -1.0)
-    flat_u[sample, neuron] = torch.minimum(flat_u[sample, neuron], ub)
+    # fmin / fmax: a NaN from the refinement (never a bound) keeps the sound bound it would replace
+    flat_u[sample, neuron] = torch.fmin(flat_u[sample, neuron], ub)
     alive = flat_u[sample, neuron] > 0
     sample, neuron = sample[alive], neuron[alive]
     lb = one_side(sample, neuron, 1.0)
-    flat_l[sample, neuron] = torch.maximum(flat_l[sample, neuron], lb)
+    flat_l[sample, neuron] = torch.fmax(flat_l[sample, neuron], lb)
     return flat_l.reshape(lower.shape), flat_u.reshape(upper.shape)
 
 
@@ -274,6 +275,6 @@ def crown_output_bounds(
         lower, upper = crown_linear_bounds(net, domain, eye, intermediate, state=state)
     assert upper is not None
     ibp_lower, ibp_upper = state[0][-1]
-    lower = torch.maximum(lower.reshape(batch, *out_shape), ibp_lower)
-    upper = torch.minimum(upper.reshape(batch, *out_shape), ibp_upper)
+    lower = torch.fmax(lower.reshape(batch, *out_shape), ibp_lower)
+    upper = torch.fmin(upper.reshape(batch, *out_shape), ibp_upper)
     return lower, upper

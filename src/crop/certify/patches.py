@@ -157,6 +157,8 @@ def patch_bounds(
             a = a * valid[position][:, None, :]
     x0 = _rows(center, offset, step, a.shape[-1], steps, flat_row)
     value = (a * x0).sum((1, 2))
-    dual = a.abs().sum((1, 2)) if domain.norm == "linf" else a.square().sum((1, 2)).sqrt()
+    # vector_norm, not sqrt(sum of squares): its gradient at a zero row is 0, where the other's is
+    # NaN (0 * inf), which alpha-CROWN's slope optimisation would carry into every later bound
+    dual = a.abs().sum((1, 2)) if domain.norm == "linf" else torch.linalg.vector_norm(a.flatten(1), dim=-1)
     lower = bias + value - domain.eps[rows_sample] * dual
     return (lower[:n], -lower[n:]) if both else lower
