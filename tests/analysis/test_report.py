@@ -7,7 +7,6 @@ import re
 import pytest
 
 import crop
-
 from crop.analysis import analyze_result, distance_matrix, state_accuracies
 from crop.errors import CropError
 
