@@ -764,7 +764,14 @@ def test_a_head_that_never_completes_rays_handshake_is_one_line_before_bench_jso
 
 @pytest.mark.parametrize(
     "recall, ok",
-    [([0.5, None, 1.0], True), ([], True), ("0.5", False), ([0.5, "x"], False), ([1.5], False), ([float("nan")], False)],
+    [
+        ([0.5, None, 1.0], True),
+        ([], True),
+        ("0.5", False),
+        ([0.5, "x"], False),
+        ([1.5], False),
+        ([float("nan")], False),
+    ],
 )
 def test_per_class_recall_is_checked(recall, ok):
     """The optional per-class ``recall`` of a plain-metric record (read by the do-no-harm tables)
