@@ -48,6 +48,23 @@ def test_bootstrap_interval_covers_the_mean_and_is_reproducible():
     assert bootstrap_interval([2.0, 2.0, 2.0]) == (2.0, 2.0)
 
 
+@pytest.mark.parametrize("n, resamples", [(2, 10_000), (7, 10_000), (30, 10_000), (90, 999), (3000, 7000)])
+def test_bootstrap_interval_equals_scipy_percentile_bootstrap(n, resamples):
+    """The NumPy bootstrap draws what scipy.stats.bootstrap (percentile, vectorized) draws, also
+    where it works in batches (n = 3000: 5592 resamples per batch)."""
+    values = np.random.default_rng(n).normal(size=n)
+    ref = sps.bootstrap(
+        (values,),
+        np.mean,
+        n_resamples=resamples,
+        method="percentile",
+        random_state=np.random.default_rng(5),
+        vectorized=True,
+    ).confidence_interval
+    got = bootstrap_interval(values, n_resamples=resamples, seed=5)
+    assert got == pytest.approx((ref.low, ref.high), rel=1e-12, abs=1e-12)
+
+
 def test_wilcoxon_and_counts():
     values = np.array([3.0, 2.0, -1.0, 4.0, 0.2, 5.0, 1.5])
     assert wilcoxon_p(values) == pytest.approx(sps.wilcoxon(values).pvalue)

@@ -78,24 +78,29 @@ def per_user_gains(
 def bootstrap_interval(
     values: np.ndarray | list[float], level: float = 0.95, n_resamples: int = N_RESAMPLES, seed: int = 0
 ) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of ``values`` (one value per person)."""
-    from scipy import stats
+    """Percentile bootstrap interval of the mean of ``values`` (one value per person).
 
+    Computed with NumPy: ``n_resamples`` resamples drawn as ``rng.integers(0, n, (n_resamples, n))``
+    from ``np.random.default_rng(seed)``, their means, and the ``(1 - level) / 2`` percentiles on
+    either side. These are the draws and the percentiles of ``scipy.stats.bootstrap(...,
+    method="percentile", vectorized=True)`` (a test holds the two equal), without importing
+    ``scipy.stats``, which costs about 1.5 s, a third of ``crop personalize``'s run time."""
     values = np.asarray(values, dtype=float)
     if values.size == 0:
         return (float("nan"), float("nan"))
     if values.size == 1 or np.all(values == values[0]):
         return (float(values[0]), float(values[0]))
-    res = stats.bootstrap(
-        (values,),
-        np.mean,
-        confidence_level=level,
-        n_resamples=n_resamples,
-        method="percentile",
-        random_state=np.random.default_rng(seed),
-        vectorized=True,
+    rng = np.random.default_rng(seed)
+    n = values.size
+    batch = max(1, min(n_resamples, (1 << 24) // n))  # at most 16 M indices (128 MB) at a time
+    means = np.concatenate(
+        [
+            values[rng.integers(0, n, (min(batch, n_resamples - start), n))].mean(-1)
+            for start in range(0, n_resamples, batch)
+        ]
     )
-    return (float(res.confidence_interval.low), float(res.confidence_interval.high))
+    alpha = (1 - level) / 2
+    return (float(np.percentile(means, 100 * alpha)), float(np.percentile(means, 100 * (1 - alpha))))
 
 
 def format_interval(values: np.ndarray | list[float], *, signed: bool = False, digits: int = 1) -> str:
