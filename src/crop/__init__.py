@@ -28,6 +28,8 @@ _EXPORTS = {
     "stratified_split": "crop.data.sensing",
     "CropError": "crop.errors",
     "load_model": "crop.models.io",
+    "predict": "crop.deploy.predict",
+    "Predictions": "crop.deploy.predict",
     "load_state": "crop.models.io",
     "save_model": "crop.models.io",
     "CRoPConfig": "crop.personalization",
@@ -43,6 +45,7 @@ __all__ = [
     "CropError",
     "FinetuneConfig",
     "PersonalizationResult",
+    "Predictions",
     "SensingData",
     "TrainConfig",
     "available_methods",
@@ -50,6 +53,7 @@ __all__ = [
     "load_model",
     "load_state",
     "personalize",
+    "predict",
     "save_model",
     "stratified_split",
 ]
@@ -59,6 +63,7 @@ if TYPE_CHECKING:
 
     from crop.api import evaluate, personalize
     from crop.data.sensing import ContextSplit, SensingData, stratified_split
+    from crop.deploy.predict import Predictions, predict
     from crop.errors import CropError
     from crop.models.io import load_model, load_state, save_model
     from crop.personalization import CRoPConfig, FinetuneConfig, PersonalizationResult, TrainConfig, available_methods

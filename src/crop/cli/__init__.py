@@ -35,9 +35,23 @@ with paused_collector():  # crop._heap: the imports without the collector's frui
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help=__doc__)
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        import platform
+
+        import crop
+
+        print(f"crop {crop.__version__} (torch {torch.__version__}, Python {platform.python_version()})")
+        raise typer.Exit()
+
+
 @app.callback()
 @_guard
 def _setup(
+    version: Annotated[
+        bool,
+        typer.Option("--version", help="print crop's version and exit", is_eager=True, callback=_show_version),
+    ] = False,
     threads: Annotated[
         int | None,
         typer.Option(
@@ -69,6 +83,7 @@ app.command()(card.card)
 app.command("train-generic")(generic.train_generic_cmd)
 app.command()(generic.faults)
 app.command()(deploy.export)
+app.command()(deploy.predict)
 app.command()(deploy.resources)
 
 

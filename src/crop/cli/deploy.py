@@ -1,8 +1,9 @@
-"""``crop export`` (a model file as ONNX) and ``crop resources`` (the paper's Tables 7 and 8:
+"""``crop export`` (a model file as ONNX), ``crop predict`` (a model on new windows) and ``crop resources`` (the paper's Tables 7 and 8:
 what each method costs to personalize and to run, on this machine)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -103,3 +104,62 @@ def resources(
     if failed:
         console.print(f"not measured: {', '.join(failed)} (see resources.md)", highlight=False)
     console.print(f"wrote {', '.join(str(p) for p in paths)}", highlight=False, soft_wrap=True)
+
+
+@_guard
+def predict(
+    model: Annotated[
+        Path,
+        typer.Argument(help="a crop model file (model.safetensors, dense or sparse) or an ONNX file from crop export"),
+    ],
+    data: Annotated[
+        Path,
+        typer.Option(help="a .npz file of windows: array X (n, *sample_shape); labels y (n,) are scored if present"),
+    ],
+    out: Annotated[
+        str,
+        typer.Option(help="where to write the predictions: a .csv or .json file, or - for CSV on standard output"),
+    ],
+) -> None:
+    """Run a model on new windows: per window the class, its name and the class probabilities.
+
+    CSV columns: window, class, class_name, p_<class name>...; JSON: {"model", "data",
+    "classes", "windows": [{"window", "class", "class_name", "probabilities"}]}. With labels
+    (array y) the accuracy and balanced accuracy are printed too."""
+    from crop.deploy.predict import predict as run_predict
+    from crop.deploy.predict import read_windows, scores_of
+    from crop.report.files import write_text_atomic
+
+    to_stdout = out == "-"
+    target = None
+    if not to_stdout:
+        target = check_out_file(out)
+        if target.suffix not in (".csv", ".json"):
+            raise CropError(f"--out {out}: give a .csv or .json file (or - for CSV on standard output)")
+    X, y = read_windows(data)
+    result = run_predict(model, X)
+    if y is not None and len(result.names) and int(y.max()) >= len(result.names):
+        raise CropError(f"--data {data}: label {int(y.max())} in y, but the model has {len(result.names)} classes")
+    if to_stdout:
+        sys.stdout.write(result.to_csv())
+        sys.stdout.flush()
+    else:
+        assert target is not None
+        text = result.to_csv() if target.suffix == ".csv" else result.to_json(model=str(model), data=str(data))
+        write_text_atomic(target, text)
+    counts = ", ".join(f"{name} {n}" for name, n in result.counts().items())
+    where = "standard output" if to_stdout else str(target)
+    _note(f"predicted {len(result)} windows into {where}: {counts}")
+    if y is not None:
+        scores = scores_of(result, y)
+        _note(
+            f"against the labels in {data}: accuracy {100 * scores['accuracy']:.2f} %, "
+            f"balanced accuracy {100 * scores['balanced_accuracy']:.2f} %"
+        )
+
+
+def _note(text: str) -> None:
+    """A line for the person (on stderr, so that predictions on stdout stay clean for a pipe)."""
+    from crop.cli._common import err_console
+
+    err_console.print(text, highlight=False, markup=False, soft_wrap=True)
