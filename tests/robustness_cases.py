@@ -56,6 +56,7 @@ BASE: dict[str, dict[str, str]] = {
     "methods": {},
     "faults": {},
     "export": {"DIR": "@ok_model", "--out": "m.onnx"},
+    "predict": {"DIR": "@ok_model", "--data": "@ok_npz", "--out": "p.csv"},
     "resources": {"--methods": "generic", "--out": "r"},
 }
 POSITIONAL = {"DIR"}
@@ -199,6 +200,14 @@ def option_cases() -> list[Case]:
         C("option:resources --out", *command("resources", out=None)),
     ]
     out.append(C("option:export DIR", "export", "--out", "m.onnx"))
+    # predict: a bad model, windows file or output is refused before anything is written
+    add("predict", "DIR", ["", "%missing", "%plain.txt", "/dev/null", "%empty"], setup=some)
+    add("predict", "--data", ["", "%missing", "%plain.txt", "/dev/null", "%empty"], setup=some)
+    add("predict", "--out", ["", "%empty", "/dev/null", "p.txt", "p"], setup=some)
+    for opt in ("--data", "--out"):
+        out.append(C(f"option:predict {opt}", *command("predict"), opt))
+        out.append(C(f"option:predict {opt}", *command("predict", **{opt[2:]: None})))
+    out.append(C("option:predict DIR", "predict", "--data", "@ok_npz", "--out", "p.csv"))
 
     # bench
     add("bench", "--scenario", SCENARIOS)
