@@ -166,3 +166,35 @@ def test_builtin_model_roundtrip(tmp_path):
     m.eval()
     assert torch.equal(m(x), m2(x))
     assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_load_generic_gives_the_shipped_model_from_the_package():
+    import torch
+
+    from crop.generic import shipped_path
+    from crop.models.io import load_model
+
+    model = crop.load_generic("hapt")
+    shipped = load_model(shipped_path("hapt"))
+    assert not model.training
+    assert all(
+        torch.equal(a, b) for a, b in zip(model.state_dict().values(), shipped.state_dict().values(), strict=True)
+    )
+    # the documented users' fold is served by the shipped model
+    fold = crop.load_generic("hapt", user=2)
+    assert all(
+        torch.equal(a, b) for a, b in zip(fold.state_dict().values(), shipped.state_dict().values(), strict=True)
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"kind": "hapt-nobn"}, "no shipped generic model"),
+        ({"kind": "nope"}, "unknown generic model kind"),
+        ({"user": "2"}, "user must be"),
+    ],
+)
+def test_load_generic_refuses_what_it_cannot_give(kwargs, match):
+    with pytest.raises(crop.CropError, match=match):
+        crop.load_generic(**kwargs)

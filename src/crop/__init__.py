@@ -27,6 +27,7 @@ _EXPORTS = {
     "SensingData": "crop.data.sensing",
     "stratified_split": "crop.data.sensing",
     "CropError": "crop.errors",
+    "load_generic": "crop.generic",
     "load_model": "crop.models.io",
     "predict": "crop.deploy.predict",
     "Predictions": "crop.deploy.predict",
@@ -50,6 +51,7 @@ __all__ = [
     "TrainConfig",
     "available_methods",
     "evaluate",
+    "load_generic",
     "load_model",
     "load_state",
     "personalize",
@@ -65,6 +67,7 @@ if TYPE_CHECKING:
     from crop.data.sensing import ContextSplit, SensingData, stratified_split
     from crop.deploy.predict import Predictions, predict
     from crop.errors import CropError
+    from crop.generic import load_generic
     from crop.models.io import load_model, load_state, save_model
     from crop.personalization import CRoPConfig, FinetuneConfig, PersonalizationResult, TrainConfig, available_methods
 

@@ -422,3 +422,32 @@ def generic_for(kind: str, users: list[int] | tuple[int, ...], cache: Path | Non
     if len(folds) != 1:
         raise CropError(f"users {sorted(users)} belong to different folds; each needs its own generic model")
     return generic_for_user(kind, next(iter(users)), cache)
+
+
+def load_generic(kind: str = "hapt", user: int | None = None, cache: Path | None = None) -> nn.Module:
+    """A generic HAPT model, ready to personalize (eval mode), from any working directory.
+
+    Without ``user``: the model shipped inside the package for ``kind`` (``hapt``, ``hapt-rot``,
+    ``hapt-dropout``, ``hapt-coteach``), trained without the documented personalization users
+    (2, 8, 14, 20, 26). With ``user`` (1-30): the leave-users-out model of that person's fold,
+    which never saw them (trained on first use, about a minute on one thread, then cached; the
+    shipped one for the documented users).
+
+    Example:
+        >>> import crop
+        >>> model = crop.load_generic("hapt")
+        >>> type(model).__name__
+        'HAPTNet'
+    """
+    check_kind(kind)
+    if user is not None:
+        if isinstance(user, bool) or not isinstance(user, int):
+            raise CropError(f"user must be a HAPT user id (an integer 1-30), got {user!r}")
+        return generic_for_user(kind, user, cache)[0].eval()
+    path = shipped_path(kind)
+    if not path.is_file():
+        shipped = sorted(p.name.removesuffix("-generic.safetensors") for p in path.parent.glob("*-generic.safetensors"))
+        raise CropError(
+            f"no shipped generic model of kind {kind!r} (shipped: {', '.join(shipped)}); give user=U for a fold model"
+        )
+    return load_model(path).eval()
