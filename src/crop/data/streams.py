@@ -134,8 +134,10 @@ def check_sizes(files: list[Path], root: Path) -> None:
 
 def _lines(f, path: Path) -> Iterator[str]:
     for number, line in enumerate(f, 1):
-        if len(line) > MAX_LINE:
-            raise CropError(f"{path}, line {number}: {len(line)} characters; at most {MAX_LINE} per line")
+        if len(line) > MAX_LINE and len(line.rstrip("\r\n")) > MAX_LINE:
+            raise CropError(
+                f"{path}, line {number}: {len(line.rstrip(chr(13) + chr(10)))} characters; at most {MAX_LINE} per line"
+            )
         yield line
 
 
@@ -257,8 +259,8 @@ def read_table(path: Path) -> tuple[list[str], list[Recording]]:
             i = back[0]
             raise CropError(
                 f"{path}, line {line_of[rows_of[i + 1]]}, column 'time': {t[i + 1]:g} does not come after "
-                f"{t[i]:g} (line {line_of[rows_of[i]]}) for user {user[rows_of[0]]!r}, context "
-                f"{context[rows_of[0]]!r}; each recording's rows must be in increasing time"
+                f"{t[i]:g} (line {line_of[rows_of[i]]}) for user {str(user[rows_of[0]])!r}, context "
+                f"{str(context[rows_of[0]])!r}; each recording's rows must be in increasing time"
             )
         recordings.append(
             Recording(
