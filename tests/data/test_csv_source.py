@@ -200,7 +200,7 @@ def test_malformed_table_is_one_line_naming_file_line_and_column(tmp_path, case)
 def test_bad_bytes_and_a_non_csv_root(tmp_path):
     path = tmp_path / "t.csv"
     path.write_bytes(HEADER.encode() + b"u,hand,sit,0,\xff,1\n")
-    with pytest.raises(CropError, match="not UTF-8 text"):
+    with pytest.raises(CropError, match="t.csv, line 2: not UTF-8 text"):
         load(path)
     other = tmp_path / "t.txt"
     other.write_text(HEADER)
@@ -241,7 +241,7 @@ def test_size_limits_are_checked_before_reading(tmp_path, monkeypatch):
     with pytest.raises(CropError, match=r"make 36 values; at most 20 \(crop.data.streams.MAX_VALUES\)"):
         load(path, rate=10, window=3, stride=1)
     monkeypatch.setattr(streams, "MAX_LINE", 10)
-    with pytest.raises(CropError, match="t.csv, line 1: 27 characters; at most 10 per line"):
+    with pytest.raises(CropError, match="t.csv, line 1: 27 bytes; at most 10 per line"):
         load(path, rate=10, window=3, stride=1)
 
 
@@ -345,3 +345,28 @@ def test_bench_csv_runs_and_matches_npz_on_the_same_windows(tmp_path):
         ],
     )
     assert r.exit_code == 2 and "holds results made with another data files" in r.output, r.output
+
+
+def test_personalize_takes_the_same_stream_options(tmp_path):
+    table = stream_table(tmp_path / "stream.csv")
+    config = tmp_path / "tiny.toml"
+    config.write_text(TINY)
+    base = ["personalize", "--dataset", "csv", "--root", str(table), "--user", "ben", "--scenario", "hand"]
+    base += ["--model", str(_model(tmp_path)), "--method", "finetune", "--config", str(config)]
+    r = runner.invoke(app, [*base, "--rate", "10", "--window", "32", "--stride", "8", "--out", str(tmp_path / "p")])
+    assert r.exit_code == 0, r.output
+    summary = json.loads((tmp_path / "p" / "summary.json").read_text())
+    assert summary["dataset_options"] == {"rate": 10.0, "window": 32, "stride": 8} and summary["user"] == "ben"
+    r = runner.invoke(app, [*base, "--window", "500", "--out", str(tmp_path / "q")])  # 500 samples: 50 s at 50 Hz
+    assert r.exit_code == 2 and "user 'ann' has no complete window" in r.output, r.output
+    assert not (tmp_path / "q").exists()
+
+
+def test_bom_crlf_and_quoted_fields_read_the_same(tmp_path):
+    plain = write(tmp_path / "plain.csv", [f"u,hand,sit,{i / 10},{i},0" for i in range(5)])
+    text = HEADER + "".join(f'"u",hand,"sit",{i / 10},{i},0\r\n' for i in range(5))
+    fancy = tmp_path / "fancy.csv"
+    fancy.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    a, b = load(plain, rate=10, window=3, stride=1), load(fancy, rate=10, window=3, stride=1)
+    np.testing.assert_array_equal(a.users["u"].X, b.users["u"].X)
+    assert a.users["u"].context.tolist() == b.users["u"].context.tolist() == ["hand"] * 3

@@ -23,13 +23,14 @@ is an integer, else as text; the names are kept (:attr:`StreamTable.classes`).
 
 Limits, checked before the work they bound (one-line :class:`~crop.errors.CropError`):
 :data:`MAX_FILE_BYTES` per file and :data:`MAX_TOTAL_BYTES` in all (from the file sizes, before
-reading), :data:`MAX_FILES` files, :data:`MAX_LINE` characters per line, :data:`MAX_COLUMNS`
+reading), :data:`MAX_FILES` files, :data:`MAX_LINE` bytes per line, :data:`MAX_COLUMNS`
 columns, and :data:`MAX_VALUES` numbers in the resampled streams and in the windows (counted
 before either is built).
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import math
 import re
@@ -48,7 +49,7 @@ GAP_TOLERANCE = 1e-6  # relative, so that rounding in the timestamps does not ma
 MAX_FILE_BYTES = 256 * 2**20  # one .csv file
 MAX_TOTAL_BYTES = 2**30  # every .csv file under --root together
 MAX_FILES = 10_000
-MAX_LINE = 2**20  # characters of one line
+MAX_LINE = 2**20  # bytes of one line
 MAX_COLUMNS = 1024
 MAX_VALUES = 2**28  # numbers of the resampled streams, and of the windows (float32: 1 GiB)
 MAX_RATE = 100_000.0
@@ -133,12 +134,18 @@ def check_sizes(files: list[Path], root: Path) -> None:
 
 
 def _lines(f, path: Path) -> Iterator[str]:
-    for number, line in enumerate(f, 1):
-        if len(line) > MAX_LINE and len(line.rstrip("\r\n")) > MAX_LINE:
-            raise CropError(
-                f"{path}, line {number}: {len(line.rstrip(chr(13) + chr(10)))} characters; at most {MAX_LINE} per line"
-            )
-        yield line
+    """The lines of the binary file ``f`` as text, each checked for length and decoded alone (so a
+    bad byte is reported with its line)."""
+    for number, raw in enumerate(f, 1):
+        body = raw.rstrip(b"\r\n")
+        if len(body) > MAX_LINE:
+            raise CropError(f"{path}, line {number}: {len(body)} bytes; at most {MAX_LINE} per line")
+        if number == 1 and raw.startswith(codecs.BOM_UTF8):
+            raw = raw[len(codecs.BOM_UTF8) :]
+        try:
+            yield raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise CropError(f"{path}, line {number}: not UTF-8 text (byte {exc.start + 1} of the line)") from None
 
 
 def _header(row: list[str], path: Path, line: int) -> tuple[dict[str, int], list[str]]:
@@ -196,7 +203,7 @@ def _numbers(texts: tuple[str, ...], lines: list[int], path: Path, column: str, 
 def read_table(path: Path) -> tuple[list[str], list[Recording]]:
     """The channel names and the recordings (one per user and context) of one ``.csv`` file."""
     try:
-        with path.open(encoding="utf-8-sig", newline="") as f:
+        with path.open("rb") as f:
             reader = csv.reader(_lines(f, path))
             header = None
             chunks: list[tuple[list[list[str]], list[int]]] = []
@@ -223,8 +230,6 @@ def read_table(path: Path) -> tuple[list[str], list[Recording]]:
                 chunks.append((rows, lines))
     except CropError:
         raise
-    except UnicodeDecodeError as exc:
-        raise CropError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     except (OSError, csv.Error) as exc:
         raise CropError(f"{path}: not a readable CSV file ({exc})") from None
     if header is None:
