@@ -370,3 +370,16 @@ def test_bom_crlf_and_quoted_fields_read_the_same(tmp_path):
     a, b = load(plain, rate=10, window=3, stride=1), load(fancy, rate=10, window=3, stride=1)
     np.testing.assert_array_equal(a.users["u"].X, b.users["u"].X)
     assert a.users["u"].context.tolist() == b.users["u"].context.tolist() == ["hand"] * 3
+
+
+def test_fairness_report_reads_the_table_with_the_run_options(tmp_path):
+    # readings every 0.08 s are all gaps at the default 50 Hz: the report must use --rate 10 too
+    table = stream_table(tmp_path / "stream.csv")
+    config = tmp_path / "tiny.toml"
+    config.write_text(TINY)
+    args = ["bench", "--dataset", "csv", "--root", str(table), "--rate", "10", "--window", "32", "--stride", "8"]
+    args += ["--scenario", "hand", "--model", str(_model(tmp_path)), "--methods", "generic,finetune"]
+    r = runner.invoke(app, [*args, "--config", str(config), "--fairness", "--quiet", "--out", str(tmp_path / "f")])
+    assert r.exit_code == 0, r.output
+    report = (tmp_path / "f" / "fairness" / "fairness.md").read_text()
+    assert "walk" in report and "sit" in report  # the label names, from bench.json's classes

@@ -275,7 +275,7 @@ def bench(
         from crop.fairness._command import check_targets, read_table_for
 
         check_targets(out_dir)
-        read_table_for(attributes, fields["users"], dataset, root)
+        read_table_for(attributes, fields["users"], dataset, root, fields.get("dataset_options"))
     spec = BenchSpec(
         **fields,
         seeds=int_list(seeds, "--seeds", 0, MAX_SEED, MAX_SEEDS),
