@@ -169,6 +169,8 @@ MALFORMED = {  # name: (header, rows, where (line, column), message)
     ),
     "repeated time": (HEADER, ["u,hand,sit,0,1,1", "u,hand,sit,0,1,1"], "line 3, column 'time'", "does not come after"),
     "empty user": (HEADER, [*GOOD[:2], " ,hand,sit,0.2,1,2"], "line 4, column 'user'", "empty"),
+    "empty fields": (HEADER, [*GOOD[:2], "", ",,,,,"], "line 5, column 'user'", "empty"),  # blank line 4 skipped
+    "long name": (HEADER, [*GOOD[:2], "u,hand," + "s" * 300 + ",0.2,1,2"], "line 4, column 'label'", "300 characters"),
     "fields": (HEADER, [*GOOD[:2], "u,hand,sit,0.2,1"], "line 4", "5 fields, the header has 6"),
     "empty file": ("", [], "t.csv", "empty file"),
     "header only": (HEADER, [], "t.csv", "no data rows after the header"),

@@ -24,8 +24,10 @@ is an integer, else as text; the names are kept (:attr:`StreamTable.classes`).
 Limits, checked before the work they bound (one-line :class:`~crop.errors.CropError`):
 :data:`MAX_FILE_BYTES` per file and :data:`MAX_TOTAL_BYTES` in all (from the file sizes, before
 reading), :data:`MAX_FILES` files, :data:`MAX_LINE` bytes per line, :data:`MAX_COLUMNS`
-columns, and :data:`MAX_VALUES` numbers in the resampled streams and in the windows (counted
-before either is built).
+columns, :data:`MAX_NAME` characters per user, context or label, and :data:`MAX_VALUES`
+numbers in the resampled streams and in the windows (counted before either is built). Reading
+runs at roughly 5 MiB of table per second on one core; the windows are cached (see
+:mod:`crop.data.datasets.base`), so a second run does not read the table again.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ MAX_TOTAL_BYTES = 2**30  # every .csv file under --root together
 MAX_FILES = 10_000
 MAX_LINE = 2**20  # bytes of one line
 MAX_COLUMNS = 1024
+MAX_NAME = 256  # characters of a user, context or label
 MAX_VALUES = 2**28  # numbers of the resampled streams, and of the windows (float32: 1 GiB)
 MAX_RATE = 100_000.0
 MAX_WINDOW = 100_000
@@ -200,79 +203,106 @@ def _numbers(texts: tuple[str, ...], lines: list[int], path: Path, column: str, 
     return np.asarray(checked, dtype=np.float64)  # numpy's parser refused what Python's reads (e.g. 1_000)
 
 
+class _Columns:
+    """The parsed columns of one file, filled a chunk of rows at a time (the text of a chunk is
+    dropped once it is converted: numbers as float64, names as integer codes)."""
+
+    def __init__(self, path: Path, index: dict[str, int], channels: list[str]) -> None:
+        self.path, self.index, self.channels = path, index, channels
+        self.names: dict[str, dict[str, int]] = {c: {} for c in ("user", "context", "label")}
+        self.codes: dict[str, list[np.ndarray]] = {c: [] for c in self.names}
+        self.times: list[np.ndarray] = []
+        self.values: list[np.ndarray] = []
+        self.lines: list[np.ndarray] = []
+
+    def add(self, rows: list[list[str]], lines: list[int]) -> None:
+        columns = list(zip(*rows, strict=True))
+        for c, known in self.names.items():
+            texts = columns[self.index[c]]
+            longest = max(range(len(texts)), key=lambda i: len(texts[i]))
+            if len(texts[longest]) > MAX_NAME:  # checked before numpy sizes an array by the longest
+                raise CropError(
+                    f"{self.path}, line {lines[longest]}, column {c!r}: {len(texts[longest])} characters; "
+                    f"a user, context or label has at most {MAX_NAME}"
+                )
+            field = np.char.strip(np.asarray(texts, dtype=str))
+            empty = np.flatnonzero(field == "")
+            if len(empty):
+                raise CropError(f"{self.path}, line {lines[empty[0]]}, column {c!r}: empty")
+            unique, inverse = np.unique(field, return_inverse=True)
+            ids = np.asarray([known.setdefault(str(u), len(known)) for u in unique], dtype=np.int64)
+            self.codes[c].append(ids[inverse.reshape(-1)])
+        self.times.append(_numbers(columns[self.index["time"]], lines, self.path, "time", False))
+        self.values.append(
+            np.stack([_numbers(columns[self.index[c]], lines, self.path, c, True) for c in self.channels], axis=1)
+        )
+        self.lines.append(np.asarray(lines, dtype=np.int64))
+
+    def recordings(self) -> list[Recording]:
+        """One :class:`Recording` per user and context, in order of first appearance; time checked."""
+        path = self.path
+        time, X, line_of = np.concatenate(self.times), np.concatenate(self.values), np.concatenate(self.lines)
+        user, context, label = (np.concatenate(self.codes[c]) for c in ("user", "context", "label"))
+        names = {c: np.asarray(list(known), dtype=str) for c, known in self.names.items()}
+        keys = user * len(self.names["context"]) + context
+        _, first, inverse, counts = np.unique(keys, return_index=True, return_inverse=True, return_counts=True)
+        by_group = np.split(np.argsort(inverse.reshape(-1), kind="stable"), np.cumsum(counts)[:-1])
+        out = []
+        for group in np.argsort(first, kind="stable"):
+            rows_of = by_group[group]  # the group's rows in file order
+            who, where = str(names["user"][user[rows_of[0]]]), str(names["context"][context[rows_of[0]]])
+            t = time[rows_of]
+            back = np.flatnonzero(np.diff(t) <= 0)
+            if len(back):
+                i = back[0]
+                raise CropError(
+                    f"{path}, line {line_of[rows_of[i + 1]]}, column 'time': {t[i + 1]:g} does not come after "
+                    f"{t[i]:g} (line {line_of[rows_of[i]]}) for user {who!r}, context {where!r}; each "
+                    "recording's rows must be in increasing time"
+                )
+            labels = names["label"][label[rows_of]]
+            out.append(Recording(path, who, where, t, X[rows_of], labels, line_of[rows_of]))
+        return out
+
+
 def read_table(path: Path) -> tuple[list[str], list[Recording]]:
     """The channel names and the recordings (one per user and context) of one ``.csv`` file."""
+    columns: _Columns | None = None
     try:
         with path.open("rb") as f:
             reader = csv.reader(_lines(f, path))
-            header = None
-            chunks: list[tuple[list[list[str]], list[int]]] = []
+            width = 0
             rows: list[list[str]] = []
             lines: list[int] = []
             for row in reader:
-                if not row or all(not c.strip() for c in row):
+                if not row:  # an empty line; a line of empty fields is refused (an empty user)
                     continue
-                if header is None:
-                    header = _header(row, path, reader.line_num)
+                if columns is None:
+                    columns = _Columns(path, *_header(row, path, reader.line_num))
                     width = len(row)
                     continue
                 if len(row) != width:
                     raise CropError(
                         f"{path}, line {reader.line_num}: {len(row)} fields, the header has {width} "
-                        f"(column {header[1][-1]!r} is the last)"
+                        f"(column {columns.channels[-1]!r} is the last)"
                     )
                 rows.append(row)
                 lines.append(reader.line_num)
                 if len(rows) == _CHUNK:
-                    chunks.append((rows, lines))
+                    columns.add(rows, lines)
                     rows, lines = [], []
             if rows:
-                chunks.append((rows, lines))
+                assert columns is not None
+                columns.add(rows, lines)
     except CropError:
         raise
     except (OSError, csv.Error) as exc:
         raise CropError(f"{path}: not a readable CSV file ({exc})") from None
-    if header is None:
+    if columns is None:
         raise CropError(f"{path}: empty file (expected a header row: {', '.join(REQUIRED)}, <channels>)")
-    if not chunks:
+    if not columns.times:
         raise CropError(f"{path}: no data rows after the header")
-    index, channels = header
-    times, values, texts = [], [], {c: [] for c in ("user", "context", "label")}
-    all_lines = []
-    for rows, lines in chunks:
-        columns = list(zip(*rows, strict=True))
-        for c in texts:
-            field = [t.strip() for t in columns[index[c]]]
-            empty = next((i for i, t in enumerate(field) if not t), None)
-            if empty is not None:
-                raise CropError(f"{path}, line {lines[empty]}, column {c!r}: empty")
-            texts[c].extend(field)
-        times.append(_numbers(columns[index["time"]], lines, path, "time", False))
-        values.append(np.stack([_numbers(columns[index[c]], lines, path, c, True) for c in channels], axis=1))
-        all_lines.extend(lines)
-    time, X, line_of = np.concatenate(times), np.concatenate(values), np.asarray(all_lines)
-    user, context, label = (np.asarray(texts[c], dtype=str) for c in ("user", "context", "label"))
-    recordings = []
-    keys = np.char.add(np.char.add(user, "\x00"), context)
-    _, first, inverse, counts = np.unique(keys, return_index=True, return_inverse=True, return_counts=True)
-    by_group = np.split(np.argsort(inverse.reshape(-1), kind="stable"), np.cumsum(counts)[:-1])
-    for group in np.argsort(first, kind="stable"):  # in order of first appearance
-        rows_of = by_group[group]  # the group's rows in file order
-        t = time[rows_of]
-        back = np.flatnonzero(np.diff(t) <= 0)
-        if len(back):
-            i = back[0]
-            raise CropError(
-                f"{path}, line {line_of[rows_of[i + 1]]}, column 'time': {t[i + 1]:g} does not come after "
-                f"{t[i]:g} (line {line_of[rows_of[i]]}) for user {str(user[rows_of[0]])!r}, context "
-                f"{str(context[rows_of[0]])!r}; each recording's rows must be in increasing time"
-            )
-        recordings.append(
-            Recording(
-                path, str(user[rows_of[0]]), str(context[rows_of[0]]), t, X[rows_of], label[rows_of], line_of[rows_of]
-            )
-        )
-    return channels, recordings
+    return columns.channels, columns.recordings()
 
 
 def class_order(labels: set[str]) -> tuple[str, ...]:
