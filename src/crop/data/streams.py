@@ -411,6 +411,6 @@ def read_streams(root: Path, rate: float, window: int, stride: int) -> StreamTab
             raise CropError(
                 f"{rec.path}: user {rec.user!r} has no complete window ({window} samples at {rate:g} Hz = "
                 f"{(window - 1) / rate:g} s of one context and label without a gap; their longest such stretch is "
-                f"{longest:g} s): record more, or lower --window"
+                f"{longest:g} s): lower --window, or --rate (a gap is more than 2 periods of --rate)"
             )
     return StreamTable(users, classes, tuple(channels))
