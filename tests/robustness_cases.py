@@ -222,6 +222,16 @@ def option_cases() -> list[Case]:
     add("bench", "--model", ["@ok_model"], dataset="stress", root="%empty", scenario=None, setup=empty)
     add("bench", "--model", ["%missing.safetensors"], dataset="npz", root="%empty", scenario=None, setup=empty)
     add("bench", "--arch", ["pkg.mod:make"])  # hapt
+    # --dataset csv's stream options: bad values, and any value with another dataset
+    table = (("file", "t.csv", "user,context,label,time,a\nu,hand,sit,0,1\nu,pocket,sit,0,1\n"),)
+    for cmd, who in (("bench", {}), ("personalize", {"user": "u"})):
+        csv_args = {"dataset": "csv", "root": "%t.csv", "model": "@ok_model", "scenario": "hand", **who}
+        add(cmd, "--rate", ["0", "-1", "nan", "inf", "1e9", "x"], setup=table, **csv_args)
+        add(cmd, "--window", ["0", "1", "100001", "2.5"], setup=table, **csv_args)
+        add(cmd, "--stride", ["0", "-3", "100001"], setup=table, **csv_args)
+        for opt in ("--rate", "--window", "--stride"):
+            add(cmd, opt, ["8"])  # hapt
+            add(cmd, opt, ["8"], setup=empty, dataset="npz", root="%empty", model="@ok_model", scenario="left", **who)
     add("personalize", "--dataset", ["uci", ""])
     add("personalize", "--dataset", ["stress"], root=None)  # no --root
     add("personalize", "--root", ["%missing", "/dev/null", "%plain.txt"], setup=empty, dataset="stress", user="1")

@@ -38,7 +38,7 @@ def one_line(exc: pytest.ExceptionInfo) -> str:
 
 
 def test_every_dataset_is_registered():
-    assert dataset_names() == ["hapt", "extrasensory", "extrasensory-raw", "npz", "perceptr", "stress", "widar"]
+    assert dataset_names() == ["hapt", "csv", "extrasensory", "extrasensory-raw", "npz", "perceptr", "stress", "widar"]
 
 
 def test_extrasensory_reads_walking_sitting_by_phone_place(replicas):

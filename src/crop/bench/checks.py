@@ -67,6 +67,10 @@ def validate_bench_spec(spec: Any) -> None:
         spec.out = check_out_dir(spec.out)
     if not isinstance(spec.out, Path):
         raise CropError(f"out must be a directory path, got {type(spec.out).__name__}")
+    if not isinstance(spec.dataset_options, dict):
+        raise CropError(f"dataset_options must be a dict, got {type(spec.dataset_options).__name__}")
+    if spec.dataset_options and spec.dataset != "csv":
+        raise CropError("--rate, --window and --stride apply to --dataset csv only")
     if spec.dataset != "hapt":
         _check_dataset(spec)
     get_metric(spec.metric)
@@ -102,7 +106,7 @@ def _check_dataset(spec: Any) -> None:
     ``--dataset npz`` and the generic training config; the HAPT-only options at their defaults."""
     from crop.bench.datasets import DatasetSource
     from crop.bench.runner import source_of
-    from crop.data.datasets import DatasetScenario, dataset_class
+    from crop.data.datasets import DatasetScenario, dataset_class, uses_given_model
     from crop.data.datasets.presets import PaperGenericConfig
 
     dataset_class(spec.dataset)
@@ -117,13 +121,20 @@ def _check_dataset(spec: Any) -> None:
             raise CropError(f"{option} {value} applies to --dataset hapt only")
     if spec.root is None:
         raise CropError(f"--dataset {spec.dataset} needs --root (the directory holding its files; docs/DATASETS.md)")
-    if spec.dataset != "npz" and (spec.model is not None or spec.arch is not None):
-        raise CropError("--model and --arch apply to --dataset npz (the paper's datasets train their generic models)")
-    if spec.dataset == "npz" and spec.model is None:
-        raise CropError("--dataset npz needs --model (your generic model .safetensors; --arch for your own nn.Module)")
+    given = uses_given_model(spec.dataset)
+    if not given and (spec.model is not None or spec.arch is not None):
+        raise CropError(
+            "--model and --arch apply to --dataset npz and csv (the paper's datasets train their generic models)"
+        )
+    if given and spec.model is None:
+        raise CropError(
+            f"--dataset {spec.dataset} needs --model (your generic model .safetensors; --arch for your own nn.Module)"
+        )
     if spec.generic_training is not None:
-        if spec.dataset == "npz":
-            raise CropError("[generic-training] does not apply to --dataset npz (its generic model is --model)")
+        if given:
+            raise CropError(
+                f"[generic-training] does not apply to --dataset {spec.dataset} (its generic model is --model)"
+            )
         if not isinstance(spec.generic_training, PaperGenericConfig):
             raise CropError("generic_training must be a PaperGenericConfig")
         check_config(spec.generic_training, "generic-training")
@@ -137,7 +148,7 @@ def _check_dataset(spec: Any) -> None:
     for user in spec.users:
         if user not in data.users:
             raise CropError(f"unknown {spec.dataset} user {user!r} under {source.root}")
-    if spec.dataset == "npz":
+    if given:
         source.generic_model("given")  # the model file (and factory) load, before any unit
     else:
         for user in spec.users:  # every served user has a generic model with enough other users

@@ -178,10 +178,11 @@ class DatasetSource:
     generic: PaperGenericConfig | None = None
     model: str | None = None  # --dataset npz: the given generic model file
     arch: str | None = None  # ... and its factory (package.module:factory)
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)  # --dataset csv: rate, window, stride
 
     @functools.cached_property
     def dataset(self) -> Dataset:
-        return get_dataset(self.name, self.root)
+        return get_dataset(self.name, self.root, **self.options)
 
     def kind(self, scenario: Any) -> str:
         return self.name
@@ -197,7 +198,7 @@ class DatasetSource:
             from crop.data.datasets.npz import load_given_model
 
             if self.model is None:
-                raise CropError("--dataset npz needs --model (the generic model file)")
+                raise CropError(f"--dataset {self.name} needs --model (the generic model file)")
             model = load_given_model(self.model, self.arch)
             return model, {"source": "given", "path": str(self.model), "arch": self.arch}
         return generic_model(self.dataset, key, self.generic_config(), cache)

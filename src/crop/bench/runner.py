@@ -75,6 +75,7 @@ class BenchSpec:
     root: Path | None = None  # the dataset's directory (every dataset but hapt; docs/DATASETS.md)
     model: Path | None = None  # --dataset npz: the generic model file
     arch: str | None = None  # --dataset npz: its factory, package.module:factory (unless built in)
+    dataset_options: dict[str, Any] = field(default_factory=dict)  # --dataset csv: rate, window, stride
     generic_training: Any = None  # a PaperGenericConfig (default: the dataset's Table 9 preset)
     fairness: bool = False  # confusion-matrix records per (unit, context), for crop.fairness
     faults: list[tuple[str, float]] | None = None  # hapt-faults' unseen contexts (crop.data.faults); None: its four
@@ -117,6 +118,7 @@ def source_of(spec: BenchSpec) -> Any:
         spec.generic_training,
         str(spec.model) if spec.model is not None else None,
         spec.arch,
+        dict(spec.dataset_options),
     )
 
 
@@ -184,13 +186,19 @@ def _dataset_settings(spec: BenchSpec) -> dict[str, Any]:
     source = source_of(spec)
     if source is None:
         return {}
-    return {
+    settings = {
         "root": source.root,
-        "data": source.dataset.fingerprint(),
+        "data": source.dataset.fingerprint(),  # keyed by the dataset's options too (--rate, --window, --stride)
         "model": source.model,
         "arch": source.arch,
         "generic_training": config_to_dict(source.generic_config()) if source.model is None else None,
     }
+    if source.dataset.options:  # absent for the datasets without options: bench.json as before
+        settings["dataset_options"] = dict(source.dataset.options)
+    classes = source.dataset.load().classes
+    if classes:  # the label names of class 0, 1, ... when the files name them (--dataset csv)
+        settings["classes"] = list(classes)
+    return settings
 
 
 def _same_config(old: Any, new: Any, default: Any) -> bool:

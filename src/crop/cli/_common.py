@@ -133,8 +133,12 @@ def _dataset_configs(path: Path | None, dataset: str) -> tuple[dict[str, Any], A
         if not isinstance(values, dict):
             raise CropError(f"{path}: [{name}] must be a table of options")
         if name == GENERIC_TABLE:
-            if dataset == "npz":
-                raise CropError(f"{path}: [{GENERIC_TABLE}] does not apply to --dataset npz (its model is --model)")
+            from crop.data.datasets import uses_given_model
+
+            if uses_given_model(dataset):
+                raise CropError(
+                    f"{path}: [{GENERIC_TABLE}] does not apply to --dataset {dataset} (its model is --model)"
+                )
             generic_training = generic_config(dataset, values, f"{path}:[{name}]")
             continue
         get_method(name)

@@ -31,28 +31,39 @@ def _dataset_person(
     arch: str | None,
     seed: int,
     generic_training: Any,
+    options: dict[str, Any] | None = None,
 ) -> tuple[Any, dict, Any, dict, dict, str]:
     """As :func:`_person` for ``--dataset NAME --root DIR --user U``: the generic model that
-    serves the user (trained on first use and cached), the user's split and unseen contexts."""
+    serves the user (trained on first use and cached), the user's split and unseen contexts
+    (``options``: ``--dataset csv``'s ``--rate``, ``--window``, ``--stride`` that were given)."""
     from crop.bench.datasets import DatasetSource
-    from crop.data.datasets import dataset_class, get_dataset
+    from crop.data.datasets import dataset_class, get_dataset, uses_given_model
 
     dataset_class(dataset)
+    given = uses_given_model(dataset)
     if user is None:
         raise CropError(f"--dataset {dataset} needs --user (one of its users under --root)")
-    if dataset != "npz" and (model is not None or arch is not None):
-        raise CropError("--model and --arch apply to --dataset npz (the paper's datasets train their generic models)")
-    ds = get_dataset(dataset, root)
+    if not given and (model is not None or arch is not None):
+        raise CropError(
+            "--model and --arch apply to --dataset npz and csv (the paper's datasets train their generic models)"
+        )
+    if options and dataset != "csv":
+        raise CropError("--rate, --window and --stride apply to --dataset csv only")
+    ds = get_dataset(dataset, root, **(options or {}))
     who = ds.parse_user(user)
     scenarios = ds.parse_scenarios(scenario)
     if scenario is not None and len(scenarios) != 1:
         raise CropError(f"--scenario must name one scenario such as {scenarios[0].name}")
-    source = DatasetSource(dataset, str(ds.root.resolve()), generic_training, str(model) if model else None, arch)
-    if dataset == "npz" and model is None:
-        raise CropError("--dataset npz needs --model (your generic model .safetensors)")
+    source = DatasetSource(
+        dataset, str(ds.root.resolve()), generic_training, str(model) if model else None, arch, dict(ds.options)
+    )
+    if given and model is None:
+        raise CropError(f"--dataset {dataset} needs --model (your generic model .safetensors)")
     generic, info = source.generic_model(source.serving(who))
     us = source.user_scenario(who, scenarios[0], seed)
     subject = {"dataset": dataset, "root": source.root, "user": who, "scenario": scenarios[0].name}
+    if ds.options:
+        subject["dataset_options"] = dict(ds.options)
     return generic, info, us.available, us.unseen, subject, ds.metric
 
 

@@ -40,20 +40,27 @@ def _dataset_choices(
     users: str | None,
     config: Path | None,
     methods: list[str],
+    options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What ``crop bench --dataset NAME`` runs: the dataset's scenarios, users (its paper's
-    personalization users by default), configs and metric, all checked before anything runs."""
-    from crop.data.datasets import dataset_class, get_dataset
+    personalization users by default), configs and metric, all checked before anything runs
+    (``options``: ``--dataset csv``'s ``--rate``, ``--window``, ``--stride`` that were given)."""
+    from crop.data.datasets import dataset_class, get_dataset, uses_given_model
 
     dataset_class(dataset)
-    if dataset != "npz" and (model is not None or arch is not None):
-        raise CropError("--model and --arch apply to --dataset npz (the paper's datasets train their generic models)")
-    if dataset == "npz" and model is None:
-        raise CropError("--dataset npz needs --model (your generic model .safetensors)")
+    options = options or {}
+    if options and dataset != "csv":
+        raise CropError("--rate, --window and --stride apply to --dataset csv only")
+    if not uses_given_model(dataset) and (model is not None or arch is not None):
+        raise CropError(
+            "--model and --arch apply to --dataset npz and csv (the paper's datasets train their generic models)"
+        )
+    if uses_given_model(dataset) and model is None:
+        raise CropError(f"--dataset {dataset} needs --model (your generic model .safetensors)")
     if model is not None and not model.is_file():
         raise CropError(f"model file not found: {model}")
     configs, generic_training = _dataset_configs(config, dataset)
-    ds = get_dataset(dataset, root)
+    ds = get_dataset(dataset, root, **options)
     scenarios = ds.parse_scenarios(scenario)
     if users is not None and users.strip() == "all":
         user_list = ds.users()
@@ -71,6 +78,7 @@ def _dataset_choices(
         "root": Path(str(root)),
         "model": model,
         "arch": arch,
+        "dataset_options": dict(ds.options),
         "generic_training": generic_training,
     }
     return {"spec": spec, "metric": ds.metric}
@@ -88,17 +96,29 @@ def bench(
     ] = None,
     dataset: Annotated[
         str,
-        typer.Option(help="hapt (built in), extrasensory, extrasensory-raw, stress, widar, perceptr or npz (--root)"),
+        typer.Option(
+            help="hapt (built in), extrasensory, extrasensory-raw, stress, widar, perceptr, npz or csv (--root)"
+        ),
     ] = "hapt",
     root: Annotated[
         str | None, typer.Option(help="the dataset's directory (every dataset but hapt; docs/DATASETS.md)")
     ] = None,
     model: Annotated[
-        Path | None, typer.Option(help="--dataset npz: your generic model .safetensors (serves every user)")
+        Path | None, typer.Option(help="--dataset npz or csv: your generic model .safetensors (serves every user)")
     ] = None,
     arch: Annotated[
         str | None,
-        typer.Option(help="--dataset npz: package.module:factory building your nn.Module (unless --model is built in)"),
+        typer.Option(
+            help="--dataset npz or csv: package.module:factory building your nn.Module (unless --model is built in)"
+        ),
+    ] = None,
+    rate: Annotated[
+        float | None,
+        typer.Option(help="--dataset csv: resample every recording to this many samples per second (default 50)"),
+    ] = None,
+    window: Annotated[int | None, typer.Option(help="--dataset csv: samples per window (default 128)")] = None,
+    stride: Annotated[
+        int | None, typer.Option(help="--dataset csv: samples between window starts (default 64)")
     ] = None,
     users: Annotated[
         str | None,
@@ -221,10 +241,13 @@ def bench(
     if norm not in ("batch", "none"):
         raise CropError(f"--norm must be 'batch' or 'none', got {norm!r}")
     method_list = _methods(methods)
+    stream = {k: v for k, v in (("rate", rate), ("window", window), ("stride", stride)) if v is not None}
+    if stream and dataset != "csv":
+        raise CropError("--rate, --window and --stride apply to --dataset csv only")
     if dataset != "hapt":
         if attributes is not None and not fairness:
             raise CropError("--attributes needs --fairness")
-        picked = _dataset_choices(dataset, root, model, arch, scenario, users, config, method_list)
+        picked = _dataset_choices(dataset, root, model, arch, scenario, users, config, method_list, stream)
         fields = picked["spec"]
         metric = _metric(metric) if metric is not None else picked["metric"]
     else:
@@ -252,7 +275,7 @@ def bench(
         from crop.fairness._command import check_targets, read_table_for
 
         check_targets(out_dir)
-        read_table_for(attributes, fields["users"], dataset, root)
+        read_table_for(attributes, fields["users"], dataset, root, fields.get("dataset_options"))
     spec = BenchSpec(
         **fields,
         seeds=int_list(seeds, "--seeds", 0, MAX_SEED, MAX_SEEDS),

@@ -60,8 +60,11 @@ def personalize(
     ] = "hapt",
     root: Annotated[str | None, typer.Option(help="the dataset's directory (every dataset but hapt)")] = None,
     arch: Annotated[
-        str | None, typer.Option(help="--dataset npz: package.module:factory building your nn.Module")
+        str | None, typer.Option(help="--dataset npz or csv: package.module:factory building your nn.Module")
     ] = None,
+    rate: Annotated[float | None, typer.Option(help="--dataset csv: resample to this many Hz (default 50)")] = None,
+    window: Annotated[int | None, typer.Option(help="--dataset csv: samples per window (default 128)")] = None,
+    stride: Annotated[int | None, typer.Option(help="--dataset csv: samples between windows (default 64)")] = None,
     data: Annotated[
         Path | None, typer.Option(help="your own .npz with X (n, ...), y (n,), optional context (n,)")
     ] = None,
@@ -96,13 +99,16 @@ def personalize(
 
         check_evidence(evidence)
     t0 = time.perf_counter()
+    stream = {k: v for k, v in (("rate", rate), ("window", window), ("stride", stride)) if v is not None}
+    if stream and dataset != "csv":
+        raise CropError("--rate, --window and --stride apply to --dataset csv only")
     if dataset != "hapt":
         if data is not None or available is not None:
             raise CropError("--data and --available go with --dataset hapt (or use --dataset npz --root DIR)")
         configs, generic_training = _dataset_configs(config, dataset)
         metric = _metric(metric) if metric is not None else None
         generic, generic_info, split, unseen, subject, own_metric = _dataset_person(
-            dataset, root, user, scenario, model, arch, seed, generic_training
+            dataset, root, user, scenario, model, arch, seed, generic_training, stream
         )
         metric = metric or own_metric
         configs.setdefault(method, _preset_config(dataset, method))

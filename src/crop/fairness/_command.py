@@ -27,46 +27,53 @@ OUT = "fairness"
 FILES = ("fairness.md", "summary.md", "traits.csv")
 
 
-def dataset_users(dataset: str, root: str | Path | None = None) -> tuple:
+def dataset_users(dataset: str, root: str | Path | None = None, options: dict | None = None) -> tuple:
     """Every user id of ``dataset`` (an attribute table naming another is refused); datasets
-    other than HAPT are read from ``root``."""
+    other than HAPT are read from ``root`` (with the dataset's ``options``, bench.json's
+    ``dataset_options``)."""
     if dataset == "hapt":
         from crop.data.hapt import USERS
 
         return USERS
-    return tuple(_dataset(dataset, root).users())
+    return tuple(_dataset(dataset, root, options).users())
 
 
-def _dataset(dataset: str, root: str | Path | None) -> Any:
+def _dataset(dataset: str, root: str | Path | None, options: dict | None = None) -> Any:
     from crop.data.datasets import get_dataset
 
     if root is None or str(root) == "":
         raise CropError(f"dataset {dataset!r} needs its directory (bench.json has no root)")
-    return get_dataset(dataset, str(root))
+    return get_dataset(dataset, str(root), **(options or {}))
 
 
-def carried_for(dataset: str, root: str | Path | None, users: Iterable[Any]) -> tuple[PersonAttributes, list[str]]:
+def carried_for(
+    dataset: str, root: str | Path | None, users: Iterable[Any], options: dict | None = None
+) -> tuple[PersonAttributes, list[str]]:
     """The per-person attributes ``dataset``'s own files carry for ``users`` (none for HAPT,
     which publishes no demographics) and notes on those left out (:mod:`crop.fairness._carried`)."""
     if dataset == "hapt":
         return PersonAttributes({}), []
-    data = _dataset(dataset, root).load()
+    data = _dataset(dataset, root, options).load()
     if not data.attributes:
         return PersonAttributes({}), [f"the {dataset} files under {root} carry no per-person attributes"]
     return carried_attributes(data.attributes, users, f"the {dataset} files")
 
 
 def read_table_for(
-    path: Path | None, users: Iterable[Any], dataset: str = "hapt", root: str | Path | None = None
+    path: Path | None,
+    users: Iterable[Any],
+    dataset: str = "hapt",
+    root: str | Path | None = None,
+    options: dict | None = None,
 ) -> PersonAttributes | None:
     """The checked attribute table at ``path`` for ``users`` (``None`` without a path). Its
     columns may not take the name of a built-in trait or of an attribute the dataset carries."""
     if path is None:
         return None
     users = list(users)
-    carried = carried_for(dataset, root, users)[0] if dataset != "hapt" else PersonAttributes({})
+    carried = carried_for(dataset, root, users, options)[0] if dataset != "hapt" else PersonAttributes({})
     reserved = (*TRAITS, *carried.groups)
-    known = dataset_users(dataset, root)
+    known = dataset_users(dataset, root, options)
     return load_attributes(path, users=users, known_users=known, reserved=reserved, dataset=dataset)
 
 
@@ -153,11 +160,12 @@ def run_fairness(
     settings = read_settings(out) if (out / "bench.json").is_file() else {}
     dataset = str(settings.get("dataset", "hapt"))
     root = settings.get("root")
+    options = settings.get("dataset_options") or {}  # --dataset csv: --rate, --window, --stride
     check_targets(out)
     records = load_results(out)
     perf = performance(records, "balanced_accuracy")
     users = sorted({k[2] for k in perf}, key=str)
-    table = read_table_for(attributes, users, dataset, root)
+    table = read_table_for(attributes, users, dataset, root, options)
     notes = [f"bench directory: {out}"]
     if attributes is not None:
         notes.append(f"attributes: {attributes}")
@@ -170,7 +178,7 @@ def run_fairness(
         traits, note = scenario_traits(scenario, scenario_users, settings, say)
         if note:
             notes.append(note)
-        carried, skipped = carried_for(dataset, root, scenario_users)
+        carried, skipped = carried_for(dataset, root, scenario_users, options)
         notes += [f"{scenario}: {n}" for n in skipped]
         attrs = traits.merged(carried)
         by_scenario[scenario] = attrs.merged(table) if table is not None else attrs
@@ -182,7 +190,7 @@ def run_fairness(
     else:
         from crop.data.datasets import dataset_class
 
-        class_names = list(getattr(dataset_class(dataset), "class_names", ())) or None
+        class_names = list(settings.get("classes") or getattr(dataset_class(dataset), "class_names", ())) or None
     report = build_report(
         records,
         by_scenario,

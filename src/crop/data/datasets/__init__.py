@@ -5,7 +5,9 @@
 * ``stress`` -- WESAD-style ``S<k>/S<k>.pkl`` + ``S<k>_readme.txt``; F1; MLP 3 x 128 on 34 features;
 * ``widar`` -- Widar3.0 BVP ``.mat`` files; accuracy; LeNet on 22 x 20 x 20;
 * ``perceptr`` -- one ``<speaker>.npz`` of feature sequences; balanced accuracy; BiLSTM;
-* ``npz`` -- one ``<user>.npz`` per user and your own model (``--model``, ``--arch``).
+* ``npz`` -- one ``<user>.npz`` per user and your own model (``--model``, ``--arch``);
+* ``csv`` -- raw sensor streams in a long-format CSV table, resampled and windowed
+  (``--rate``, ``--window``, ``--stride``), and your own model, as ``npz``.
 
 HAPT stays the built-in dataset of :mod:`crop.data.hapt` (``--dataset hapt``). Layouts, what
 was inferred where the paper is silent, and the commands of Table 3: docs/DATASETS.md.
@@ -34,6 +36,7 @@ def _load_builtin() -> None:
     import crop.data.datasets.extrasensory  # noqa: F401
     import crop.data.datasets.npz  # noqa: F401
     import crop.data.datasets.perceptr  # noqa: F401
+    import crop.data.datasets.stream  # noqa: F401
     import crop.data.datasets.stress  # noqa: F401
     import crop.data.datasets.widar  # noqa: F401
 
@@ -49,6 +52,13 @@ def dataset_class(name: str) -> type[Dataset]:
     if name not in DATASETS:
         raise CropError(f"unknown dataset {name!r}; choose from {', '.join(dataset_names())}")
     return DATASETS[name]
+
+
+def uses_given_model(name: str) -> bool:
+    """``True`` when ``--dataset name`` takes your generic model (``--model``, ``--arch``)."""
+    _load_builtin()
+    cls = DATASETS.get(name)
+    return bool(cls is not None and cls.given_model)
 
 
 def get_dataset(name: str, root: str | Path | None, **options: Any) -> Dataset:
@@ -72,4 +82,5 @@ __all__ = [
     "dataset_names",
     "get_dataset",
     "register_dataset",
+    "uses_given_model",
 ]

@@ -51,6 +51,7 @@ class DatasetData:
 
     users: dict[UserId, UserData]
     attributes: dict[UserId, dict[str, Any]] = field(default_factory=dict)
+    classes: tuple[str, ...] = ()  # label names, index = class, when the files name them (--dataset csv)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -107,6 +108,8 @@ class Dataset(ABC):
         per_user_generic: ``True`` when each personalization user gets their own generic model
             trained on every other user (WIDAR); else one model, trained without any of the
             paper's personalization users, serves them all.
+        given_model: ``True`` when the generic model is yours (``--model``, ``--arch``: ``npz``,
+            ``csv``) rather than trained by ``crop``.
         version: bump when the loader's output changes (invalidates the array cache).
     """
 
@@ -118,6 +121,7 @@ class Dataset(ABC):
     default_family = ""
     val_fraction = 0.2
     per_user_generic = False
+    given_model = False
     version = 1
 
     def __init__(self, root: str | Path, **options: Any) -> None:
@@ -319,8 +323,14 @@ def check_user_data(ud: UserData, where: str, n_classes: int) -> None:
         raise CropError(f"{where}: labels must lie in 0..{n_classes - 1}")
 
 
-def finish(dataset: Dataset, users: dict[UserId, UserData], attributes: dict | None = None) -> DatasetData:
-    """Validate per-user arrays (same sample shape for everyone, at least one user) and pack them."""
+def finish(
+    dataset: Dataset,
+    users: dict[UserId, UserData],
+    attributes: dict | None = None,
+    classes: tuple[str, ...] = (),
+) -> DatasetData:
+    """Validate per-user arrays (same sample shape for everyone, at least one user) and pack them
+    (``classes``: the label names, when the files give them)."""
     users = {u: d for u, d in users.items() if len(d.y)}
     if not users:
         raise CropError(f"{dataset.root}: no usable {dataset.name} samples found (see docs/DATASETS.md for the layout)")
@@ -328,8 +338,9 @@ def finish(dataset: Dataset, users: dict[UserId, UserData], attributes: dict | N
     if len(shapes) != 1:
         raise CropError(f"{dataset.root}: samples of different shapes across users: {sorted(shapes)}")
     for user, ud in users.items():
-        check_user_data(ud, f"{dataset.name} user {user}", len(dataset.class_names) or int(ud.y.max()) + 1)
-    return DatasetData(users, attributes or {})
+        n_classes = len(classes) or len(dataset.class_names) or int(ud.y.max()) + 1
+        check_user_data(ud, f"{dataset.name} user {user}", n_classes)
+    return DatasetData(users, attributes or {}, tuple(classes))
 
 
 # ---------------------------------------------------------------- array cache
@@ -363,7 +374,7 @@ def _write_cache(path: Path, data: DatasetData) -> None:
     for i, user in enumerate(users):
         ud = data.users[user]
         arrays[f"X{i}"], arrays[f"y{i}"], arrays[f"c{i}"] = ud.X, ud.y, ud.context.astype(str)
-    meta = {"users": users, "attributes": [[u, data.attributes.get(u, {})] for u in users]}
+    meta = {"users": users, "attributes": [[u, data.attributes.get(u, {})] for u in users], "classes": data.classes}
     arrays["meta"] = np.asarray(json.dumps(meta))
     try:
         with atomic_target(path) as tmp, tmp.open("wb") as f:  # nothing left behind on failure
@@ -379,4 +390,4 @@ def _read_cache(path: Path) -> DatasetData:
         for i, user in enumerate(meta["users"]):
             users[user] = UserData(f[f"X{i}"], f[f"y{i}"], f[f"c{i}"])
     attributes = {u: a for u, a in meta["attributes"] if a}
-    return DatasetData(users, attributes)
+    return DatasetData(users, attributes, tuple(meta.get("classes", ())))

@@ -85,8 +85,58 @@ def read_attributes(path: Path) -> dict[str, dict[str, Any]]:
     return {str(r["user"]).strip(): {k: v for k, v in r.items() if k != "user"} for r in rows}
 
 
+class GivenModelDataset(Dataset):
+    """What ``--dataset npz`` and ``--dataset csv`` share: your generic model (``--model``,
+    ``--arch``) serves every user, every user is a default user, and ``--scenario CONTEXT``
+    (``A+B`` for several) makes the named contexts available and every other one unseen."""
+
+    given_model = True
+
+    def make_model(self, data: DatasetData) -> nn.Module:
+        raise CropError(
+            f"--dataset {self.name} uses your model: give --model (and --arch unless it is a built-in architecture)"
+        )
+
+    def default_users(self) -> list[UserId]:
+        return self.users()
+
+    def generic_key(self, user: UserId) -> str:
+        return "given"
+
+    def parse_scenarios(self, spec: str | None) -> list[DatasetScenario]:
+        if spec is None or not str(spec).strip():
+            raise CropError(f"--dataset {self.name} needs --scenario CONTEXT (the available context; A+B for several)")
+        contexts = sorted({c for d in self.load().users.values() for c in d.context.tolist()})
+        out: list[DatasetScenario] = []
+        for item in (s.strip() for s in spec.split(",")):
+            if not item:
+                raise CropError(f"empty scenario in {spec!r}")
+            available = tuple(a.strip() for a in item.split("+"))
+            unknown = [a for a in available if a not in contexts]
+            if unknown or len(set(available)) != len(available):
+                raise CropError(f"scenario {item!r}: contexts are {', '.join(contexts)} (each at most once)")
+            unseen = tuple((c, (c,)) for c in contexts if c not in available)
+            if not unseen:
+                raise CropError(f"scenario {item!r}: no context is left to be unseen")
+            scenario = DatasetScenario(self.name, "+".join(available), available, unseen)
+            if scenario in out:
+                raise CropError(f"scenario {scenario.name} given twice in {spec!r}")
+            out.append(scenario)
+        return out
+
+    def user_scenario(self, user: UserId, scenario: DatasetScenario, seed: int):
+        """As the base class, with unseen contexts this user has no samples of left out."""
+        from dataclasses import replace
+
+        present = set(self.load().users[user].context.tolist()) if user in self.load().users else set()
+        kept = tuple((n, c) for n, c in scenario.unseen if set(c) & present)
+        if not kept:
+            raise CropError(f"{self.name} user {user}: no samples in any unseen context of scenario {scenario.name}")
+        return super().user_scenario(user, replace(scenario, unseen=kept), seed)
+
+
 @register_dataset
-class NpzDataset(Dataset):
+class NpzDataset(GivenModelDataset):
     name = "npz"
     metric = "balanced_accuracy"
 
@@ -113,43 +163,3 @@ class NpzDataset(Dataset):
             table = read_attributes(self.root / "attributes.csv")
             attributes = {u: table[u] for u in users if u in table}
         return finish(self, users, attributes)
-
-    def make_model(self, data: DatasetData) -> nn.Module:
-        raise CropError("--dataset npz uses your model: give --model (and --arch unless it is a built-in architecture)")
-
-    def default_users(self) -> list[UserId]:
-        return self.users()
-
-    def generic_key(self, user: UserId) -> str:
-        return "given"
-
-    def parse_scenarios(self, spec: str | None) -> list[DatasetScenario]:
-        if spec is None or not str(spec).strip():
-            raise CropError("--dataset npz needs --scenario CONTEXT (the available context; A+B for several)")
-        contexts = sorted({c for d in self.load().users.values() for c in d.context.tolist()})
-        out: list[DatasetScenario] = []
-        for item in (s.strip() for s in spec.split(",")):
-            if not item:
-                raise CropError(f"empty scenario in {spec!r}")
-            available = tuple(a.strip() for a in item.split("+"))
-            unknown = [a for a in available if a not in contexts]
-            if unknown or len(set(available)) != len(available):
-                raise CropError(f"scenario {item!r}: contexts are {', '.join(contexts)} (each at most once)")
-            unseen = tuple((c, (c,)) for c in contexts if c not in available)
-            if not unseen:
-                raise CropError(f"scenario {item!r}: no context is left to be unseen")
-            scenario = DatasetScenario(self.name, "+".join(available), available, unseen)
-            if scenario in out:
-                raise CropError(f"scenario {scenario.name} given twice in {spec!r}")
-            out.append(scenario)
-        return out
-
-    def user_scenario(self, user: UserId, scenario: DatasetScenario, seed: int):
-        """As the base class, with unseen contexts this user has no samples of left out."""
-        from dataclasses import replace
-
-        present = set(self.load().users[user].context.tolist()) if user in self.load().users else set()
-        kept = tuple((n, c) for n, c in scenario.unseen if set(c) & present)
-        if not kept:
-            raise CropError(f"npz user {user}: no samples in any unseen context of scenario {scenario.name}")
-        return super().user_scenario(user, replace(scenario, unseen=kept), seed)
