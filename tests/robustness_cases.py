@@ -135,6 +135,7 @@ def option_cases() -> list[Case]:
         out.append(C("option:crop --threads", "--threads", v, "methods"))
     out += [C("option:crop --threads", "methods", "--threads", "2"), C("option:crop", "--bogus", "methods")]
     out += [C("option:crop", "nope"), C("option:crop --threads", "--threads")]
+    out += [C("option:crop --version", "methods", "--version")]  # an option of crop, not of a command
     out += [C("option:methods", "methods", "extra"), C("option:methods", "methods", "--bogus")]
     out += [C("option:faults", "faults", "extra"), C("option:faults", "faults", "--bogus")]
     ints = {
