@@ -16,6 +16,7 @@ from crop.report.tables import METHOD_ORDER, Perf, _ordered  # noqa: E402
 JITTER = 0.36  # width of one method's strip of people (x units: one method per unit)
 MIN_SLOTS = 4  # a strip axis is never narrower than this many methods' slots
 MIN_TITLE_SIZE = 7.0  # points: a title that cannot be wrapped to fit is shrunk down to this
+MAX_TITLE_LINES = 4  # a longer title is cut (with an ellipsis)
 
 
 def _jitter(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -37,21 +38,30 @@ def _legend_outside(ax: plt.Axes, **kwargs: object) -> None:
 
 
 def _fit_text(text: object, max_width: float, renderer: object) -> None:
-    """Wrap the matplotlib text ``text`` at spaces until it is at most ``max_width`` pixels wide;
-    a word longer than that line shrinks the font (down to :data:`MIN_TITLE_SIZE`)."""
+    """Wrap the matplotlib text ``text`` (already literal, :func:`plain_figure_text`) until it is
+    at most ``max_width`` pixels wide: at spaces, and inside a word only when one word is wider
+    than a line (never between the ``\\`` and the ``$`` of an escaped dollar). More than
+    :data:`MAX_TITLE_LINES` lines are cut with an ellipsis (a name that long is shown whole in
+    the tables); a text still too wide is shrunk down to :data:`MIN_TITLE_SIZE` points."""
     import textwrap
 
     original = text.get_text()
-    if not original or text.get_window_extent(renderer).width <= max_width:
+    wide = text.get_window_extent(renderer).width if original else 0.0
+    if wide <= max_width:
         return
-    longest = max(len(line) for line in original.split("\n"))
-    for width in range(longest - 1, 7, -1):
-        wrapped = "\n".join(
-            textwrap.fill(line, width, break_long_words=False, break_on_hyphens=False) for line in original.split("\n")
-        )
-        text.set_text(wrapped)
-        if text.get_window_extent(renderer).width <= max_width:
-            return
+    held = original.replace("\\$", "\x00")  # one character while wrapping (no control is left in it)
+    longest = max(len(line) for line in held.split("\n"))
+    width = max(8, int(longest * max_width / wide))  # characters per line: a first guess, then narrower
+    while True:
+        lines = [
+            part for line in held.split("\n") for part in textwrap.wrap(line, width, break_on_hyphens=False) or [""]
+        ]
+        if len(lines) > MAX_TITLE_LINES:
+            lines = [*lines[: MAX_TITLE_LINES - 1], lines[MAX_TITLE_LINES - 1][: max(1, width - 1)] + "…"]
+        text.set_text("\n".join(lines).replace("\x00", "\\$"))
+        if text.get_window_extent(renderer).width <= max_width or width == 8:
+            break
+        width = max(8, int(width * 0.9))
     while text.get_fontsize() > MIN_TITLE_SIZE and text.get_window_extent(renderer).width > max_width:
         text.set_fontsize(max(MIN_TITLE_SIZE, text.get_fontsize() - 1))
 
