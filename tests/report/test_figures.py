@@ -147,3 +147,15 @@ def test_the_legend_covers_no_error_bar(drawn, n_methods, spread, seed):
     bars = [b for ax in fig.axes for b in _errorbar_extents(ax)]
     assert bars, "the figure has error bars"
     assert not [b for b in bars if box.overlaps(b)], box
+
+
+def test_a_title_with_one_very_long_word_is_broken_and_stays_literal(drawn):
+    name = "x" * 150 + "$" + "y" * 150 + "$"  # one word, and a dollar pair that must not become math
+    perf = {(name, *k[1:]): v for k, v in perf_of(["finetune", "crop"]).items()}
+    fig = drawn(plots.delta_bars, perf)
+    renderer = fig.canvas.get_renderer()
+    title = fig.axes[0].title
+    assert inside(title.get_window_extent(renderer), fig.bbox)
+    shown = title.get_text()
+    assert "\n" in shown and "\\$" in shown and "$" not in shown.replace("\\$", "")  # every dollar escaped
+    assert shown.replace("\n", "").replace("…", "").replace("\\$", "$") in name

@@ -68,15 +68,19 @@ def _fit_text(text: object, max_width: float, renderer: object) -> None:
 
 def _finish(fig: plt.Figure, cols: int = 1) -> plt.Figure:
     """Texts literal (:func:`plain_figure_text`), then every title wrapped to fit: the figure's
-    title within the figure, each panel's within its column. The figure's constrained layout
-    then makes room for titles, labels and legends when it is drawn."""
+    title within the figure, each panel's title (centred on its panel) within the figure too,
+    measured where the constrained layout put the panel. The layout makes room for the wrapped
+    titles, labels and legends when the figure is saved."""
     plain_figure_text(fig)
+    fig.canvas.draw()  # lays the panels out: where each title is centred
     renderer = fig.canvas.get_renderer()
     width = fig.bbox.width
     if fig._suptitle is not None:
         _fit_text(fig._suptitle, 0.96 * width, renderer)
     for ax in fig.axes:
-        _fit_text(ax.title, 0.85 * width / cols, renderer)
+        centre = (ax.bbox.x0 + ax.bbox.x1) / 2 - fig.bbox.x0
+        room = 2 * min(centre, width - centre)
+        _fit_text(ax.title, 0.95 * min(room, width / cols + 0.5 * ax.bbox.width), renderer)
     return fig
 
 
