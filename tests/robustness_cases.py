@@ -533,7 +533,8 @@ def target_cases() -> list[Case]:
                 else (kind, f"m/{name}", *(("/dev/null",) if kind == "link" else ()))
             )
             out.append(C("target:card", "card", "%m", setup=(("copy", "m", "@model_dir"), item)))
-    for cmd, name in [("report", "table.md"), ("report", "tables/01.csv"), ("analyze", "analysis")] + [
+    for cmd, name in [("report", "table.md"), ("report", "tables/01.csv"), ("report", "index.html")] + [
+        ("analyze", "analysis"),
         ("fairness", "fairness/fairness.md"),
         ("fairness", "fairness/summary.md"),
         ("fairness", "fairness/tables"),

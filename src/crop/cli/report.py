@@ -38,6 +38,7 @@ def _check_report_targets(out: Path) -> None:
             out / "deltas.png",
             out / "gains.png",
             out / "harm.png",
+            out / "index.html",
             *figures,
             *out.glob("tables/*.csv"),
         ]:
@@ -45,6 +46,7 @@ def _check_report_targets(out: Path) -> None:
 
 
 def _write_tables(out: Path, metric: str) -> list[Any]:
+    """table.md, tables/*.csv, the figures and the results page (index.html) of ``out``."""
     from crop.bench.runner import load_results
     from crop.report.files import write_text_atomic
     from crop.report.plots import delta_bars, robustness_curves
@@ -54,24 +56,30 @@ def _write_tables(out: Path, metric: str) -> list[Any]:
     _check_report_targets(out)
     records = load_results(out)
     perf = performance(records, metric)
+    figures: list[Path | None] = []
+    if {k[1] for k in perf} - {"generic"}:
+        figures.append(
+            delta_bars(perf, out / "deltas.png", f"Δ_P and Δ_G ({metric}), mean over users, 95 % bootstrap interval")
+        )
     if len({k[2] for k in perf}) >= 5 and "finetune" in {k[1] for k in perf} and len({k[1] for k in perf}) > 2:
         from crop.report.plots import gain_strips
 
-        gain_strips(perf, out / "gains.png")
+        figures.append(gain_strips(perf, out / "gains.png"))
     if len({k[2] for k in perf}) >= 5 and "generic" in {k[1] for k in perf} and len({k[1] for k in perf}) > 1:
         from crop.report.plots import harm_strips
 
-        harm_strips(perf, out / "harm.png")
-    if {k[1] for k in perf} - {"generic"}:
-        delta_bars(perf, out / "deltas.png", f"Δ_P and Δ_G ({metric}), mean over users, 95 % bootstrap interval")
+        figures.append(harm_strips(perf, out / "harm.png"))
     from crop.safe_names import data_path
 
     for scenario in sorted({r["scenario"] for r in records if "radius" in r}):
-        robustness_curves(records, scenario, data_path(out, "robustness", scenario, suffix=".png"))
+        figures.append(robustness_curves(records, scenario, data_path(out, "robustness", scenario, suffix=".png")))
     dataset = next((r["dataset"] for r in records if isinstance(r.get("dataset"), str)), "hapt")
     text = render_markdown(records, metric, dataset)
-    text += _fault_sweeps(records, metric, out)
+    sweep_text, sweep_tables, sweep_figures = _fault_sweeps(records, metric, out)
+    text += sweep_text
+    figures += sweep_figures
     summary = out / "fairness" / "summary.md"
+    fragment = None
     if summary.is_file():  # written by crop fairness / crop bench --fairness (escaped there; raw HTML never)
         from crop.report.escape import markdown_fragment
 
@@ -82,20 +90,31 @@ def _write_tables(out: Path, metric: str) -> list[Any]:
     (out / "tables").mkdir(exist_ok=True)
     for i, t in enumerate(tables):
         write_text_atomic(out / "tables" / f"{i:02d}.csv", t.csv())
+    from crop.bench.checks import read_settings
+    from crop.report.page import write_page
+
+    try:  # the page's header only: a bench.json it cannot read leaves the settings out
+        settings = read_settings(out) if (out / "bench.json").is_file() else {}
+    except CropError:
+        settings = {}
+    written = [p for p in figures if p is not None]
+    write_page(out, records, metric, dataset, [*tables, *sweep_tables], written, settings, fragment)
     return tables
 
 
-def _fault_sweeps(records: list[dict], metric: str, out: Path) -> str:
-    """Severity sweeps of ``crop bench --faults`` results: figures in ``out/faults/`` and the
-    tables as Markdown (empty when the records hold no faulted context)."""
+def _fault_sweeps(records: list[dict], metric: str, out: Path) -> tuple[str, list[Any], list[Path]]:
+    """Severity sweeps of ``crop bench --faults`` results: figures in ``out/faults/``, the
+    tables as Markdown, the tables and the figures' paths (empty when the records hold no
+    faulted context)."""
     from crop.report.faults import plot_sweeps, sweep, sweep_tables
 
     result = sweep(records, metric)
     if not result:
-        return ""
-    plot_sweeps(result, out / "faults", f"{metric} (%)")
+        return "", [], []
+    paths = plot_sweeps(result, out / "faults", f"{metric} (%)")
+    tables = sweep_tables(result)
     text = "\n## Fault severity sweeps (figures: faults/fault-NAME.png)\n\n"
-    return text + "\n".join(t.markdown_section(3) for t in sweep_tables(result))
+    return text + "\n".join(t.markdown_section(3) for t in tables), tables, paths
 
 
 @_guard
@@ -105,7 +124,7 @@ def report(
         str | None, typer.Option(help="accuracy measure (default: the one the bench ran with, bench.json)")
     ] = None,
 ) -> None:
-    """Rewrite table.md (and tables/*.csv) from a bench directory's results.jsonl."""
+    """Rewrite table.md, tables/*.csv, the figures and the results page index.html from a bench directory's results.jsonl."""
     directory = check_input_dir(out, "DIR")
     if metric is None:
         from crop.bench.checks import read_settings
@@ -116,6 +135,7 @@ def report(
     tables = _write_tables(directory, metric)
     for t in tables:
         console.print(_rich_table(t))
+    console.print(f"wrote {directory / 'index.html'}", soft_wrap=True)
 
 
 def _fairness_report(out: Path, attributes: Path | None, resamples: int = 2000, quiet: bool = False) -> Any:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import html
 import re
+from collections.abc import Callable, Sequence
 
 from crop.report.card import Card, Section, TableBlock
 from crop.report.escape import html_text, markdown_code, markdown_fence, markdown_text, visible
@@ -54,35 +55,77 @@ def _inline(text: str) -> str:
     return _BOLD.sub(lambda m: f"<strong>{m.group(1)}</strong>", out)
 
 
-def _html_table(t: TableBlock) -> str:
+def html_table(
+    caption: str,
+    header: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    cell: Callable[[str], str] = _inline,
+    cell_class: Callable[[str], str | None] | None = None,
+) -> str:
+    """A ``<table>``: ``cell`` turns each caption, header and cell text into HTML (default
+    :func:`_inline`: escaped, `code` and **bold** spans); ``cell_class`` may name a class for a
+    body cell (``None``: none)."""
     parts = ["<table>"]
-    if t.caption:
-        parts.append(f"<caption>{_inline(t.caption)}</caption>")
-    if any(h for h in t.header):
-        parts.append("<tr>" + "".join(f"<th>{_inline(h)}</th>" for h in t.header) + "</tr>")
-    for row in t.rows:
-        parts.append("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in row) + "</tr>")
+    if caption:
+        parts.append(f"<caption>{cell(caption)}</caption>")
+    if any(h for h in header):
+        parts.append("<tr>" + "".join(f"<th>{cell(h)}</th>" for h in header) + "</tr>")
+    for row in rows:
+        tds = []
+        for c in row:
+            name = cell_class(c) if cell_class is not None else None
+            tds.append(f'<td class="{html_text(name)}">{cell(c)}</td>' if name else f"<td>{cell(c)}</td>")
+        parts.append("<tr>" + "".join(tds) + "</tr>")
     parts.append("</table>")
     return "\n".join(parts)
 
 
+def _html_table(t: TableBlock) -> str:
+    return html_table(t.caption, t.header, t.rows)
+
+
+def figure_html(png: bytes, caption: str, caption_html: str | None = None) -> str:
+    """A ``<figure>`` with ``png`` embedded as a ``data:`` URI; ``caption`` is the alt text
+    (escaped) and, unless ``caption_html`` is given, the caption (:func:`_inline`)."""
+    data = base64.b64encode(png).decode("ascii")
+    shown = _inline(caption) if caption_html is None else caption_html
+    return (
+        f'<figure><img src="data:image/png;base64,{data}" alt="{html_text(caption)}">'
+        f"<figcaption>{shown}</figcaption></figure>"
+    )
+
+
+def section_html(key: str, title: str, parts: Sequence[str]) -> str:
+    """A ``<section>`` with the anchor ``key``, an ``<h2>`` heading and the HTML ``parts``."""
+    return "\n".join([f'<section id="{html_text(key)}">', f"<h2>{html_text(title)}</h2>", *parts, "</section>"])
+
+
+def document(title: str, body: str, style: str = STYLE) -> str:
+    """A whole page: ``title`` (escaped) in ``<title>`` and ``<h1>``, then ``body`` (HTML);
+    styles inline, no script, nothing loaded from outside the file."""
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{html_text(title)}</title>\n<style>{style}</style>\n</head>\n<body>\n"
+        f"<h1>{html_text(title)}</h1>\n"
+        f"{body}"
+        "</body>\n</html>\n"
+    )
+
+
 def _html_section(s: Section) -> str:
-    parts = [f'<section id="{html_text(s.key)}">', f"<h2>{html_text(s.title)}</h2>"]
+    parts = []
     if s.missing:
         parts.append(f'<p class="missing">{_inline(s.missing)}</p>')
     parts += [f"<p>{_inline(p)}</p>" for p in s.text]
     parts += [_html_table(t) for t in s.tables]
-    for f in s.figures:
-        data = base64.b64encode(f.png).decode("ascii")
-        parts.append(
-            f'<figure><img src="data:image/png;base64,{data}" alt="{html_text(f.caption)}">'
-            f"<figcaption>{_inline(f.caption)}</figcaption></figure>"
-        )
+    parts += [figure_html(f.png, f.caption) for f in s.figures]
     for summary, body in s.details:
         body_html = html.escape(visible(body, keep_lines=True))
         parts.append(f"<details><summary>{_inline(summary)}</summary><pre>{body_html}</pre></details>")
-    parts.append("</section>")
-    return "\n".join(parts)
+    return section_html(s.key, s.title, parts)
 
 
 def _verdict_class(verdict: str) -> str:
@@ -91,17 +134,12 @@ def _verdict_class(verdict: str) -> str:
 
 def render_html(card: Card) -> str:
     body = "\n".join(_html_section(s) for s in card.sections)
-    return (
-        "<!DOCTYPE html>\n"
-        '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>{html_text(card.title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
-        f"<h1>{html_text(card.title)}</h1>\n"
+    return document(
+        card.title,
         f'<p class="{_verdict_class(card.verdict)}">Do-no-harm: {_inline(card.verdict)}</p>\n'
         f"{body}\n"
         "<footer>Written by <code>crop card</code> from the files of the model directory and, where given, "
-        "an all-user bench. Every number comes from those files.</footer>\n"
-        "</body>\n</html>\n"
+        "an all-user bench. Every number comes from those files.</footer>\n",
     )
 
 

@@ -89,13 +89,12 @@ def sweep_tables(result: Sweep) -> list[Table]:
 def plot_sweeps(result: Sweep, out: str | Path, metric_label: str = "balanced accuracy (%)") -> list[Path]:
     """One PNG per fault (``fault-<name>.png`` in ``out``): accuracy against severity, a line and
     an interval band per method."""
-    from crop.report.escape import plain_figure_text
-    from crop.report.plots import _save, plt
+    from crop.report.plots import _finish, _legend_outside, _save, plt
     from crop.safe_names import data_path
 
     paths = []
     for fault, methods in result.items():
-        fig, ax = plt.subplots(figsize=(5.2, 3.6))
+        fig, ax = plt.subplots(figsize=(6.4, 3.6), layout="constrained")
         for method in _ordered(set(methods), METHOD_ORDER):
             points = sorted(methods[method].items())
             xs = [s for s, _ in points]
@@ -105,7 +104,6 @@ def plot_sweeps(result: Sweep, out: str | Path, metric_label: str = "balanced ac
         ax.set_ylabel(metric_label)
         ax.set_title(fault)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-        plain_figure_text(fig).tight_layout()
-        paths.append(_save(fig, data_path(out, "fault", fault, suffix=".png")))
+        _legend_outside(ax, fontsize=7)
+        paths.append(_save(_finish(fig), data_path(out, "fault", fault, suffix=".png")))
     return paths

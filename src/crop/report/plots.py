@@ -13,6 +13,76 @@ import numpy as np  # noqa: E402
 from crop.report.escape import plain_figure_text  # noqa: E402
 from crop.report.tables import METHOD_ORDER, Perf, _ordered  # noqa: E402
 
+JITTER = 0.36  # width of one method's strip of people (x units: one method per unit)
+MIN_SLOTS = 4  # a strip axis is never narrower than this many methods' slots
+MIN_TITLE_SIZE = 7.0  # points: a title that cannot be wrapped to fit is shrunk down to this
+MAX_TITLE_LINES = 4  # a longer title is cut (with an ellipsis)
+
+
+def _jitter(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Offsets of ``n`` dots within one method's strip (always :data:`JITTER` wide)."""
+    return rng.uniform(-JITTER / 2, JITTER / 2, n)
+
+
+def _strip_axis(ax: plt.Axes, n_methods: int) -> None:
+    """x limits of a strip plot: one unit per method, and at least :data:`MIN_SLOTS` units, so
+    one method's strip stays as narrow as it is among many (centred when there are few)."""
+    span = max(n_methods, MIN_SLOTS)
+    centre = (n_methods - 1) / 2
+    ax.set_xlim(centre - span / 2, centre + span / 2)
+
+
+def _legend_outside(ax: plt.Axes, **kwargs: object) -> None:
+    """The legend right of ``ax``, outside the data: it can cover no bar, dot or error bar."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, **kwargs)
+
+
+def _fit_text(text: object, max_width: float, renderer: object) -> None:
+    """Wrap the matplotlib text ``text`` (already literal, :func:`plain_figure_text`) until it is
+    at most ``max_width`` pixels wide: at spaces, and inside a word only when one word is wider
+    than a line (never between the ``\\`` and the ``$`` of an escaped dollar). More than
+    :data:`MAX_TITLE_LINES` lines are cut with an ellipsis (a name that long is shown whole in
+    the tables); a text still too wide is shrunk down to :data:`MIN_TITLE_SIZE` points."""
+    import textwrap
+
+    original = text.get_text()
+    wide = text.get_window_extent(renderer).width if original else 0.0
+    if wide <= max_width:
+        return
+    held = original.replace("\\$", "\x00")  # one character while wrapping (no control is left in it)
+    longest = max(len(line) for line in held.split("\n"))
+    width = max(8, int(longest * max_width / wide))  # characters per line: a first guess, then narrower
+    while True:
+        lines = [
+            part for line in held.split("\n") for part in textwrap.wrap(line, width, break_on_hyphens=False) or [""]
+        ]
+        if len(lines) > MAX_TITLE_LINES:
+            lines = [*lines[: MAX_TITLE_LINES - 1], lines[MAX_TITLE_LINES - 1][: max(1, width - 1)] + "…"]
+        text.set_text("\n".join(lines).replace("\x00", "\\$"))
+        if text.get_window_extent(renderer).width <= max_width or width == 8:
+            break
+        width = max(8, int(width * 0.9))
+    while text.get_fontsize() > MIN_TITLE_SIZE and text.get_window_extent(renderer).width > max_width:
+        text.set_fontsize(max(MIN_TITLE_SIZE, text.get_fontsize() - 1))
+
+
+def _finish(fig: plt.Figure, cols: int = 1) -> plt.Figure:
+    """Texts literal (:func:`plain_figure_text`), then every title wrapped to fit: the figure's
+    title within the figure, each panel's title (centred on its panel) within the figure too,
+    measured where the constrained layout put the panel. The layout makes room for the wrapped
+    titles, labels and legends when the figure is saved."""
+    plain_figure_text(fig)
+    fig.canvas.draw()  # lays the panels out: where each title is centred
+    renderer = fig.canvas.get_renderer()
+    width = fig.bbox.width
+    if fig._suptitle is not None:
+        _fit_text(fig._suptitle, 0.96 * width, renderer)
+    for ax in fig.axes:
+        centre = (ax.bbox.x0 + ax.bbox.x1) / 2 - fig.bbox.x0
+        room = 2 * min(centre, width - centre)
+        _fit_text(ax.title, 0.95 * min(room, width / cols + 0.5 * ax.bbox.width), renderer)
+    return fig
+
 
 def delta_bars(perf: Perf, path: str | Path, title: str = "") -> Path:
     """Bar chart of Δ_P and Δ_G per method (one panel per scenario): mean over users, error bars
@@ -24,7 +94,7 @@ def delta_bars(perf: Perf, path: str | Path, title: str = "") -> Path:
     cols = min(len(scenarios), 2 if len(methods) > 6 else 3)
     rows = -(-len(scenarios) // cols)
     width = max(4.5, 1.0 + 0.55 * len(methods))
-    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, 4.2 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols + 1.6, 4.2 * rows), squeeze=False, layout="constrained")
     x = np.arange(len(methods))
     for ax, scenario in zip(axes.flat, scenarios, strict=False):
         for offset, (ref, label, color) in enumerate(
@@ -49,10 +119,9 @@ def delta_bars(perf: Perf, path: str | Path, title: str = "") -> Path:
         ax.grid(axis="y", alpha=0.3)
     for ax in list(axes.flat)[len(scenarios) :]:
         ax.axis("off")
-    axes[0][0].legend(loc="best", fontsize=8)
+    _legend_outside(axes[0][-1], fontsize=8)
     fig.suptitle(title or "Δ_P and Δ_G, mean over users, 95 % bootstrap interval")
-    plain_figure_text(fig).tight_layout()
-    return _save(fig, path)
+    return _save(_finish(fig, cols), path)
 
 
 def gain_strips(perf: Perf, path: str | Path, reference: str = "finetune", title: str = "") -> Path:
@@ -65,7 +134,9 @@ def gain_strips(perf: Perf, path: str | Path, reference: str = "finetune", title
     methods = [m for m in _ordered({k[1] for k in perf} - {"generic"}, METHOD_ORDER) if m != reference]
     cols = min(len(scenarios), 2)
     rows = -(-len(scenarios) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(max(5.0, 0.6 * len(methods) + 1.5) * cols, 4.0 * rows), squeeze=False)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(max(5.0, 0.6 * len(methods) + 1.5) * cols, 4.0 * rows), squeeze=False, layout="constrained"
+    )
     rng = np.random.default_rng(0)
     for ax, scenario in zip(axes.flat, scenarios, strict=False):
         for i, m in enumerate(methods):
@@ -73,12 +144,13 @@ def gain_strips(perf: Perf, path: str | Path, reference: str = "finetune", title
             if not gains:
                 continue
             values = np.array(list(gains.values()))
-            ax.scatter(i + rng.uniform(-0.18, 0.18, len(values)), values, s=9, alpha=0.45, color="#3b75af")
+            ax.scatter(i + _jitter(rng, len(values)), values, s=9, alpha=0.45, color="#3b75af")
             g = summarize_gain(perf, scenario, m, reference)
             ax.errorbar(
                 [i], [g.mean], yerr=[[g.mean - g.low], [g.high - g.mean]], fmt="D", color="black", ms=5, capsize=4
             )
         ax.axhline(0, color="#ef8636", linewidth=1)
+        _strip_axis(ax, len(methods))
         ax.set_xticks(range(len(methods)), methods, rotation=35, ha="right")
         ax.set_ylabel(f"gain over {reference} (pp, Ca + Cu)")
         ax.set_title(scenario)
@@ -86,8 +158,7 @@ def gain_strips(perf: Perf, path: str | Path, reference: str = "finetune", title
     for ax in list(axes.flat)[len(scenarios) :]:
         ax.axis("off")
     fig.suptitle(title or f"Per-user gain over {reference}: dots = people, diamond = mean with 95 % interval")
-    plain_figure_text(fig).tight_layout()
-    return _save(fig, path)
+    return _save(_finish(fig, cols), path)
 
 
 def harm_strips(perf: Perf, path: str | Path, title: str = "") -> Path | None:
@@ -103,7 +174,9 @@ def harm_strips(perf: Perf, path: str | Path, title: str = "") -> Path | None:
     methods = _ordered({k[1] for k in perf} - {"generic"}, METHOD_ORDER)
     cols = min(len(scenarios), 2)
     rows = -(-len(scenarios) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(max(5.0, 0.8 * len(methods) + 1.5) * cols, 4.0 * rows), squeeze=False)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(max(5.0, 0.8 * len(methods) + 1.5) * cols, 4.0 * rows), squeeze=False, layout="constrained"
+    )
     rng = np.random.default_rng(0)
     for ax, scenario in zip(axes.flat, scenarios, strict=False):
         labels = []
@@ -112,13 +185,14 @@ def harm_strips(perf: Perf, path: str | Path, title: str = "") -> Path | None:
             values = np.array(list(changes.values()))
             if values.size:
                 harmed = values < -HARM_MARGIN
-                xs = i + rng.uniform(-0.2, 0.2, len(values))
+                xs = i + _jitter(rng, len(values))
                 ax.scatter(xs[~harmed], values[~harmed], s=10, alpha=0.5, color="#3b75af")
                 ax.scatter(xs[harmed], values[harmed], s=12, alpha=0.8, color="#c0392b")
             h = harm_summary(perf, scenario, m)
             labels.append(f"{m}\n{100 * h.rate:.0f} % harmed" if h.n_users else m)
         ax.axhline(0, color="black", linewidth=0.8)
         ax.axhline(-HARM_MARGIN, color="#c0392b", linewidth=0.8, linestyle="--")
+        _strip_axis(ax, len(methods))
         ax.set_xticks(range(len(methods)), labels, rotation=30, ha="right", fontsize=8)
         ax.set_ylabel("unseen-context change vs generic (pp)")
         ax.set_title(scenario)
@@ -126,8 +200,7 @@ def harm_strips(perf: Perf, path: str | Path, title: str = "") -> Path | None:
     for ax in list(axes.flat)[len(scenarios) :]:
         ax.axis("off")
     fig.suptitle(title or f"Who loses: one dot per person; red = more than {HARM_MARGIN:g} pp below the generic model")
-    plain_figure_text(fig).tight_layout()
-    return _save(fig, path)
+    return _save(_finish(fig, cols), path)
 
 
 def _save(fig: plt.Figure, path: str | Path) -> Path:
@@ -165,7 +238,7 @@ def robustness_curves(records: list[dict], scenario: str, path: str | Path, titl
         return None
     methods = _ordered({r["method"] for r in rows}, METHOD_ORDER)
     norm = next(r["norm"] for r in rows if r["metric"].startswith("verified@"))
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(11.5, 4.2), sharey=True, layout="constrained")
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, context in zip(axes, ("available", "unseen"), strict=True):
         for i, method in enumerate(methods):
@@ -184,9 +257,16 @@ def robustness_curves(records: list[dict], scenario: str, path: str | Path, titl
         ax.grid(alpha=0.3)
         ax.set_ylim(-2, 102)
     axes[0].set_ylabel("accuracy (%)")
-    axes[0].legend(
-        fontsize=8, loc="lower left", title="solid: verified, dashed: PGD" if "pgd" in kinds else None, title_fontsize=8
+    handles, labels = axes[0].get_legend_handles_labels()
+    axes[1].legend(
+        handles,
+        labels,
+        loc="upper left",
+        bbox_to_anchor=(1.02, 1.0),
+        borderaxespad=0.0,
+        fontsize=8,
+        title="solid: verified\ndashed: PGD" if "pgd" in kinds else None,
+        title_fontsize=8,
     )
     fig.suptitle(title or f"{scenario}: verified (and PGD) accuracy against the radius, mean ± sd over seeds")
-    plain_figure_text(fig).tight_layout()
-    return _save(fig, path)
+    return _save(_finish(fig, 2), path)

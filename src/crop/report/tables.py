@@ -232,7 +232,9 @@ def per_context_table(records: list[dict[str, Any]], scenario: str, metric: str 
     methods = _ordered({m for m, _ in acc}, METHOD_ORDER)
     contexts = sorted({c for _, c in acc})
     rows = [[c] + [f"{np.mean(acc[(m, c)]):.2f}" if acc.get((m, c)) else "-" for m in methods] for c in contexts]
-    return Table(f"{scenario}: accuracy (%) per context, mean over users and seeds", ["context"] + methods, rows)
+    return Table(
+        f"{scenario}: accuracy (%) per context, mean over users and seeds", ["context"] + methods, rows, kind="contexts"
+    )
 
 
 def robustness_table(records: list[dict[str, Any]], scenario: str) -> Table | None:
@@ -273,7 +275,7 @@ def robustness_table(records: list[dict[str, Any]], scenario: str) -> Table | No
         "verified_*: fraction of windows certified by IBP / CROWN / the better of both at that radius; "
         "pgd: fraction PGD does not break (>= verified); smoothed@l2:r: randomized-smoothing certified accuracy"
     )
-    return Table(f"{scenario}: robustness (%), mean ± sd over seeds", header, rows, note=note)
+    return Table(f"{scenario}: robustness (%), mean ± sd over seeds", header, rows, note=note, kind="robustness")
 
 
 def all_tables(records: list[dict[str, Any]], metric: str = "balanced_accuracy", dataset: str = "hapt") -> list[Table]:
