@@ -31,9 +31,11 @@ def _dataset_person(
     arch: str | None,
     seed: int,
     generic_training: Any,
+    note: str | None = None,
 ) -> tuple[Any, dict, Any, dict, dict, str]:
     """As :func:`_person` for ``--dataset NAME --root DIR --user U``: the generic model that
-    serves the user (trained on first use and cached), the user's split and unseen contexts."""
+    serves the user (trained on first use and cached), the user's split and unseen contexts.
+    ``note`` (what the preset costs) is printed once everything is checked, before training."""
     from crop.bench.datasets import DatasetSource
     from crop.data.datasets import dataset_class, get_dataset
 
@@ -50,8 +52,12 @@ def _dataset_person(
     source = DatasetSource(dataset, str(ds.root.resolve()), generic_training, str(model) if model else None, arch)
     if dataset == "npz" and model is None:
         raise CropError("--dataset npz needs --model (your generic model .safetensors)")
+    us = source.user_scenario(who, scenarios[0], seed)  # an empty context is refused before any training
+    if note is not None:
+        from crop.cli._common import console
+
+        console.print(note, highlight=False, markup=False, soft_wrap=True)  # one line
     generic, info = source.generic_model(source.serving(who))
-    us = source.user_scenario(who, scenarios[0], seed)
     subject = {"dataset": dataset, "root": source.root, "user": who, "scenario": scenarios[0].name}
     return generic, info, us.available, us.unseen, subject, ds.metric
 
