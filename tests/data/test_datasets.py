@@ -428,3 +428,14 @@ def test_empty_context_is_named_with_the_users_contexts(tmp_path):
     )
     with pytest.raises(CropError, match="no samples in the available context bag\\+pocket"):
         ds.user_scenario(ES_USERS[0], s2, 0)
+
+
+def test_widar_user_without_a_room_is_an_empty_context(tmp_path):
+    root = write_replica("widar", tmp_path / "w", file_users=(1, 2, 3), without_room={1: 2})
+    ds = get_dataset("widar", root)
+    with pytest.raises(CropError) as exc:
+        ds.user_scenario(0, ds.parse_scenarios("widar:2")[0], 0)
+    assert one_line(exc) == (
+        "widar user 0, scenario widar:2: no samples in the available context room2/o4+room2/o5 "
+        "(empty context; this user has: room1/o1, room1/o2, room1/o3)"
+    )
