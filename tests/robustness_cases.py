@@ -233,6 +233,31 @@ def option_cases() -> list[Case]:
         for opt in ("--rate", "--window", "--stride"):
             add(cmd, opt, ["8"])  # hapt
             add(cmd, opt, ["8"], setup=empty, dataset="npz", root="%empty", model="@ok_model", scenario="left", **who)
+    # --preset: an unknown name, or cpu where no paper preset exists (hapt, your own data)
+    for cmd, who in (("bench", {}), ("personalize", {"user": "u"})):
+        add(cmd, "--preset", ["bogus", "", "cpu"])  # hapt
+        add(
+            cmd,
+            "--preset",
+            ["cpu"],
+            setup=table,
+            dataset="csv",
+            root="%t.csv",
+            model="@ok_model",
+            scenario="hand",
+            **who,
+        )
+        add(
+            cmd,
+            "--preset",
+            ["cpu"],
+            setup=empty,
+            dataset="npz",
+            root="%empty",
+            model="@ok_model",
+            scenario="left",
+            **who,
+        )
     add("personalize", "--dataset", ["uci", ""])
     add("personalize", "--dataset", ["stress"], root=None)  # no --root
     add("personalize", "--root", ["%missing", "/dev/null", "%plain.txt"], setup=empty, dataset="stress", user="1")

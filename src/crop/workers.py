@@ -80,6 +80,11 @@ def _init_worker(parent_pid: int, threads: int, preload: tuple[str, ...]) -> Non
     die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent answers Ctrl-C
     import importlib
+    import warnings
+
+    from crop.errors import DataWarning
+
+    warnings.simplefilter("ignore", DataWarning)  # the parent loaded the same files and said it once
 
     from crop._heap import freeze_imports, paused_collector
 

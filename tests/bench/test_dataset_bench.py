@@ -13,7 +13,7 @@ import torch
 from typer.testing import CliRunner
 
 from crop.cli import app
-from crop.data.datasets.replica import ES_USERS, write_replica
+from crop.data.datasets.replica import ES_UNUSABLE_USER, ES_USERS, write_replica
 
 runner = CliRunner()
 
@@ -274,3 +274,118 @@ def test_certify_the_large_inputs(env, tmp_path, name):
     )
     assert r.exit_code == 0, r.output
     assert {x["status"] for x in records(out)} == {"ok"}
+
+
+# ---------------------------------------------------------------- issue 23: the loaders on the real files
+
+
+def run_main(*args, cache=None, monkeypatch=None):
+    """``crop ARGS`` as the console script runs it (warnings as ``crop: warning:`` lines):
+    exit code, stdout, stderr lines."""
+    import contextlib
+    import io
+
+    from crop.cli import run as crop_main
+
+    if cache is not None:
+        monkeypatch.setenv("CROP_CACHE_DIR", str(cache))
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = crop_main([str(a) for a in args])
+    torch.set_num_threads(1)
+    return code, out.getvalue(), err.getvalue().splitlines()
+
+
+def test_unreadable_widar_files_are_one_warning_and_the_run_goes_on(env, tmp_path):
+    """A 0-byte .mat ended the run with 'crop: internal error: MatReadError ...' (exit 1)."""
+    root = write_replica("widar", tmp_path / "w", file_users=(1, 2, 3), damaged=("empty", "empty-array"))
+    out = tmp_path / "out"
+    code, _, err = run_main(
+        *("bench", "--dataset", "widar", "--root", root, "--users", "0", "--scenario", "widar:1"),
+        *("--methods", "generic", "--config", env["config"], "--out", out, "--quiet"),
+    )
+    assert code == 0, err
+    (line,) = err
+    assert line.startswith(f"crop: warning: widar: skipped 2 unreadable files under {root}")
+    assert ", first: " in line and "internal error" not in line
+    assert {x["status"] for x in records(out)} == {"ok"}
+
+
+def test_user_without_usable_rows_is_refused_by_name(env, tmp_path):
+    root = write_replica("extrasensory", tmp_path / "es", per_cell=3, unusable_user=True)
+    code, _, err = run_main(
+        *("bench", "--dataset", "extrasensory", "--root", root, "--users", "4444"),
+        *("--config", env["config"], "--out", tmp_path / "out", "--quiet"),
+    )
+    assert code == 2 and len(err) == 2, err
+    assert err[0].startswith("crop: warning: extrasensory: 1 of 6 users under") and ES_UNUSABLE_USER in err[0]
+    assert err[1].startswith(f"crop: error: extrasensory user '4444' ({ES_UNUSABLE_USER}) exists under {root}")
+    assert "but has no usable rows: no row labelled walking or sitting" in err[1] and "no UUID" not in err[1]
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("command", ["bench", "personalize"])
+def test_empty_context_is_refused_before_any_training_or_write(env, tmp_path, monkeypatch, command):
+    """It was found after the generic model was trained, leaving bench.json and generics.jsonl."""
+    root = write_replica("extrasensory", tmp_path / "es", per_cell=3, without={ES_USERS[1]: ("hand",)})
+    cache, out = tmp_path / "cache", tmp_path / "out"
+    who = ("--users", "9d") if command == "bench" else ("--user", "9d")
+    code, _, err = run_main(
+        *(command, "--dataset", "extrasensory", "--root", root, *who, "--scenario", "extrasensory:2"),
+        *("--config", env["config"], "--out", out),
+        cache=cache,
+        monkeypatch=monkeypatch,
+    )
+    assert code == 2 and len(err) == 1, err
+    assert not out.exists() and not (cache / "generic").exists()  # nothing written, no generic model trained
+    assert err[0] == (
+        f"crop: error: extrasensory user {ES_USERS[1]}, scenario extrasensory:2: no samples in the unseen context "
+        "hand (empty context; this user has: bag, pocket)"
+    )
+
+
+def test_cpu_preset_and_the_paper_presets_cost_note(env, tmp_path):
+    from crop.bench.datasets import generic_config, method_config
+    from crop.data.datasets.presets import CPU_GENERIC, CPU_PERSONALIZATION, GENERIC, PERSONALIZATION, cost_note
+
+    assert set(CPU_GENERIC) == set(GENERIC) and set(CPU_PERSONALIZATION) == set(PERSONALIZATION)
+    cpu = method_config("extrasensory", "crop", preset="cpu")
+    paper = method_config("extrasensory", "crop")
+    assert (cpu.initial.epochs, cpu.final.epochs) == (20, 20) and (paper.initial.epochs, paper.final.epochs) == (
+        600,
+        1000,
+    )
+    assert (cpu.alpha, cpu.tau, cpu.k, cpu.k_step) == (paper.alpha, paper.tau, paper.k, paper.k_step)
+    assert (
+        generic_config("widar", preset="cpu").epochs == 20
+        and method_config("stress", "crop", preset="cpu").k_step == 0.01
+    )
+    # --preset cpu reaches bench.json (every method and the generic training), --config still overrides it
+    out = tmp_path / "cpu"
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[generic-training]\nepochs = 2\n[crop]\ninitial = { epochs = 3 }\n")
+    r = run(
+        *("bench", "--dataset", "stress", "--root", env["stress"], "--users", "1", "--scenario", "stress:1"),
+        *("--methods", "generic", "--preset", "cpu", "--config", cfg, "--out", out),
+    )
+    assert r.exit_code == 0, r.output
+    assert "note: the paper's" not in r.output
+    settings = json.loads((out / "bench.json").read_text())
+    assert settings["generic_training"]["epochs"] == 2 and settings["generic_training"]["max_lr"] == 1e-3
+    # the paper's preset: one note line up front, with the epochs it trains
+    r = run(
+        *("bench", "--dataset", "stress", "--root", env["stress"], "--users", "1", "--scenario", "stress:1"),
+        *("--methods", "generic", "--config", env["config"], "--out", tmp_path / "paper"),
+    )
+    assert r.exit_code == 0, r.output
+    note = "note: the paper's stress preset trains 1000 epochs per generic model and 2000 per method, user and"
+    assert note in r.output.splitlines()[0]
+    es = cost_note("extrasensory-raw")
+    assert "\n" not in es and "measured about 14 min per generic model" in es and cost_note("npz") is None
+    for args, pattern in [
+        (("--dataset", "hapt", "--scenario", "hapt-session:1"), "--preset cpu applies to the paper's datasets"),
+        (("--dataset", "stress", "--root", env["stress"], "--preset", "gpu"), "--preset must be one of paper, cpu"),
+    ]:
+        r = run("bench", *args, *([] if "--preset" in args else ["--preset", "cpu"]), "--out", tmp_path / "x")
+        assert_one_line_error(r, pattern)
+    assert not (tmp_path / "x").exists()

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from crop.data.datasets import dataset_names, get_dataset
-from crop.data.datasets.replica import ES_USERS, write_replica
+from crop.data.datasets.replica import ES_UNUSABLE_USER, ES_USERS, WIDAR_DAMAGED, write_replica
 from crop.errors import CropError
 
 
@@ -343,3 +343,99 @@ def test_npz_missing_context_and_shapes(tmp_path):
     np.savez(root / "carol.npz", X=np.zeros((6, 9)), y=np.zeros(6, dtype=int), context=np.array(["left"] * 6))
     with pytest.raises(CropError, match="different shapes"):
         get_dataset("npz", root).load()
+
+
+# ---------------------------------------------------------------- issue 23: the loaders on the real files
+
+
+def data_warnings(record) -> list[str]:
+    from crop.errors import DataWarning
+
+    return [str(w.message) for w in record if issubclass(w.category, DataWarning)]
+
+
+@pytest.mark.parametrize("kinds", [("empty",), ("truncated",), ("empty-array",), ("not-matlab",), WIDAR_DAMAGED])
+def test_widar_unreadable_or_empty_files_are_skipped_with_one_counted_warning(tmp_path, kinds):
+    """A 0-byte, truncated or foreign .mat ended the load with scipy's MatReadError; an empty
+    velocity_spectrum_ro became an all-zero sample. Both are skipped, counted, the first named."""
+    clean = get_dataset("widar", write_replica("widar", tmp_path / "clean", file_users=(1, 2))).load()
+    root = write_replica("widar", tmp_path / "w", file_users=(1, 2), damaged=kinds)
+    for _ in range(2):  # parsed, then from the array cache: the same warning both times
+        with pytest.warns(UserWarning) as record:
+            data = get_dataset("widar", root).load()
+        (message,) = data_warnings(record)
+        n = len(kinds)
+        assert f"widar: skipped {n} unreadable file{'s' if n > 1 else ''} under {root}" in message
+        assert "\n" not in message and f", first: {root}" in message and ".mat: " in message
+        assert {u: len(d.y) for u, d in data.users.items()} == {u: len(d.y) for u, d in clean.users.items()}
+        assert (np.abs(data.users[0].X).reshape(len(data.users[0].y), -1).max(axis=1) > 0).all()  # no all-zero sample
+
+
+def test_widar_only_unreadable_files_is_one_line_error(tmp_path):
+    root = write_replica("widar", tmp_path / "w", file_users=(1,), damaged=("empty",))
+    for path in root.rglob("*.mat"):
+        path.write_bytes(b"")
+    with pytest.raises(CropError) as exc:  # the skipped files are said in the error itself
+        get_dataset("widar", root).load()
+    assert "no usable widar samples found" in one_line(exc) and "; widar: skipped 43 unreadable files" in one_line(exc)
+
+
+def test_extrasensory_user_without_usable_rows_is_reported_and_refused_by_name(tmp_path):
+    """Such users were dropped without a word; asking for one said 'no UUID ... starts with it'."""
+    root = write_replica("extrasensory", tmp_path / "es", per_cell=3, unusable_user=True)
+    for _ in range(2):  # parsed, then from the array cache
+        with pytest.warns(UserWarning) as record:
+            ds = get_dataset("extrasensory", root)
+            users = ds.users()
+        (message,) = data_warnings(record)
+        assert message.startswith(f"extrasensory: 1 of 6 users under {root} has no usable rows and is left out: ")
+        assert f"{ES_UNUSABLE_USER} (no row labelled walking or sitting has the phone in exactly one" in message
+    assert users == sorted(ES_USERS) and ES_UNUSABLE_USER not in ds.load().users
+    for typed in ("4444", ES_UNUSABLE_USER[:13]):
+        with pytest.raises(CropError) as exc:
+            ds.parse_user(typed)
+        text = one_line(exc)
+        assert f"extrasensory user {typed!r} ({ES_UNUSABLE_USER}) exists under {root} but has no usable rows" in text
+        assert "PHONE_IN_HAND" in text and "no UUID" not in text
+    with pytest.raises(CropError, match="exists under .* but has no usable rows"):
+        ds.user_scenario(ES_UNUSABLE_USER, ds.parse_scenarios("extrasensory:1")[0], 0)
+    with pytest.raises(CropError, match="no UUID under"):
+        ds.parse_user("FF")  # a user that is not there at all is still unknown
+
+
+def test_extrasensory_reason_when_every_row_misses_a_feature(tmp_path):
+    root = write_replica("extrasensory", tmp_path / "es", per_cell=2)
+    path = root / f"{ES_USERS[2]}.features_labels.csv.gz"
+    _rewrite_csv(
+        path, lambda lines: lines[:1] + [",".join([*r.split(",")[:1], "nan", *r.split(",")[2:]]) for r in lines[1:]]
+    )
+    ds = get_dataset("extrasensory", root)
+    with pytest.warns(UserWarning, match="misses a phone accelerometer or gyroscope feature"):
+        ds.load()
+    with pytest.raises(CropError, match="11111111-.*has no usable rows: every labelled row .* misses"):
+        ds.parse_user("1111")
+
+
+def test_empty_context_is_named_with_the_users_contexts(tmp_path):
+    root = write_replica("extrasensory", tmp_path / "es", per_cell=3, without={ES_USERS[0]: ("bag", "pocket")})
+    ds = get_dataset("extrasensory", root)
+    s1, s2 = ds.parse_scenarios(None)
+    with pytest.raises(CropError) as exc:
+        ds.user_scenario(ES_USERS[0], s1, 0)
+    assert one_line(exc) == (
+        f"extrasensory user {ES_USERS[0]}, scenario extrasensory:1: no samples in the unseen context bag "
+        "(empty context; this user has: hand)"
+    )
+    with pytest.raises(CropError, match="no samples in the available context bag\\+pocket"):
+        ds.user_scenario(ES_USERS[0], s2, 0)
+
+
+def test_widar_user_without_a_room_is_an_empty_context(tmp_path):
+    root = write_replica("widar", tmp_path / "w", file_users=(1, 2, 3), without_room={1: 2})
+    ds = get_dataset("widar", root)
+    with pytest.raises(CropError) as exc:
+        ds.user_scenario(0, ds.parse_scenarios("widar:2")[0], 0)
+    assert one_line(exc) == (
+        "widar user 0, scenario widar:2: no samples in the available context room2/o4+room2/o5 "
+        "(empty context; this user has: room1/o1, room1/o2, room1/o3)"
+    )

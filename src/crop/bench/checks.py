@@ -102,7 +102,8 @@ def validate_bench_spec(spec: Any) -> None:
 
 def _check_dataset(spec: Any) -> None:
     """A dataset other than HAPT: its name, its directory and files (loaded, so a malformed file
-    is refused here, before anything is written), its scenarios and users, the given model of
+    is refused here, before anything is written), its scenarios and users (every context of every
+    (user, scenario) holds samples and the available one splits), the given model of
     ``--dataset npz`` and the generic training config; the HAPT-only options at their defaults."""
     from crop.bench.datasets import DatasetSource
     from crop.bench.runner import source_of
@@ -147,7 +148,11 @@ def _check_dataset(spec: Any) -> None:
     check_unique(spec.users, "users", key=str)
     for user in spec.users:
         if user not in data.users:
+            source.dataset.check_usable(user)
             raise CropError(f"unknown {spec.dataset} user {user!r} under {source.root}")
+    for scenario in spec.scenarios:  # an empty context, or one too small to split: refused before any training
+        for user in spec.users:
+            source.user_scenario(user, scenario, 0)  # the split's sizes do not depend on the seed
     if given:
         source.generic_model("given")  # the model file (and factory) load, before any unit
     else:

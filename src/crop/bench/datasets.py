@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from crop.data.datasets import Dataset, get_dataset
-from crop.data.datasets.presets import GENERIC, PERSONALIZATION, PaperGenericConfig, preset_name
+from crop.data.datasets.presets import PaperGenericConfig, generic_presets, personalization_presets, preset_name
 from crop.errors import CropError
 from crop.personalization.loop import Hook, TrainConfig, train
 from crop.personalization.registry import get_method
@@ -44,13 +44,14 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def preset_values(dataset: str, config_class: type) -> dict[str, Any]:
+def preset_values(dataset: str, config_class: type, preset: str = "paper") -> dict[str, Any]:
     """The preset fields a method config of ``config_class`` takes for ``dataset`` (``{}`` when
-    the dataset has no preset or the method none of its fields)."""
+    the dataset has no preset or the method none of its fields); ``preset``: ``paper`` or ``cpu``."""
     name = preset_name(dataset)
+    presets = personalization_presets(preset)
     if name is None:
         return {}
-    p = PERSONALIZATION[name]
+    p = presets[name]
     fields = {f.name for f in dataclasses.fields(config_class)}
     if {"alpha", "tau", "k", "k_step", "initial", "final"} <= fields:  # CRoP and its ablations
         return {
@@ -66,12 +67,15 @@ def preset_values(dataset: str, config_class: type) -> dict[str, Any]:
     return {}
 
 
-def method_config(dataset: str, method: str, overrides: dict[str, Any] | None = None, where: str = "config") -> Any:
-    """The config of ``method`` on ``dataset``: defaults, the dataset's preset, ``overrides``."""
+def method_config(
+    dataset: str, method: str, overrides: dict[str, Any] | None = None, where: str = "config", preset: str = "paper"
+) -> Any:
+    """The config of ``method`` on ``dataset``: defaults, the dataset's preset (``paper`` or
+    ``cpu``), ``overrides``."""
     from crop.validate import config_from_dict
 
     cls = get_method(method).config_class
-    values = _merge(dataclasses.asdict(cls()), preset_values(dataset, cls))
+    values = _merge(dataclasses.asdict(cls()), preset_values(dataset, cls, preset))
     if overrides:
         unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
@@ -81,11 +85,14 @@ def method_config(dataset: str, method: str, overrides: dict[str, Any] | None = 
     return config_from_dict(cls, values, where)
 
 
-def generic_config(dataset: str, overrides: dict[str, Any] | None = None, where: str = "config") -> PaperGenericConfig:
-    """Generic training of ``dataset``: its Table 9 preset with ``overrides`` (``[generic-training]``)."""
+def generic_config(
+    dataset: str, overrides: dict[str, Any] | None = None, where: str = "config", preset: str = "paper"
+) -> PaperGenericConfig:
+    """Generic training of ``dataset``: its Table 9 preset (or the ``cpu`` one) with ``overrides``
+    (``[generic-training]``)."""
     from crop.validate import config_from_dict
 
-    base = GENERIC.get(preset_name(dataset) or "", PaperGenericConfig())
+    base = generic_presets(preset).get(preset_name(dataset) or "", PaperGenericConfig())
     values = _merge(dataclasses.asdict(base), overrides or {})
     return config_from_dict(PaperGenericConfig, values, where)
 

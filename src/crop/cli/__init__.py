@@ -96,7 +96,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     from typer._click.exceptions import NoArgsIsHelpError
 
     from crop.cli._common import STOPS_REPORTED
-    from crop.errors import CacheWarning, ResultsWarning
+    from crop.errors import CacheWarning, DataWarning, ResultsWarning
     from crop.interrupts import INTERRUPTED, stop_line
 
     shown: set[str] = set()
@@ -110,6 +110,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("always", ResultsWarning)
         warnings.simplefilter("always", CacheWarning)
+        warnings.simplefilter("always", DataWarning)
         warnings.showwarning = show_warning
         try:
             code = app(args=list(sys.argv[1:] if argv is None else argv), prog_name="crop", standalone_mode=False)

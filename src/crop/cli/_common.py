@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -120,12 +120,20 @@ def _read_toml(path: Path) -> dict[str, Any]:
     return read_toml(path)  # size, line length and nesting checked before parsing
 
 
-def _dataset_configs(path: Path | None, dataset: str) -> tuple[dict[str, Any], Any]:
+def _dataset_configs(
+    path: Path | None, dataset: str, preset: str = "paper", methods: Sequence[str] = ()
+) -> tuple[dict[str, Any], Any]:
     """Method configs (the dataset's preset, then the TOML table of each method) and the
-    generic-training config (``[generic-training]``: the dataset's Table 9 preset overridden)."""
+    generic-training config (``[generic-training]``: the dataset's Table 9 preset overridden).
+    With ``preset="cpu"`` every method of ``methods`` and the generic training get the CPU
+    preset (:mod:`crop.data.datasets.presets`) under the TOML's values."""
     from crop.bench.datasets import GENERIC_TABLE, generic_config, method_config
+    from crop.data.datasets.presets import check_preset, preset_name
     from crop.personalization.registry import get_method
 
+    check_preset(preset)
+    if preset != "paper" and preset_name(dataset) is None:
+        raise CropError(f"--preset {preset} applies to the paper's datasets (docs/DATASETS.md), not {dataset}")
     raw = _read_toml(path) if path is not None else {}
     configs: dict[str, Any] = {}
     generic_training = None
@@ -139,10 +147,15 @@ def _dataset_configs(path: Path | None, dataset: str) -> tuple[dict[str, Any], A
                 raise CropError(
                     f"{path}: [{GENERIC_TABLE}] does not apply to --dataset {dataset} (its model is --model)"
                 )
-            generic_training = generic_config(dataset, values, f"{path}:[{name}]")
+            generic_training = generic_config(dataset, values, f"{path}:[{name}]", preset)
             continue
         get_method(name)
-        configs[name] = method_config(dataset, name, values, f"{path}:[{name}]")
+        configs[name] = method_config(dataset, name, values, f"{path}:[{name}]", preset)
+    if preset != "paper":
+        if generic_training is None:
+            generic_training = generic_config(dataset, preset=preset)
+        for name in methods:
+            configs.setdefault(name, method_config(dataset, name, preset=preset))
     return configs, generic_training
 
 

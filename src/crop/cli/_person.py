@@ -32,10 +32,12 @@ def _dataset_person(
     seed: int,
     generic_training: Any,
     options: dict[str, Any] | None = None,
+    note: str | None = None,
 ) -> tuple[Any, dict, Any, dict, dict, str]:
     """As :func:`_person` for ``--dataset NAME --root DIR --user U``: the generic model that
     serves the user (trained on first use and cached), the user's split and unseen contexts
-    (``options``: ``--dataset csv``'s ``--rate``, ``--window``, ``--stride`` that were given)."""
+    (``options``: ``--dataset csv``'s ``--rate``, ``--window``, ``--stride`` that were given).
+    ``note`` (what the preset costs) is printed once everything is checked, before training."""
     from crop.bench.datasets import DatasetSource
     from crop.data.datasets import dataset_class, get_dataset, uses_given_model
 
@@ -59,8 +61,12 @@ def _dataset_person(
     )
     if given and model is None:
         raise CropError(f"--dataset {dataset} needs --model (your generic model .safetensors)")
+    us = source.user_scenario(who, scenarios[0], seed)  # an empty context is refused before any training
+    if note is not None:
+        from crop.cli._common import console
+
+        console.print(note, highlight=False, markup=False, soft_wrap=True)  # one line
     generic, info = source.generic_model(source.serving(who))
-    us = source.user_scenario(who, scenarios[0], seed)
     subject = {"dataset": dataset, "root": source.root, "user": who, "scenario": scenarios[0].name}
     if ds.options:
         subject["dataset_options"] = dict(ds.options)

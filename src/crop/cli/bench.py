@@ -41,6 +41,7 @@ def _dataset_choices(
     config: Path | None,
     methods: list[str],
     options: dict[str, Any] | None = None,
+    preset: str = "paper",
 ) -> dict[str, Any]:
     """What ``crop bench --dataset NAME`` runs: the dataset's scenarios, users (its paper's
     personalization users by default), configs and metric, all checked before anything runs
@@ -59,7 +60,7 @@ def _dataset_choices(
         raise CropError(f"--dataset {dataset} needs --model (your generic model .safetensors)")
     if model is not None and not model.is_file():
         raise CropError(f"model file not found: {model}")
-    configs, generic_training = _dataset_configs(config, dataset)
+    configs, generic_training = _dataset_configs(config, dataset, preset, methods)
     ds = get_dataset(dataset, root, **options)
     scenarios = ds.parse_scenarios(scenario)
     if users is not None and users.strip() == "all":
@@ -132,6 +133,13 @@ def bench(
         str, typer.Option(help="comma-separated method names (see `crop methods`)")
     ] = "generic,finetune,crop",
     config: Annotated[Path | None, typer.Option(help="TOML file with one [method] table of options each")] = None,
+    preset: Annotated[
+        str,
+        typer.Option(
+            help="the paper's datasets: 'paper' (Tables 9-10; slow on a CPU) or 'cpu' (far fewer epochs; "
+            "docs/DATASETS.md has the times); --config values override either"
+        ),
+    ] = "paper",
     metric: Annotated[
         str | None,
         typer.Option(help="accuracy measure for selection and tables (default: the dataset's, Appendix A.2)"),
@@ -247,12 +255,14 @@ def bench(
     if dataset != "hapt":
         if attributes is not None and not fairness:
             raise CropError("--attributes needs --fairness")
-        picked = _dataset_choices(dataset, root, model, arch, scenario, users, config, method_list, stream)
+        picked = _dataset_choices(dataset, root, model, arch, scenario, users, config, method_list, stream, preset)
         fields = picked["spec"]
         metric = _metric(metric) if metric is not None else picked["metric"]
     else:
         if root is not None or model is not None or arch is not None:
             raise CropError("--root, --model and --arch apply to the datasets of docs/DATASETS.md, not hapt")
+        if preset != "paper":
+            raise CropError(f"--preset {preset} applies to the paper's datasets (docs/DATASETS.md), not hapt")
         if scenario is None:
             raise CropError("--dataset hapt needs --scenario (e.g. hapt-session:1)")
         metric = _metric(metric if metric is not None else "balanced_accuracy")
@@ -301,6 +311,14 @@ def bench(
             _fairness_report(out_dir, attributes, quiet=quiet)
         tables.extend(_write_tables(out_dir, metric))
 
+    if not quiet and preset == "paper" and dataset != "hapt":
+        from crop.bench.checks import validate_bench_spec
+        from crop.data.datasets.presets import cost_note
+
+        validate_bench_spec(spec)  # a refused run says only why
+        note = cost_note(dataset)
+        if note is not None:
+            console.print(note, highlight=False, markup=False, soft_wrap=True)  # one line
     run_bench(spec, progress=not quiet, finish=reports)
     if not quiet:
         for t in tables:

@@ -73,6 +73,13 @@ def personalize(
     method: Annotated[str, typer.Option(help="registered method")] = "crop",
     seed: Annotated[int, typer.Option(help="split and training seed", min=0, max=MAX_SEED)] = 0,
     config: Annotated[Path | None, typer.Option(help="TOML file with a [method] table of options")] = None,
+    preset: Annotated[
+        str,
+        typer.Option(
+            help="--dataset of the paper: 'paper' (Tables 9-10; slow on a CPU) or 'cpu' (far fewer epochs; "
+            "docs/DATASETS.md)"
+        ),
+    ] = "paper",
     metric: Annotated[str | None, typer.Option(help="accuracy measure (default: the dataset's)")] = None,
     evidence: Annotated[
         Path | None,
@@ -88,6 +95,7 @@ def personalize(
 
     from crop.api import evaluate
     from crop.api import personalize as run_personalize
+    from crop.data.datasets.presets import cost_note
     from crop.models.directory import MODEL, SPARSE, SUMMARY, model_directory, publish_model
     from crop.models.io import model_bytes, sparse_bytes
     from crop.personalization.registry import config_to_dict, get_method
@@ -105,16 +113,19 @@ def personalize(
     if dataset != "hapt":
         if data is not None or available is not None:
             raise CropError("--data and --available go with --dataset hapt (or use --dataset npz --root DIR)")
-        configs, generic_training = _dataset_configs(config, dataset)
+        configs, generic_training = _dataset_configs(config, dataset, preset, [method])
         metric = _metric(metric) if metric is not None else None
+        note = cost_note(dataset) if preset == "paper" else None
         generic, generic_info, split, unseen, subject, own_metric = _dataset_person(
-            dataset, root, user, scenario, model, arch, seed, generic_training, stream
+            dataset, root, user, scenario, model, arch, seed, generic_training, stream, note
         )
         metric = metric or own_metric
         configs.setdefault(method, _preset_config(dataset, method))
     else:
         if root is not None or arch is not None:
             raise CropError("--root and --arch apply to --dataset (docs/DATASETS.md), not hapt")
+        if preset != "paper":
+            raise CropError(f"--preset {preset} applies to the paper's datasets (docs/DATASETS.md), not hapt")
         metric = _metric(metric if metric is not None else "balanced_accuracy")
         configs = _load_configs(config, [method])
         hapt_user = _hapt_user(user) if user is not None else None

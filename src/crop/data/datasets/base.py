@@ -8,6 +8,12 @@ name which context labels are *available* and which form each *unseen* context; 
 every dataset: the available samples split per class 60/20/20 (train / validation / test, the
 run's seed), every unseen context as test-only data.
 
+Files that cannot be read (a 0-byte or truncated file, say) are skipped by the loaders that
+allow it and reported with one counted :class:`~crop.errors.DataWarning`; a user whose files
+give no usable sample is left out, listed in a warning with the reason, and refused by name
+(:meth:`Dataset.parse_user`) with that reason. Both are kept with the arrays, so a cached load
+says them again.
+
 Loaded arrays are cached under the cache directory (``datasets/<name>-<key>.npz``), keyed by the
 loader version, its options and the listing of the files it reads (path, size, modification
 time), so a second run (or a worker process) does not parse the raw files again.
@@ -18,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -29,7 +36,7 @@ import numpy as np
 from torch import nn
 
 from crop.data.sensing import MAX_ABS_VALUE, SensingData, stratified_split
-from crop.errors import CropError
+from crop.errors import CropError, DataWarning
 
 UserId = int | str
 
@@ -47,11 +54,17 @@ class UserData:
 @dataclass(frozen=True)
 class DatasetData:
     """A loaded dataset: every user's samples and, when the files give them, per-user attributes
-    (demographics such as age, gender, dominant hand; ``{}`` when unknown)."""
+    (demographics such as age, gender, dominant hand; ``{}`` when unknown).
+
+    ``unusable``: users whose files are there but give no usable sample, with why (they are not
+    in ``users``); ``notes``: what the loader left out of the files (each said as a
+    :class:`~crop.errors.DataWarning` when the dataset is loaded)."""
 
     users: dict[UserId, UserData]
     attributes: dict[UserId, dict[str, Any]] = field(default_factory=dict)
     classes: tuple[str, ...] = ()  # label names, index = class, when the files name them (--dataset csv)
+    unusable: dict[UserId, str] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -111,6 +124,7 @@ class Dataset(ABC):
         given_model: ``True`` when the generic model is yours (``--model``, ``--arch``: ``npz``,
             ``csv``) rather than trained by ``crop``.
         version: bump when the loader's output changes (invalidates the array cache).
+        sample_word: what one sample is in the files (``rows`` for ExtraSensory), for messages.
     """
 
     name = "dataset"
@@ -123,6 +137,7 @@ class Dataset(ABC):
     per_user_generic = False
     given_model = False
     version = 1
+    sample_word = "samples"
 
     def __init__(self, root: str | Path, **options: Any) -> None:
         self.root = Path(root)
@@ -171,14 +186,43 @@ class Dataset(ABC):
         return _sha([self.name, self.version, self.options, listing])
 
     def load(self) -> DatasetData:
-        """The loaded dataset (kept by this object and memoised per process; arrays cached on disk)."""
+        """The loaded dataset (kept by this object and memoised per process; arrays cached on disk).
+        What was left out (skipped files, users without usable samples) is said once per object
+        as a :class:`~crop.errors.DataWarning`."""
         data = self.__dict__.get("_data")
         if data is None:
             self.check_root()
             options = json.dumps(self.options, sort_keys=True)
             data = _load_cached(type(self), str(self.root), options, self.fingerprint())
             self.__dict__["_data"] = data
+            for note in (*data.notes, *self._unusable_notes(data)):
+                warnings.warn(note, DataWarning, stacklevel=2)
         return data
+
+    def _unusable_notes(self, data: DatasetData) -> list[str]:
+        """One line listing the users without usable samples (how many, which, why)."""
+        if not data.unusable:
+            return []
+        by_reason: dict[str, list[str]] = {}
+        for user in sorted(data.unusable, key=_user_order):
+            by_reason.setdefault(data.unusable[user], []).append(str(user))
+        total = len(data.users) + len(data.unusable)
+        groups = "; ".join(f"{', '.join(users)} ({reason})" for reason, users in by_reason.items())
+        have = "has" if len(data.unusable) == 1 else "have"
+        return [
+            f"{self.name}: {len(data.unusable)} of {total} users under {self.root} {have} no usable "
+            f"{self.sample_word} and {'is' if have == 'has' else 'are'} left out: {groups}"
+        ]
+
+    def check_usable(self, user: UserId, text: str | None = None) -> None:
+        """A one-line error when ``user`` is one whose files give no usable sample (``text``:
+        the user as typed)."""
+        reason = self.load().unusable.get(user)
+        if reason is not None:
+            who = f"{text!r} ({user})" if text is not None and text.strip() != str(user) else f"{user}"
+            raise CropError(
+                f"{self.name} user {who} exists under {self.root} but has no usable {self.sample_word}: {reason}"
+            )
 
     # ------------------------------------------------------------ users and scenarios
 
@@ -202,10 +246,14 @@ class Dataset(ABC):
 
     def parse_user(self, text: str) -> UserId:
         """A user id as written on the command line (subclasses may match prefixes)."""
-        present = self.load().users
+        data = self.load()
+        present = data.users
         for user in present:
             if str(user) == text.strip():
                 return user
+        for user in data.unusable:
+            if str(user) == text.strip():
+                self.check_usable(user, text)
         raise CropError(f"unknown {self.name} user {text!r}; users under {self.root}: {_shown(present)}")
 
     def parse_scenarios(self, spec: str | None) -> list[DatasetScenario]:
@@ -240,11 +288,16 @@ class Dataset(ABC):
 
         data = self.load()
         if user not in data.users:
+            self.check_usable(user)
             raise CropError(f"unknown {self.name} user {user!r}; users under {self.root}: {_shown(data.users)}")
         ud = data.users[user]
         label = f"{self.name} user {user}"
-        available = _select(ud, scenario.available, f"{label} {scenario.available_name}")
-        unseen = {name: _select(ud, labels, f"{label} {name}") for name, labels in scenario.unseen}
+        has = ", ".join(sorted(set(ud.context.tolist())))
+        where = f"{label}, scenario {scenario.name}"
+        available = _select(ud, scenario.available, f"{label} {scenario.available_name}", where, "available", has)
+        unseen = {
+            name: _select(ud, labels, f"{label} {name}", where, "unseen", has) for name, labels in scenario.unseen
+        }
         return UserScenario(user, scenario, stratified_split(available, seed), unseen)
 
     # ------------------------------------------------------------ generic models
@@ -302,10 +355,12 @@ def _shown(users: Iterable[UserId]) -> str:
     return text + (f", ... ({len(ordered)} in all)" if len(ordered) > 8 else "") if ordered else "none"
 
 
-def _select(ud: UserData, labels: tuple[str, ...], name: str) -> SensingData:
+def _select(ud: UserData, labels: tuple[str, ...], name: str, where: str, role: str, has: str) -> SensingData:
     mask = np.isin(ud.context, np.asarray(labels, dtype=str))
     if not mask.any():
-        raise CropError(f"{name}: no samples in context {'+'.join(labels)} (empty context)")
+        raise CropError(
+            f"{where}: no samples in the {role} context {'+'.join(labels)} (empty context; this user has: {has})"
+        )
     return SensingData(ud.X[mask], ud.y[mask], name)
 
 
@@ -328,19 +383,31 @@ def finish(
     users: dict[UserId, UserData],
     attributes: dict | None = None,
     classes: tuple[str, ...] = (),
+    *,
+    reasons: dict[UserId, str] | None = None,
+    notes: Sequence[str] = (),
 ) -> DatasetData:
     """Validate per-user arrays (same sample shape for everyone, at least one user) and pack them
-    (``classes``: the label names, when the files give them)."""
+    (``classes``: the label names, when the files give them).
+
+    A user without samples is left out and recorded as unusable with ``reasons[user]`` (default:
+    no usable samples); ``notes`` are what the loader skipped (said when the dataset is loaded)."""
+    reasons = reasons or {}
+    unusable = {u: reasons.get(u, f"no usable {dataset.sample_word}") for u, d in users.items() if not len(d.y)}
     users = {u: d for u, d in users.items() if len(d.y)}
     if not users:
-        raise CropError(f"{dataset.root}: no usable {dataset.name} samples found (see docs/DATASETS.md for the layout)")
+        why = f": {'; '.join(dict.fromkeys(unusable.values()))}" if unusable else ""
+        skipped = f"; {notes[0]}" if notes else ""
+        raise CropError(
+            f"{dataset.root}: no usable {dataset.name} samples found{why}{skipped} (see docs/DATASETS.md for the layout)"
+        )
     shapes = {tuple(d.X.shape[1:]) for d in users.values()}
     if len(shapes) != 1:
         raise CropError(f"{dataset.root}: samples of different shapes across users: {sorted(shapes)}")
     for user, ud in users.items():
         n_classes = len(classes) or len(dataset.class_names) or int(ud.y.max()) + 1
         check_user_data(ud, f"{dataset.name} user {user}", n_classes)
-    return DatasetData(users, attributes or {}, tuple(classes))
+    return DatasetData(users, attributes or {}, tuple(classes), unusable, tuple(notes))
 
 
 # ---------------------------------------------------------------- array cache
@@ -374,7 +441,13 @@ def _write_cache(path: Path, data: DatasetData) -> None:
     for i, user in enumerate(users):
         ud = data.users[user]
         arrays[f"X{i}"], arrays[f"y{i}"], arrays[f"c{i}"] = ud.X, ud.y, ud.context.astype(str)
-    meta = {"users": users, "attributes": [[u, data.attributes.get(u, {})] for u in users], "classes": data.classes}
+    meta = {
+        "users": users,
+        "attributes": [[u, data.attributes.get(u, {})] for u in users],
+        "classes": data.classes,
+        "unusable": [[u, why] for u, why in data.unusable.items()],
+        "notes": list(data.notes),
+    }
     arrays["meta"] = np.asarray(json.dumps(meta))
     try:
         with atomic_target(path) as tmp, tmp.open("wb") as f:  # nothing left behind on failure
@@ -390,4 +463,7 @@ def _read_cache(path: Path) -> DatasetData:
         for i, user in enumerate(meta["users"]):
             users[user] = UserData(f[f"X{i}"], f[f"y{i}"], f[f"c{i}"])
     attributes = {u: a for u, a in meta["attributes"] if a}
-    return DatasetData(users, attributes, tuple(meta.get("classes", ())))
+    unusable = {u: str(why) for u, why in meta.get("unusable", [])}
+    return DatasetData(
+        users, attributes, tuple(meta.get("classes", ())), unusable, tuple(str(n) for n in meta.get("notes", []))
+    )

@@ -23,6 +23,11 @@ Input of the CNN-GRU:
   (20 s) over its own time axis: ``(6, 800)`` = acc x, y, z, gyro x, y, z; examples without
   both bursts (or with fewer than 2 samples) are dropped.
 
+A user whose file gives no usable row (in the public release, several users never have the
+phone in hand, pocket or bag while labelled walking or sitting) is left out: the load says
+how many and which in one :class:`~crop.errors.DataWarning`, and asking for such a user says
+that the user exists but has no usable rows, and why.
+
 Users are named by their UUID (upper case); ``--users 80,9D`` match by prefix, as the paper
 names its personalization users (80, 9D, B7, 61, 7C). Generic model: one, trained on the other
 users with 10 of every 52 held out for validation (the paper: 42 train, 10 validation).
@@ -95,9 +100,24 @@ def _numbers(cells: np.ndarray, path: Path, what: str) -> np.ndarray:
         raise CropError(f"{path}: non-numeric value in the {what} columns") from None
 
 
+NO_ROWS = "the file has no rows"
+NOT_LABELLED = "no row is labelled walking or sitting (label:FIX_walking or label:SITTING, not both)"
+NO_PLACE = (
+    "no row labelled walking or sitting has the phone in exactly one of the scenarios' contexts "
+    "(label:PHONE_IN_HAND, label:PHONE_IN_POCKET, label:PHONE_IN_BAG)"
+)
+NO_FEATURES = "every labelled row in hand, pocket or bag misses a phone accelerometer or gyroscope feature"
+NO_BURSTS = "no labelled row in hand, pocket or bag has both raw bursts (raw_acc and proc_gyro)"
+
+
 def examples_of(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``(timestamps, features (n, 2, 26), y (n,), context (n,))`` of the usable rows of a file
     (features may hold NaN; the caller decides)."""
+    return _examples(path)[:4]
+
+
+def _examples(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]:
+    """:func:`examples_of` and why no row is usable (for a file without one)."""
     header, cells = read_features_labels(path)
     col = {h: i for i, h in enumerate(header)}
     labels = _numbers(cells[:, [col[c] for c in (WALKING, SITTING, *CONTEXT_LABELS.values())]], path, "label")
@@ -109,7 +129,8 @@ def examples_of(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
     features = _numbers(cells[:, [col[c] for c in FEATURES]], path, "feature").reshape(len(cells), 2, -1)
     times = _numbers(cells[:, [col["timestamp"]]], path, "timestamp")[:, 0]
     context = np.asarray(list(CONTEXT_LABELS))[places.argmax(axis=1)]
-    return times[keep], features[keep], walking[keep].astype(np.int64), context[keep]
+    why = NO_ROWS if not len(cells) else NOT_LABELLED if not (walking ^ sitting).any() else NO_PLACE
+    return times[keep], features[keep], walking[keep].astype(np.int64), context[keep], why
 
 
 def read_burst(path: Path) -> np.ndarray | None:
@@ -141,6 +162,8 @@ class ExtraSensory(Dataset):
     default_family = "extrasensory"
     val_fraction = 10 / 52
     raw = False
+    version = 2  # 2: users without usable rows recorded with why
+    sample_word = "rows"
 
     def files(self) -> list[Path]:
         found = sorted(self.root.glob(f"*{SUFFIX}"))
@@ -154,11 +177,14 @@ class ExtraSensory(Dataset):
         if not tables:
             raise CropError(f"{self.root}: no *{SUFFIX} files (the ExtraSensory per-user feature files)")
         users: dict[UserId, UserData] = {}
+        reasons: dict[UserId, str] = {}
         for path in tables:
             uuid = path.name[: -len(SUFFIX)].upper()
             if not _UUID.match(uuid):
                 raise CropError(f"{path}: the file name must be <UUID>{SUFFIX}")
-            times, features, y, context = examples_of(path)
+            times, features, y, context, why = _examples(path)
+            if len(y):
+                why = NO_BURSTS if self.raw else NO_FEATURES
             if self.raw:
                 X, keep = self._bursts(uuid, times)
                 y, context = y[keep], context[keep]
@@ -166,7 +192,8 @@ class ExtraSensory(Dataset):
                 keep = np.isfinite(features).all(axis=(1, 2))
                 X, y, context = features[keep], y[keep], context[keep]
             users[uuid] = UserData(np.asarray(X, np.float32), y, context.astype(str))
-        return finish(self, users)
+            reasons[uuid] = why
+        return finish(self, users, reasons=reasons)
 
     def _bursts(self, uuid: str, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         acc_dir, gyro_dir = self.root / "raw_acc" / uuid, self.root / "proc_gyro" / uuid
@@ -209,10 +236,19 @@ class ExtraSensory(Dataset):
 
     def parse_user(self, text: str) -> UserId:
         prefix = text.strip().upper()
-        present = sorted(self.load().users)
+        data = self.load()
+        present = sorted(data.users)
         match = [u for u in present if str(u).startswith(prefix)] if prefix else []
         if len(match) == 1:
             return match[0]
+        unusable = [u for u in sorted(data.unusable) if str(u).startswith(prefix)] if prefix else []
+        if not match and len(unusable) == 1:
+            self.check_usable(unusable[0], text)
+        if not match and unusable:
+            raise CropError(
+                f"extrasensory user {text!r}: the {len(unusable)} UUIDs under {self.root} that start with it "
+                f"have no usable rows ({', '.join(map(str, unusable))})"
+            )
         if not match:
             raise CropError(f"unknown extrasensory user {text!r}: no UUID under {self.root} starts with it")
         raise CropError(

@@ -9,6 +9,14 @@
 ``crop bench --dataset NAME`` selects them automatically; a ``--config`` TOML overrides any
 value (``[crop]``, ``[finetune]``, ``[generic-training]``). How they become method configs:
 :mod:`crop.bench.datasets`.
+
+Beside the paper's presets (``--preset paper``, the default) stand CPU-practical ones
+(``--preset cpu``, :data:`CPU_GENERIC`, :data:`CPU_PERSONALIZATION`): the same architectures,
+alpha, tau, k and k', with a larger learning rate and far fewer epochs, so that a generic model
+and a personalization take seconds to minutes on a few CPU cores instead of the paper's tens of
+minutes to hours. They are crop's choice, not the paper's: results under them are not Table 3's.
+:data:`PAPER_COST` is what ``crop bench`` / ``crop personalize`` say up front about a paper
+preset's cost (docs/DATASETS.md has the measured times).
 """
 
 from __future__ import annotations
@@ -69,6 +77,60 @@ PERSONALIZATION: dict[str, PersonalizationPreset] = {
     "extrasensory": PersonalizationPreset(lr=1e-6, alpha=0.5, tau=0.01, initial_epochs=600, final_epochs=1000),
     "stress": PersonalizationPreset(lr=1e-5, alpha=1e-4, tau=0.01, initial_epochs=1000, final_epochs=1000, k_step=0.01),
 }
+
+
+PRESETS = ("paper", "cpu")
+
+CPU_GENERIC: dict[str, PaperGenericConfig] = {
+    name: PaperGenericConfig(epochs=20, base_lr=1e-4, max_lr=1e-3, half_cycle_epochs=5) for name in GENERIC
+}
+
+CPU_PERSONALIZATION: dict[str, PersonalizationPreset] = {
+    name: PersonalizationPreset(
+        lr=1e-4, alpha=p.alpha, tau=p.tau, initial_epochs=20, final_epochs=20, k=p.k, k_step=p.k_step
+    )
+    for name, p in PERSONALIZATION.items()
+}
+
+# What a paper preset costs, said before a run starts (figures: docs/DATASETS.md).
+PAPER_COST: dict[str, str] = {
+    "extrasensory": "about 14 min per generic model and 14-25 min per method, user and scenario on 2 CPU cores "
+    "(real files, issue 23)",
+}
+
+
+def generic_presets(preset: str = "paper") -> dict[str, PaperGenericConfig]:
+    """The generic-training presets of ``preset`` (``paper`` or ``cpu``)."""
+    check_preset(preset)
+    return GENERIC if preset == "paper" else CPU_GENERIC
+
+
+def personalization_presets(preset: str = "paper") -> dict[str, PersonalizationPreset]:
+    """The personalization presets of ``preset`` (``paper`` or ``cpu``)."""
+    check_preset(preset)
+    return PERSONALIZATION if preset == "paper" else CPU_PERSONALIZATION
+
+
+def check_preset(preset: str) -> None:
+    from crop.errors import CropError
+
+    if preset not in PRESETS:
+        raise CropError(f"--preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+
+
+def cost_note(dataset: str) -> str | None:
+    """One line on what the paper's preset of ``dataset`` costs (``None``: the dataset has none)."""
+    name = preset_name(dataset)
+    if name is None:
+        return None
+    g, p = GENERIC[name], PERSONALIZATION[name]
+    cg, cp = CPU_GENERIC[name], CPU_PERSONALIZATION[name]
+    measured = f"; measured {PAPER_COST[name]}" if name in PAPER_COST else ""
+    return (
+        f"note: the paper's {name} preset trains {g.epochs} epochs per generic model and "
+        f"{p.initial_epochs + p.final_epochs} per method, user and scenario (--preset cpu: {cg.epochs} and "
+        f"{cp.initial_epochs + cp.final_epochs}){measured}; see docs/DATASETS.md"
+    )
 
 
 def preset_name(dataset: str) -> str | None:

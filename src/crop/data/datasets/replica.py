@@ -27,13 +27,27 @@ ES_USERS = (
     "22222222-0000-4000-8000-000000000004",
     "33333333-0000-4000-8000-000000000005",
 )
+ES_UNUSABLE_USER = "44444444-0000-4000-8000-000000000006"  # labelled rows, never in hand, pocket or bag
 
 
-def write_extrasensory(root: str | Path, *, raw: bool = False, per_cell: int = 8, seed: int = 0) -> Path:
+def write_extrasensory(
+    root: str | Path,
+    *,
+    raw: bool = False,
+    per_cell: int = 8,
+    seed: int = 0,
+    unusable_user: bool = False,
+    without: dict[str, tuple[str, ...]] | None = None,
+) -> Path:
     """``<UUID>.features_labels.csv.gz`` per user (and, with ``raw``, the raw bursts): 5 users
     (two of the paper's personalization prefixes, 80 and 9D), walking / sitting in hand, pocket
     and bag, ``per_cell`` examples each, plus rows the loader must drop (no label, both labels,
-    no phone location, a missing feature)."""
+    no phone location, a missing feature).
+
+    ``unusable_user``: a sixth user (:data:`ES_UNUSABLE_USER`) whose rows are labelled walking
+    or sitting but never have the phone in hand, pocket or bag (as several real users): no
+    usable row. ``without``: ``{uuid: places}`` leaves those phone places out of that user's
+    file (an empty context for a scenario); the other rows are the same as without it."""
     from crop.data.datasets.extrasensory import CONTEXT_LABELS, FEATURES, SITTING, WALKING, write_csv_gz
 
     root = Path(root)
@@ -54,7 +68,8 @@ def write_extrasensory(root: str | Path, *, raw: bool = False, per_cell: int = 8
                     cells.update({CONTEXT_LABELS[p]: "1" if p == place else "0" for p in CONTEXT_LABELS})
                     cells["label:PHONE_ON_TABLE"] = "0"
                     row = [str(t), *(f"{v:.6f}" for v in f), "1.0", "nan", *(cells[c] for c in labels), "2"]
-                    rows.append(row)
+                    if place not in (without or {}).get(uuid, ()):
+                        rows.append(row)
                     if raw:
                         _write_bursts(root, uuid, t, walking, place_i, rng)
         for kind in ("nolabel", "both", "noplace", "nanfeature"):  # rows the loader drops
@@ -67,6 +82,15 @@ def write_extrasensory(root: str | Path, *, raw: bool = False, per_cell: int = 8
                 f[3] = "nan"
             rows.append([str(t), *f, "0", "0", *(cells[c] for c in labels), "2"])
         write_csv_gz(root / f"{uuid}.features_labels.csv.gz", header, rows)
+    if unusable_user:
+        rows, t = [], 1_444_900_000
+        for walking in (1, 0) * per_cell:
+            t += 60
+            cells = dict.fromkeys(labels, "0")
+            cells[WALKING], cells[SITTING], cells["label:PHONE_ON_TABLE"] = str(walking), str(1 - walking), "1"
+            f = (f"{v:.6f}" for v in rng.normal(0, 0.3, size=len(FEATURES)))
+            rows.append([str(t), *f, "1.0", "nan", *(cells[c] for c in labels), "2"])
+        write_csv_gz(root / f"{ES_UNUSABLE_USER}.features_labels.csv.gz", header, rows)
     return root
 
 
@@ -167,11 +191,26 @@ WIDAR_FILE_USERS = (1, 2, 3, 4, 5)  # crop users 0-4; 0, 1, 2 are the paper's
 _ROOMS = {1: ("20181130", (1, 2, 3), 1), 2: ("20181209", (4, 5), 2)}  # date, orientations, repetitions
 
 
-def write_widar(root: str | Path, *, file_users: tuple[int, ...] = WIDAR_FILE_USERS, seed: int = 0) -> Path:
+WIDAR_DAMAGED = ("empty", "truncated", "empty-array", "not-matlab")
+
+
+def write_widar(
+    root: str | Path,
+    *,
+    file_users: tuple[int, ...] = WIDAR_FILE_USERS,
+    seed: int = 0,
+    damaged: tuple[str, ...] = (),
+    without_room: dict[int, int] | None = None,
+) -> Path:
     """``BVP/<date>-VS/[6-link/]user<k>/user<k>-<g>-<loc>-<ori>-<rep>-<suffix>.mat`` with
     ``velocity_spectrum_ro`` (20 x 20 x T, T between 12 and 30): the six gestures in room 1
     (20181130, orientations 1-3, one repetition) and room 2 (20181209, orientations 4-5, two),
-    plus a gesture outside the six (Draw-N) that the loader leaves out."""
+    plus a gesture outside the six (Draw-N) that the loader leaves out.
+
+    ``damaged``: extra files of the first user, one per kind of :data:`WIDAR_DAMAGED` (a 0-byte
+    file, a truncated one, one whose ``velocity_spectrum_ro`` is empty (20 x 20 x 0), one that is
+    not MATLAB at all), as the real release has. ``without_room``: ``{file user: room}`` leaves
+    that room out for that user (an empty context); the other files are the same."""
     from scipy.io import savemat
 
     from crop.data.datasets.widar import CLASSES, GESTURES_BY_DATE
@@ -196,8 +235,36 @@ def write_widar(root: str | Path, *, file_users: tuple[int, ...] = WIDAR_FILE_US
                     bvp = 0.05 * blob * (1.0 if room == 1 else 0.6) + rng.uniform(0, 0.004 * room, (20, 20, T))
                     bvp *= 1 + 0.05 * k
                     name_ = f"user{k}-{ids[name]}-{int(rng.integers(1, 6))}-{ori}-{rep}-1e-07-100-20-100000-L0.mat"
-                    savemat(folder / name_, {"velocity_spectrum_ro": bvp.astype(np.float64)})
+                    if (without_room or {}).get(k) != room:
+                        savemat(folder / name_, {"velocity_spectrum_ro": bvp.astype(np.float64)})
+    if damaged:
+        _write_damaged_widar(root, file_users[0], damaged)
     return root
+
+
+def _write_damaged_widar(root: Path, k: int, kinds: tuple[str, ...]) -> None:
+    from io import BytesIO
+
+    from scipy.io import savemat
+
+    unknown = sorted(set(kinds) - set(WIDAR_DAMAGED))
+    if unknown:
+        raise ValueError(f"unknown damaged Widar file {unknown[0]!r}; choose from {', '.join(WIDAR_DAMAGED)}")
+    folder = root / "BVP" / "20181130-VS" / f"user{k}"
+    folder.mkdir(parents=True, exist_ok=True)
+    good = BytesIO()
+    savemat(good, {"velocity_spectrum_ro": np.full((20, 20, 15), 0.01)})
+    content = {
+        "empty": b"",
+        "truncated": good.getvalue()[: len(good.getvalue()) // 2],
+        "not-matlab": b"this is not a MATLAB file\n" * 8,
+    }
+    for i, kind in enumerate(kinds):
+        path = folder / f"user{k}-1-1-1-{90 + i}-1e-07-100-20-100000-L0.mat"  # Push&Pull, orientation 1
+        if kind == "empty-array":
+            savemat(path, {"velocity_spectrum_ro": np.zeros((20, 20, 0))})
+        else:
+            path.write_bytes(content[kind])
 
 
 # ---------------------------------------------------------------- PERCEPT-R-style features

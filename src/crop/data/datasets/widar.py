@@ -8,6 +8,12 @@ directory whose name starts with ``YYYYMMDD``. The file holds ``velocity_spectru
 ``20 x 20 x T`` array (x and y velocity bins, T steps of 0.1 s), read with
 ``scipy.io.loadmat``; MATLAB v7.3 (HDF5) files need ``h5py`` (a one-line error says so).
 
+A file that cannot be read (0 bytes, truncated, not a MATLAB file) or whose
+``velocity_spectrum_ro`` is empty (no sample: the release has a few) is **skipped**, and the
+load says so in one :class:`~crop.errors.DataWarning`: ``widar: skipped N unreadable files
+under ROOT (...), first: PATH (why)``. A readable file with other content (no
+``velocity_spectrum_ro``, a wrong shape) is refused with a one-line error.
+
 Each BVP becomes ``(22, 20, 20)``: time first (as channels of the LeNet), zero-padded or cut
 to 22 steps (SenseFi's input); the model standardises with SenseFi's constants.
 
@@ -27,6 +33,8 @@ personalization users are 0, 1, 2, each served by a generic model trained on eve
 from __future__ import annotations
 
 import re
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -90,20 +98,46 @@ def gesture_of(date: str, user_file_id: int, gesture_id: int) -> str | None:
     return table.get(gesture_id)
 
 
+class UnreadableFile(CropError):
+    """A BVP file that cannot be read or holds no sample (the loader skips it and counts it)."""
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
 def read_bvp(path: Path) -> np.ndarray:
-    """``velocity_spectrum_ro`` of one file as ``(20, 20, T)`` float64 (one-line errors)."""
+    """``velocity_spectrum_ro`` of one file as ``(20, 20, T)`` float64 (one-line errors;
+    :class:`UnreadableFile` for a file that cannot be read or whose array is empty)."""
     from scipy.io import loadmat
+    from scipy.io.matlab import MatReadError
 
     try:
         content = loadmat(str(path), variable_names=["velocity_spectrum_ro"])
         bvp = content.get("velocity_spectrum_ro")
     except NotImplementedError:  # MATLAB v7.3 = HDF5
         bvp = _read_hdf5(path)
-    except (ValueError, OSError, TypeError) as exc:
-        raise CropError(f"{path}: not a readable MATLAB file ({type(exc).__name__}: {exc})") from None
+    except (
+        MatReadError,  # 0 bytes or truncated header
+        ValueError,
+        OSError,
+        TypeError,
+        IndexError,
+        KeyError,
+        EOFError,
+        OverflowError,
+        MemoryError,
+        UnicodeDecodeError,
+        struct.error,
+        zlib.error,
+    ) as exc:  # what scipy raises on a damaged or foreign file
+        raise UnreadableFile(f"{path}: not a readable MATLAB file ({_first_line(exc)})") from None
     if bvp is None:
         raise CropError(f"{path}: no variable 'velocity_spectrum_ro' (expected a Widar3.0 BVP file)")
     bvp = np.asarray(bvp)
+    if bvp.size == 0:
+        raise UnreadableFile(f"{path}: velocity_spectrum_ro is empty (shape {bvp.shape}, no sample)")
     if bvp.ndim == 2 and bvp.shape == (20, 20):
         bvp = bvp[:, :, None]
     if bvp.ndim != 3 or bvp.shape[:2] != (20, 20) or not np.issubdtype(bvp.dtype, np.number):
@@ -121,8 +155,8 @@ def _read_hdf5(path: Path) -> np.ndarray:
             if "velocity_spectrum_ro" not in f:
                 return None
             return np.asarray(f["velocity_spectrum_ro"]).T  # HDF5 stores MATLAB arrays transposed
-    except OSError as exc:
-        raise CropError(f"{path}: not a readable HDF5 MATLAB file ({exc})") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UnreadableFile(f"{path}: not a readable HDF5 MATLAB file ({_first_line(exc)})") from None
 
 
 def to_frames(bvp: np.ndarray, frames: int = FRAMES) -> np.ndarray:
@@ -156,6 +190,7 @@ class Widar(Dataset):
     default_family = "widar"
     val_fraction = 2 / 16
     per_user_generic = True
+    version = 2  # 2: unreadable and empty files skipped (were an error / all-zero samples)
 
     def files(self) -> list[Path]:
         return sorted(p for p in self.root.rglob("*.mat") if _NAME.match(p.name))
@@ -167,6 +202,7 @@ class Widar(Dataset):
                 f"{self.root}: no Widar3.0 BVP files user<id>-<gesture>-<location>-<orientation>-<rep>*.mat"
             )
         parts: dict[UserId, tuple[list, list, list]] = {}
+        skipped: list[UnreadableFile] = []
         for path in files:
             m = _NAME.match(path.name)
             assert m is not None
@@ -177,7 +213,11 @@ class Widar(Dataset):
             gesture = gesture_of(date, file_user, gesture_id)
             if gesture not in CLASSES:
                 continue
-            x = to_frames(read_bvp(path))
+            try:
+                x = to_frames(read_bvp(path))
+            except UnreadableFile as exc:
+                skipped.append(exc)
+                continue
             user = file_user - 1
             X, y, ctx = parts.setdefault(user, ([], [], []))
             X.append(x)
@@ -187,7 +227,14 @@ class Widar(Dataset):
             u: UserData(np.asarray(X, np.float32), np.asarray(y, np.int64), np.asarray(c, str))
             for u, (X, y, c) in parts.items()
         }
-        return finish(self, users)
+        notes = []
+        if skipped:
+            s = "s" if len(skipped) > 1 else ""
+            notes.append(
+                f"widar: skipped {len(skipped)} unreadable file{s} under {self.root} "
+                f"(0 bytes, truncated, not MATLAB, or an empty velocity_spectrum_ro), first: {skipped[0]}"
+            )
+        return finish(self, users, notes=notes)
 
     def make_model(self, data: DatasetData) -> nn.Module:
         from crop.models.paper import WidarLeNet
