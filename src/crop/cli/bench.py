@@ -371,4 +371,5 @@ def demo(
             h = summarize_gain(perf, "hapt-session:1", method, "finetune")
             line += f", Δ_G {h.interval()} pp (95 % bootstrap interval over the {h.n_users} users)"
         console.print(line)
-    console.print(f"Results: {out / 'results.jsonl'}, tables: {out / 'table.md'}")
+    page = f", page: {out / 'index.html'}" if (out / "index.html").is_file() else ""
+    console.print(f"Results: {out / 'results.jsonl'}, tables: {out / 'table.md'}{page}")
