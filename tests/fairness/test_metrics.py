@@ -147,3 +147,20 @@ def test_bad_input_is_refused_in_one_line():
 def test_a_zero_best_group_has_no_ratio():
     r = group_metrics([0, 1, 0, 1], [1, 0, 1, 0], sensitive_features=["a", "a", "b", "b"])
     assert r.gap["accuracy"] == 0.0 and math.isnan(r.ratio["accuracy"])
+
+
+def test_group_metrics_hand_back_fairlearns_metricframe():
+    """From Python the audit returns fairlearn's own object, with the same numbers."""
+    from fairlearn.metrics import MetricFrame
+
+    from crop.fairness import group_metrics
+
+    rng = np.random.default_rng(4)
+    y_true, y_pred = rng.integers(0, 3, 200), rng.integers(0, 3, 200)
+    groups = rng.choice(["left", "right", "both"], 200)
+    result = group_metrics(y_true, y_pred, sensitive_features=groups)
+    assert isinstance(result.frame, MetricFrame)
+    for metric, values in result.by_group.items():
+        for group, value in values.items():
+            assert result.frame.by_group.loc[group, metric] == pytest.approx(value)
+    assert float(result.frame.difference()["accuracy"]) == pytest.approx(result.gap["accuracy"])

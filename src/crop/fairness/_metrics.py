@@ -83,6 +83,9 @@ class GroupMetrics:
         sizes: windows per group.
         empty_groups: groups named in ``groups`` without any window.
         single_class_groups: groups whose windows all have one true class.
+        frame: the ``fairlearn.metrics.MetricFrame`` behind these numbers (for fairlearn's own
+            tools: ``frame.by_group``, ``frame.difference(method="to_overall")``, plots), over
+            the groups that have windows.
     """
 
     by_group: dict[str, dict[Any, float]]
@@ -93,6 +96,7 @@ class GroupMetrics:
     sizes: dict[Any, int]
     empty_groups: list[Any] = field(default_factory=list)
     single_class_groups: list[Any] = field(default_factory=list)
+    frame: Any = field(default=None, repr=False, compare=False)
 
 
 def _check_arrays(y_true: Any, y_pred: Any, sensitive_features: Any, sample_weight: Any) -> tuple:
@@ -173,7 +177,7 @@ def group_metrics(
     overall = {m: float(frame.overall[m]) for m in metrics}
     sizes = {g: int((feature == g).sum()) for g in named}
     single = [g for g in present if len(np.unique(y_true[feature == g])) == 1]
-    return GroupMetrics(by_group, overall, worst, gap, ratio, sizes, empty, single)
+    return GroupMetrics(by_group, overall, worst, gap, ratio, sizes, empty, single, frame)
 
 
 def binary_disparities(
