@@ -145,18 +145,7 @@ class PersonalizedClassifier(ClassifierMixin, BaseEstimator):
 
 
 def _n_outputs(model: nn.Module, X: np.ndarray) -> int:
-    import torch
+    """How many classes the generic model scores (its outputs on two windows)."""
+    from crop.deploy.predict import model_scores
 
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            out = model(torch.from_numpy(np.ascontiguousarray(X[:2])))
-    except (RuntimeError, ValueError, TypeError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ValueError(
-            f"the generic model does not take windows of shape {list(X.shape[1:])}: {first[:200]}"
-        ) from None
-    finally:
-        model.train(was)
-    return int(out.shape[-1])
+    return int(model_scores(model, np.ascontiguousarray(X[:2]), 2).shape[1])

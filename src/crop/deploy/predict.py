@@ -161,11 +161,14 @@ def predict(
     from crop.deploy.export import input_shape_of
 
     windows = _check_windows(X, input_shape_of(model), "windows")
-    scores = _torch_scores(model, windows, batch_size)
+    scores = model_scores(model, windows, batch_size)
     return _finish(scores, class_names if class_names is not None else default_names(model, scores.shape[1]), "windows")
 
 
-def _torch_scores(model: nn.Module, windows: np.ndarray, batch_size: int) -> np.ndarray:
+def model_scores(model: nn.Module, windows: np.ndarray, batch_size: int = 2048) -> np.ndarray:
+    """The model's outputs ``(n, n_classes)`` (float64) for ``windows`` (float32), in eval mode
+    (its mode is restored) and batches of ``batch_size``; a model that does not take the
+    windows is a one-line :class:`CropError`."""
     was_training = model.training
     model.eval()
     try:
@@ -210,7 +213,7 @@ def _predict_file(path: Path, X: Any, names: list[str] | None, batch_size: int) 
 
     model = load_model(path)
     windows = _check_windows(X, input_shape_of(model), "windows")
-    scores = _torch_scores(model, windows, batch_size)
+    scores = model_scores(model, windows, batch_size)
     return _finish(scores, names if names is not None else default_names(model, scores.shape[1]), "windows")
 
 
