@@ -124,6 +124,24 @@ def delta_bars(perf: Perf, path: str | Path, title: str = "") -> Path:
     return _save(_finish(fig, cols), path)
 
 
+def _strip_panels(n_panels: int, n_methods: int, per_method: float) -> tuple[plt.Figure, np.ndarray, int]:
+    """The figure of a strip plot: one panel per scenario, two per row, each ``per_method``
+    inches per method wide (5 at least); panels past ``n_panels`` are hidden. Returns the
+    figure, the axes grid and the number of columns."""
+    cols = min(n_panels, 2)
+    rows = -(-n_panels // cols)
+    fig, axes = plt.subplots(
+        rows,
+        cols,
+        figsize=(max(5.0, per_method * n_methods + 1.5) * cols, 4.0 * rows),
+        squeeze=False,
+        layout="constrained",
+    )
+    for ax in list(axes.flat)[n_panels:]:
+        ax.axis("off")
+    return fig, axes, cols
+
+
 def gain_strips(perf: Perf, path: str | Path, reference: str = "finetune", title: str = "") -> Path:
     """Per-user gains over ``reference`` (one dot per person, seeds averaged), one panel per
     scenario and one column per method: the mean with its 95 % bootstrap interval beside the
@@ -132,11 +150,7 @@ def gain_strips(perf: Perf, path: str | Path, reference: str = "finetune", title
 
     scenarios = sorted({k[0] for k in perf})
     methods = [m for m in _ordered({k[1] for k in perf} - {"generic"}, METHOD_ORDER) if m != reference]
-    cols = min(len(scenarios), 2)
-    rows = -(-len(scenarios) // cols)
-    fig, axes = plt.subplots(
-        rows, cols, figsize=(max(5.0, 0.6 * len(methods) + 1.5) * cols, 4.0 * rows), squeeze=False, layout="constrained"
-    )
+    fig, axes, cols = _strip_panels(len(scenarios), len(methods), 0.6)
     rng = np.random.default_rng(0)
     for ax, scenario in zip(axes.flat, scenarios, strict=False):
         for i, m in enumerate(methods):
@@ -155,8 +169,6 @@ def gain_strips(perf: Perf, path: str | Path, reference: str = "finetune", title
         ax.set_ylabel(f"gain over {reference} (pp, Ca + Cu)")
         ax.set_title(scenario)
         ax.grid(axis="y", alpha=0.3)
-    for ax in list(axes.flat)[len(scenarios) :]:
-        ax.axis("off")
     fig.suptitle(title or f"Per-user gain over {reference}: dots = people, diamond = mean with 95 % interval")
     return _save(_finish(fig, cols), path)
 
@@ -172,11 +184,7 @@ def harm_strips(perf: Perf, path: str | Path, title: str = "") -> Path | None:
     if not scenarios:
         return None
     methods = _ordered({k[1] for k in perf} - {"generic"}, METHOD_ORDER)
-    cols = min(len(scenarios), 2)
-    rows = -(-len(scenarios) // cols)
-    fig, axes = plt.subplots(
-        rows, cols, figsize=(max(5.0, 0.8 * len(methods) + 1.5) * cols, 4.0 * rows), squeeze=False, layout="constrained"
-    )
+    fig, axes, cols = _strip_panels(len(scenarios), len(methods), 0.8)
     rng = np.random.default_rng(0)
     for ax, scenario in zip(axes.flat, scenarios, strict=False):
         labels = []
@@ -197,8 +205,6 @@ def harm_strips(perf: Perf, path: str | Path, title: str = "") -> Path | None:
         ax.set_ylabel("unseen-context change vs generic (pp)")
         ax.set_title(scenario)
         ax.grid(axis="y", alpha=0.3)
-    for ax in list(axes.flat)[len(scenarios) :]:
-        ax.axis("off")
     fig.suptitle(title or f"Who loses: one dot per person; red = more than {HARM_MARGIN:g} pp below the generic model")
     return _save(_finish(fig, cols), path)
 
