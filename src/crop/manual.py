@@ -53,7 +53,8 @@ def find(topic: str) -> Traversable:
     for name, entry in known.items():
         if key and name.lower() == key.lower():
             return entry
-    raise CropError(f"unknown documentation topic {topic!r}; topics: {', '.join(known)}")
+    shown = repr(topic) if len(topic) <= 60 else repr(topic[:57]) + "..."
+    raise CropError(f"unknown documentation topic {shown}; topics: {', '.join(known)}")
 
 
 def read(topic: str) -> str:

@@ -36,7 +36,7 @@ with paused_collector():  # crop._heap: the imports without the collector's frui
 app = typer.Typer(
     cls=LiteralHelpGroup,  # crop.cli._help: brackets in help texts print literally (pip install 'crop[ray]')
     rich_markup_mode="rich",
-    add_completion=False,
+    add_completion=True,  # --install-completion, --show-completion (typer; the shell detected by shellingham)
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     help=__doc__,

@@ -260,7 +260,9 @@ def bench(
         metric = _metric(metric) if metric is not None else picked["metric"]
     else:
         if root is not None or model is not None or arch is not None:
-            raise CropError("--root, --model and --arch apply to the paper's datasets and your own (crop docs DATASETS), not hapt")
+            raise CropError(
+                "--root, --model and --arch apply to the paper's datasets and your own (crop docs DATASETS), not hapt"
+            )
         if preset != "paper":
             raise CropError(f"--preset {preset} applies to the paper's datasets (crop docs DATASETS), not hapt")
         if scenario is None:
