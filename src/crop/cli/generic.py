@@ -83,13 +83,14 @@ def faults() -> None:
 def docs(
     topic: Annotated[
         str | None,
-        typer.Argument(help="a topic, e.g. DATASETS (any case); none: list the topics", show_default=False),
+        typer.Argument(
+            help="a topic, e.g. DATASETS (any case); none: list the topics", metavar="TOPIC", show_default=False
+        ),
     ] = None,
 ) -> None:
     """Print crop's documentation: the topics, or one topic's text (Markdown).
 
-    The same files as the repository's docs/ directory, shipped inside the package, so help and
-    error texts that name a topic (crop docs DATASETS) work from an installed wheel."""
+    The repository's docs/*.md, shipped in the package; help and error texts name them so: crop docs DATASETS."""
     from crop import manual
 
     if topic is None:
