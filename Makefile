@@ -6,7 +6,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 TORCH   := torch==2.13.0
 
-.PHONY: install demo test test-slow lint format clean bench-personalize
+.PHONY: install demo test test-slow test-wheel wheel lint format clean bench-personalize
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -26,6 +26,14 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow
+
+# The wheel built, installed with its dependencies (torch: the tested CPU build) in a fresh venv
+# and run outside the repository (tests/test_wheel.py; also part of test-slow).
+test-wheel: $(STAMP)
+	$(BIN)/python -m pytest -m slow tests/test_wheel.py
+
+wheel: $(STAMP)
+	$(BIN)/python -m pip wheel --quiet --disable-pip-version-check --no-deps --no-build-isolation -w dist .
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

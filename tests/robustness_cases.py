@@ -58,6 +58,7 @@ BASE: dict[str, dict[str, str]] = {
     "export": {"DIR": "@ok_model", "--out": "m.onnx"},
     "predict": {"DIR": "@ok_model", "--data": "@ok_npz", "--out": "p.csv"},
     "resources": {"--methods": "generic", "--out": "r"},
+    "docs": {},
 }
 POSITIONAL = {"DIR"}
 
@@ -136,6 +137,12 @@ def option_cases() -> list[Case]:
     out += [C("option:crop --threads", "methods", "--threads", "2"), C("option:crop", "--bogus", "methods")]
     out += [C("option:crop", "nope"), C("option:crop --threads", "--threads")]
     out += [C("option:crop --version", "methods", "--version")]  # an option of crop, not of a command
+    for opt in ("--install-completion", "--show-completion"):  # typer's shell completion: flags of crop itself
+        out += [C(f"option:crop {opt}", "methods", opt), C(f"option:crop {opt}", f"{opt}=bash", "methods")]
+    # crop docs TOPIC: a topic is the name of one of the shipped docs/*.md, nothing else
+    for topic in ["nope", "", " ", "../README", "docs/DATASETS.md", "DATASETS.txt", "/etc/passwd", "DATASETS/"]:
+        out.append(C("option:docs DIR", "docs", topic, expect="topics: ANALYSIS"))
+    out += [C("option:docs DIR", "docs", "DATASETS", "RESULTS"), C("option:docs", "docs", "--topic", "DATASETS")]
     out += [C("option:methods", "methods", "extra"), C("option:methods", "methods", "--bogus")]
     out += [C("option:faults", "faults", "extra"), C("option:faults", "faults", "--bogus")]
     ints = {

@@ -121,7 +121,7 @@ def _check_dataset(spec: Any) -> None:
         if value != default:
             raise CropError(f"{option} {value} applies to --dataset hapt only")
     if spec.root is None:
-        raise CropError(f"--dataset {spec.dataset} needs --root (the directory holding its files; docs/DATASETS.md)")
+        raise CropError(f"--dataset {spec.dataset} needs --root (the directory holding its files; crop docs DATASETS)")
     given = uses_given_model(spec.dataset)
     if not given and (spec.model is not None or spec.arch is not None):
         raise CropError(

@@ -327,5 +327,5 @@ fit_finetune_certified = register_variant(
     "finetune with the certified (CROWN-IBP) objective, dense: crop-certified at density 1",
     fit_certified,
     "Finetuning with the robust objective of crop-certified and no pruning (density 1.0): the "
-    "'finetune with a robust objective' of the research programme's claim (docs/ROBUSTNESS.md).",
+    "'finetune with a robust objective' of the research programme's claim (crop docs ROBUSTNESS).",
 )

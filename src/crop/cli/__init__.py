@@ -1,7 +1,7 @@
 """crop: trustworthy static personalization of human-sensing models (CRoP).
 
 Personalize (personalize, tune), compare (bench, report, demo), explain (analyze), certify (certify),
-audit fairness (fairness), report (card), deploy (export, resources).
+audit fairness (fairness), report (card), deploy (export, resources), read the documentation (docs).
 
 Bad input ends in one line on stderr ("crop: error: ...") and exit code 2, with no half-written output.
 """
@@ -27,12 +27,20 @@ with paused_collector():  # crop._heap: the imports without the collector's frui
     import crop.personalization  # noqa: F401
     from crop.cli import bench, card, certify, deploy, generic, personalize, report
     from crop.cli._common import _guard, _say, console
+    from crop.cli._help import LiteralHelpCommand, LiteralHelpGroup
     from crop.validate import MAX_THREADS
 
 # The commands live in one module per family (bench, report, personalize, certify, card, generic, deploy); this
 # module holds the app, the global --threads option and the in-process runner. Commands are
 # registered here, in the order `crop --help` lists them.
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help=__doc__)
+app = typer.Typer(
+    cls=LiteralHelpGroup,  # crop.cli._help: brackets in help texts print literally (pip install 'crop[ray]')
+    rich_markup_mode="rich",
+    add_completion=True,  # --install-completion, --show-completion (typer; the shell detected by shellingham)
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help=__doc__,
+)
 
 
 def _show_version(value: bool) -> None:
@@ -70,21 +78,22 @@ def _setup(
     torch.set_num_threads(threads or from_env)
 
 
-app.command()(generic.methods)
-app.command()(bench.bench)
-app.command()(report.report)
-app.command()(report.fairness)
-app.command()(report.analyze)
-app.command()(bench.demo)
-app.command()(personalize.personalize)
-app.command()(personalize.tune)
-app.command()(certify.certify)
-app.command()(card.card)
-app.command("train-generic")(generic.train_generic_cmd)
-app.command()(generic.faults)
-app.command()(deploy.export)
-app.command()(deploy.predict)
-app.command()(deploy.resources)
+app.command(cls=LiteralHelpCommand)(generic.methods)
+app.command(cls=LiteralHelpCommand)(bench.bench)
+app.command(cls=LiteralHelpCommand)(report.report)
+app.command(cls=LiteralHelpCommand)(report.fairness)
+app.command(cls=LiteralHelpCommand)(report.analyze)
+app.command(cls=LiteralHelpCommand)(bench.demo)
+app.command(cls=LiteralHelpCommand)(personalize.personalize)
+app.command(cls=LiteralHelpCommand)(personalize.tune)
+app.command(cls=LiteralHelpCommand)(certify.certify)
+app.command(cls=LiteralHelpCommand)(card.card)
+app.command("train-generic", cls=LiteralHelpCommand)(generic.train_generic_cmd)
+app.command(cls=LiteralHelpCommand)(generic.faults)
+app.command(cls=LiteralHelpCommand)(deploy.export)
+app.command(cls=LiteralHelpCommand)(deploy.predict)
+app.command(cls=LiteralHelpCommand)(deploy.resources)
+app.command(cls=LiteralHelpCommand)(generic.docs)
 
 
 def run(argv: Sequence[str] | None = None) -> int:

@@ -133,7 +133,7 @@ def _dataset_configs(
 
     check_preset(preset)
     if preset != "paper" and preset_name(dataset) is None:
-        raise CropError(f"--preset {preset} applies to the paper's datasets (docs/DATASETS.md), not {dataset}")
+        raise CropError(f"--preset {preset} applies to the paper's datasets (crop docs DATASETS), not {dataset}")
     raw = _read_toml(path) if path is not None else {}
     configs: dict[str, Any] = {}
     generic_training = None

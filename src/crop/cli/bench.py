@@ -102,7 +102,7 @@ def bench(
         ),
     ] = "hapt",
     root: Annotated[
-        str | None, typer.Option(help="the dataset's directory (every dataset but hapt; docs/DATASETS.md)")
+        str | None, typer.Option(help="the dataset's directory (every dataset but hapt; crop docs DATASETS)")
     ] = None,
     model: Annotated[
         Path | None, typer.Option(help="--dataset npz or csv: your generic model .safetensors (serves every user)")
@@ -137,7 +137,7 @@ def bench(
         str,
         typer.Option(
             help="the paper's datasets: 'paper' (Tables 9-10; slow on a CPU) or 'cpu' (far fewer epochs; "
-            "docs/DATASETS.md has the times); --config values override either"
+            "crop docs DATASETS has the times); --config values override either"
         ),
     ] = "paper",
     metric: Annotated[
@@ -187,7 +187,7 @@ def bench(
         str | None,
         typer.Option(
             help="generic model kind for every scenario: hapt or hapt-rot, optionally -w<width> and/or -cert "
-            "(e.g. hapt-cert, hapt-w128; docs/ROBUSTNESS.md) (default: each scenario's own)"
+            "(e.g. hapt-cert, hapt-w128; crop docs ROBUSTNESS) (default: each scenario's own)"
         ),
     ] = None,
     workers: Annotated[
@@ -260,9 +260,11 @@ def bench(
         metric = _metric(metric) if metric is not None else picked["metric"]
     else:
         if root is not None or model is not None or arch is not None:
-            raise CropError("--root, --model and --arch apply to the datasets of docs/DATASETS.md, not hapt")
+            raise CropError(
+                "--root, --model and --arch apply to the paper's datasets and your own (crop docs DATASETS), not hapt"
+            )
         if preset != "paper":
-            raise CropError(f"--preset {preset} applies to the paper's datasets (docs/DATASETS.md), not hapt")
+            raise CropError(f"--preset {preset} applies to the paper's datasets (crop docs DATASETS), not hapt")
         if scenario is None:
             raise CropError("--dataset hapt needs --scenario (e.g. hapt-session:1)")
         metric = _metric(metric if metric is not None else "balanced_accuracy")

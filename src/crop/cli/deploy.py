@@ -47,7 +47,7 @@ def export(
 
     The graph passes onnx.checker and onnxruntime's outputs are compared with PyTorch's before
     anything is written; classes, input shape, method and hashes go into the file's metadata.
-    Needs the onnx extra (onnx and onnxruntime)."""
+    Needs the onnx extra: pip install 'crop[onnx]' (onnx and onnxruntime)."""
     from crop.deploy.export import export_file, require
 
     target = check_out_file(out)
@@ -78,7 +78,7 @@ def resources(
     """Measure what each method costs on this machine (the paper's Tables 7 and 8).
 
     One-time personalization time and peak memory (a fresh process per method and repeat),
-    inference latency and throughput on one thread (PyTorch and onnxruntime), parameters,
+    inference latency and throughput on one thread (PyTorch, and onnxruntime from crop[onnx]), parameters,
     non-zero parameters and file sizes; Markdown + CSV with the machine described."""
     from crop.data.scenarios import parse_scenarios
     from crop.deploy.resources import machine, measure_resources, write_resources

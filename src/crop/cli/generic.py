@@ -1,7 +1,10 @@
-"""``crop methods`` (the registered methods) and ``crop train-generic`` (a HAPT generic model)."""
+"""``crop methods`` (the registered methods), ``crop train-generic`` (a HAPT generic model) and
+``crop docs`` (the documentation shipped with the package)."""
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Annotated
 
 import typer
@@ -74,3 +77,36 @@ def faults() -> None:
     for f in FAULTS.values():
         table.add_row(f.name, f.unit, ", ".join(f"{s:g}" for s in f.sweep), f.touches)
     console.print(table)
+
+
+@_guard
+def docs(
+    topic: Annotated[
+        str | None,
+        typer.Argument(
+            help="a topic, e.g. DATASETS (any case); none: list the topics", metavar="TOPIC", show_default=False
+        ),
+    ] = None,
+) -> None:
+    """Print crop's documentation: the topics, or one topic's text (Markdown).
+
+    The repository's docs/*.md, shipped in the package; help and error texts name them so: crop docs DATASETS."""
+    from crop import manual
+
+    if topic is None:
+        known = manual.topics()
+        if not known:
+            raise CropError("this installation of crop has no documentation files (crop/docs/*.md)")
+        width = max(len(name) for name in known)
+        lines = [f"{name:<{width}}  {manual.title(entry)}".rstrip() for name, entry in known.items()]
+        text = "\n".join([*lines, "", "crop docs TOPIC prints one (Markdown); e.g. crop docs DATASETS | less"]) + "\n"
+    else:
+        text = manual.read(topic)
+        text += "" if text.endswith("\n") else "\n"
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:  # crop docs RESULTS | head: the reader has what it wanted
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # no second error when the interpreter flushes at exit
+        os.close(devnull)

@@ -56,7 +56,7 @@ def personalize(
         str | None, typer.Option(help="e.g. hapt-session:1 (the default on hapt) or stress:1 (default: the first)")
     ] = None,
     dataset: Annotated[
-        str, typer.Option(help="hapt (built in) or a dataset of docs/DATASETS.md, with --root")
+        str, typer.Option(help="hapt (built in) or a dataset of crop docs DATASETS, with --root")
     ] = "hapt",
     root: Annotated[str | None, typer.Option(help="the dataset's directory (every dataset but hapt)")] = None,
     arch: Annotated[
@@ -77,7 +77,7 @@ def personalize(
         str,
         typer.Option(
             help="--dataset of the paper: 'paper' (Tables 9-10; slow on a CPU) or 'cpu' (far fewer epochs; "
-            "docs/DATASETS.md)"
+            "crop docs DATASETS)"
         ),
     ] = "paper",
     metric: Annotated[str | None, typer.Option(help="accuracy measure (default: the dataset's)")] = None,
@@ -123,9 +123,9 @@ def personalize(
         configs.setdefault(method, _preset_config(dataset, method))
     else:
         if root is not None or arch is not None:
-            raise CropError("--root and --arch apply to --dataset (docs/DATASETS.md), not hapt")
+            raise CropError("--root and --arch apply to --dataset (crop docs DATASETS), not hapt")
         if preset != "paper":
-            raise CropError(f"--preset {preset} applies to the paper's datasets (docs/DATASETS.md), not hapt")
+            raise CropError(f"--preset {preset} applies to the paper's datasets (crop docs DATASETS), not hapt")
         metric = _metric(metric if metric is not None else "balanced_accuracy")
         configs = _load_configs(config, [method])
         hapt_user = _hapt_user(user) if user is not None else None

@@ -168,7 +168,7 @@ def fairness(
     --fairness` results also per group of each attribute: HAPT traits measured on the available
     context (movement intensity, walking cadence, the generic model's accuracy), attributes the
     dataset's files carry (stress: the readme demographics), the --attributes columns, the
-    activity and the context. See docs/FAIRNESS.md."""
+    activity and the context. See crop docs FAIRNESS."""
     from crop.fairness._command import check_targets
 
     out_dir = check_input_dir(out, "DIR")

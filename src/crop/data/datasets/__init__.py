@@ -65,7 +65,7 @@ def get_dataset(name: str, root: str | Path | None, **options: Any) -> Dataset:
     """The dataset ``name`` over the directory ``root`` (checked: an existing directory)."""
     cls = dataset_class(name)
     if root is None or not str(root).strip():
-        raise CropError(f"--dataset {name} needs --root (the directory holding its files; docs/DATASETS.md)")
+        raise CropError(f"--dataset {name} needs --root (the directory holding its files; crop docs DATASETS)")
     dataset = cls(root, **options)
     dataset.check_root()
     return dataset

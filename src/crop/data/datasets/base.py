@@ -399,7 +399,7 @@ def finish(
         why = f": {'; '.join(dict.fromkeys(unusable.values()))}" if unusable else ""
         skipped = f"; {notes[0]}" if notes else ""
         raise CropError(
-            f"{dataset.root}: no usable {dataset.name} samples found{why}{skipped} (see docs/DATASETS.md for the layout)"
+            f"{dataset.root}: no usable {dataset.name} samples found{why}{skipped} (crop docs DATASETS has the layout)"
         )
     shapes = {tuple(d.X.shape[1:]) for d in users.values()}
     if len(shapes) != 1:

@@ -72,7 +72,7 @@ class PerceptR(Dataset):
     def read(self) -> DatasetData:
         files = self.files()
         if not files:
-            raise CropError(f"{self.root}: no <speaker id>.npz files (PERCEPT-R features; docs/DATASETS.md)")
+            raise CropError(f"{self.root}: no <speaker id>.npz files (PERCEPT-R features; crop docs DATASETS)")
         users: dict[UserId, UserData] = {int(p.stem): read_speaker(p) for p in files}
         shapes = {u: d.X.shape[1:] for u, d in users.items()}
         if len(set(shapes.values())) > 1:

@@ -129,7 +129,7 @@ def cost_note(dataset: str) -> str | None:
     return (
         f"note: the paper's {name} preset trains {g.epochs} epochs per generic model and "
         f"{p.initial_epochs + p.final_epochs} per method, user and scenario (--preset cpu: {cg.epochs} and "
-        f"{cp.initial_epochs + cp.final_epochs}){measured}; see docs/DATASETS.md"
+        f"{cp.initial_epochs + cp.final_epochs}){measured}; see crop docs DATASETS"
     )
 
 
