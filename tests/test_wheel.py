@@ -121,6 +121,8 @@ def test_the_wheel_installs_with_the_tested_torch_and_runs_outside_the_repositor
     assert all(re.search(rf"^{p.stem}\s", listing, re.M) for p in (REPO / "docs").glob("*.md")), listing
     assert crop_cmd("docs", "datasets") == (REPO / "docs" / "DATASETS.md").read_text(encoding="utf-8")
 
+    demo = crop_cmd("demo", "--out", "demo")  # the main job, from the package's own data and weights
+    assert "Δ_G" in demo and (work / "demo" / "results.jsonl").is_file() and (work / "demo" / "index.html").is_file()
     crop_cmd("personalize", "--user", "2", "--out", "d")
     assert (work / "d" / "model.safetensors").is_file() and (work / "d" / "summary.json").is_file()
     n = 37
