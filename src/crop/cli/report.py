@@ -9,12 +9,14 @@ from typing import Annotated, Any
 import typer
 
 from crop.cli._common import (
+    OUTPUT,
     _guard,
     _methods,
     _metric,
     _rich_table,
     _users,
     console,
+    note_console,
 )
 from crop.errors import CropError
 from crop.outputs import check_input_dir, check_out_dir
@@ -142,11 +144,10 @@ def _fairness_report(out: Path, attributes: Path | None, resamples: int = 2000, 
     from crop.fairness import run_fairness
     from crop.report.console import data_status
 
-    with data_status(console, "fairness report") as status:
-        report = run_fairness(out, attributes, resamples=resamples, say=None if quiet else status)
-    if not quiet:
-        for t in report.summary_tables:
-            console.print(_rich_table(t))
+    with data_status(note_console, "fairness report") as status:
+        report = run_fairness(out, attributes, resamples=resamples, say=None if quiet or OUTPUT.quiet else status)
+    for t in report.summary_tables:
+        console.print(_rich_table(t))
     console.print(f"wrote {report.path}")
     return report
 
