@@ -95,6 +95,18 @@ def test_bench_off_a_terminal_progress_lines_on_stderr_whole_tables_on_stdout(tm
         assert code == 0 and stderr == "", stderr
         assert interval in stdout and "wrote" in stdout
 
+    # crop fairness --json on the same directory: the report's path, its tables and the gains
+    code, stdout, stderr = crop(capsys, "fairness", out, "--json")
+    assert code == 0, stderr
+    doc = json.loads(stdout)
+    assert doc["command"] == "fairness" and doc["path"].startswith(str(out))
+    assert doc["tables"] and all({"title", "header", "rows"} <= set(t) for t in doc["tables"])
+    from crop.report.stats import unseen_changes
+
+    change = unseen_changes(performance(load_results(out), "balanced_accuracy"), "hapt-session:1", "finetune")
+    assert isinstance(doc["person_gains_pp"]["hapt-session:1"]["finetune"]["2"], float)
+    assert doc["person_gains_pp"]["hapt-session:1"]["finetune"]["2"] == pytest.approx(change[2])
+
 
 def test_bench_json_counts_units_run(tmp_path, fast, capsys):
     out = tmp_path / "b"
@@ -135,3 +147,33 @@ def test_text_table_on_a_terminal_is_a_box_table_and_off_one_is_markdown():
     drawn = on.file.getvalue()
     assert "┏" in drawn and "| a |" not in drawn  # a terminal gets the box table, fitted to its width
     assert max(len(line) for line in drawn.splitlines()) < 100
+
+
+def test_certify_and_export_json(tmp_path, capsys):
+    import numpy as np
+    import torch
+
+    from crop.models import HAPTNet, save_model
+
+    torch.manual_seed(0)
+    model = save_model(HAPTNet(), tmp_path / "generic.safetensors")
+    rng = np.random.default_rng(0)
+    data = tmp_path / "me.npz"
+    np.savez(data, X=rng.normal(size=(12, 6, 128)).astype(np.float32), y=np.arange(12) % 6, context=["a"] * 12)
+    cert = tmp_path / "cert.json"
+    argv = ["certify", "--model", model, "--data", data, "--certify", "eps=0,0.01", "--out", cert, "--json"]
+    code, stdout, stderr = crop(capsys, *argv)
+    assert code == 0, stderr
+    doc = json.loads(stdout)
+    assert doc["command"] == "certify" and doc["out"] == str(cert) and doc["windows"] == {"a": 12}
+    assert doc["results"] == json.loads(cert.read_text())["results"]
+    assert isinstance(doc["results"]["a"]["verified@linf:0"], float)
+
+    pytest.importorskip("onnxruntime")
+    onnx = tmp_path / "m.onnx"
+    code, stdout, stderr = crop(capsys, "export", model, "--out", onnx, "--json")
+    assert code == 0, stderr
+    doc = json.loads(stdout)
+    assert doc["path"] == str(onnx) and doc["bytes"] == onnx.stat().st_size
+    assert isinstance(doc["max_abs_diff"], float) and doc["max_abs_diff"] < 1e-3
+    assert isinstance(doc["metadata"], dict) and "input_shape" in doc["metadata"]

@@ -10,7 +10,9 @@ import typer
 
 from crop.cli._common import (
     OUTPUT,
+    _emit_json,
     _guard,
+    _json_mode,
     _methods,
     _metric,
     _rich_table,
@@ -162,6 +164,14 @@ def fairness(
     resamples: Annotated[
         int, typer.Option(help="bootstrap resamples over people for the intervals", min=100, max=100_000)
     ] = 2000,
+    json_out: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="print one JSON summary on stdout: the report's path, its headline tables (raw values) and each "
+            "person's unseen-context gain per scenario and method",
+        ),
+    ] = False,
 ) -> None:
     """Fairness of a bench's models, group-wise and across people, into DIR/fairness/.
 
@@ -172,9 +182,22 @@ def fairness(
     activity and the context. See docs/FAIRNESS.md."""
     from crop.fairness._command import check_targets
 
+    _json_mode(json_out)
     out_dir = check_input_dir(out, "DIR")
     check_targets(out_dir)
-    _fairness_report(out_dir, attributes, resamples)
+    report = _fairness_report(out_dir, attributes, resamples)
+    if json_out:
+        _emit_json(
+            {
+                "command": "fairness",
+                "path": report.path,
+                "tables": [
+                    {"title": t.title, "kind": t.kind, "header": t.header, "rows": t.rows}
+                    for t in report.summary_tables
+                ],
+                "person_gains_pp": report.person_gains,
+            }
+        )
 
 
 @_guard
