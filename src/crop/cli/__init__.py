@@ -4,6 +4,10 @@ Personalize (personalize, tune), compare (bench, report, demo), explain (analyze
 audit fairness (fairness), report (card), deploy (export, resources).
 
 Bad input ends in one line on stderr ("crop: error: ...") and exit code 2, with no half-written output.
+
+Results (tables, summaries, --json) go to stdout; progress and notes to stderr (crop --quiet: none;
+crop --verbose: phase timings). Off a terminal, tables are printed whole as Markdown text and
+crop bench prints one line per finished unit.
 """
 
 from __future__ import annotations
@@ -70,10 +74,7 @@ def _setup(
         bool, typer.Option("--verbose", "-v", help="more detail on stderr, e.g. the time of each phase")
     ] = False,
 ) -> None:
-    """crop: trustworthy static personalization of human-sensing models (CRoP).
-
-    Results (tables, summaries, --json) go to stdout; progress and notes to stderr. Off a
-    terminal, tables are printed whole as Markdown text and crop bench prints one line per unit."""
+    """crop: trustworthy static personalization of human-sensing models (CRoP)."""
     from crop.env import check_all
 
     _set_output(quiet=quiet, verbose=verbose)
