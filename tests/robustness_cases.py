@@ -136,6 +136,9 @@ def option_cases() -> list[Case]:
         out.append(C("option:crop --threads", "--threads", v, "methods"))
     out += [C("option:crop --threads", "methods", "--threads", "2"), C("option:crop", "--bogus", "methods")]
     out += [C("option:crop", "nope"), C("option:crop --threads", "--threads")]
+    for flag in ("--quiet", "--verbose"):  # flags: a value is refused
+        out.append(C(f"option:crop {flag}", f"{flag}=yes", "methods"))
+        out.append(C(f"option:crop {flag}", flag, "personalize", "--user", "99", "--out", "o"))  # errors still print
     out += [C("option:crop --version", "methods", "--version")]  # an option of crop, not of a command
     for opt in ("--install-completion", "--show-completion"):  # typer's shell completion: flags of crop itself
         out += [C(f"option:crop {opt}", "methods", opt), C(f"option:crop {opt}", f"{opt}=bash", "methods")]
@@ -178,6 +181,7 @@ def option_cases() -> list[Case]:
         for opt in opts:
             out.append(C(f"option:{cmd} {opt}", *command(cmd), opt))
     flags = [("bench", "--quiet"), ("bench", "--tune"), ("tune", "--population"), ("analyze", "--no-figures")]
+    flags += [(cmd, "--json") for cmd in ("bench", "personalize", "tune", "certify", "export", "fairness")]
     for cmd, flag in flags + [("bench", "--fairness")]:
         out.append(C(f"option:{cmd} {flag}", *command(cmd), f"{flag}=yes"))
     required = {"bench": ["scenario", "out"], "personalize": ["out"], "tune": ["out"], "certify": ["model"]}

@@ -22,6 +22,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import stat
@@ -38,6 +39,8 @@ from crop.cli import run
 from crop.data.scenarios import parse_scenarios
 from crop.errors import CropError
 
+PROGRESS_LINE = re.compile(r"\[\d+/\d+\] ")  # crop bench: one line per finished unit off a terminal
+
 
 def cli(argv: list[str]) -> tuple[int, str, str]:
     """``crop ARGV`` in this process: exit code, stdout, stderr."""
@@ -48,7 +51,7 @@ def cli(argv: list[str]) -> tuple[int, str, str]:
 
 
 def one_error_line(err: str) -> str:
-    lines = err.splitlines()
+    lines = [line for line in err.splitlines() if not PROGRESS_LINE.match(line)]  # crop bench off a terminal
     assert len(lines) == 1 and lines[0].startswith("crop: error: "), err
     assert "Traceback" not in err and "internal error" not in err
     return lines[0]

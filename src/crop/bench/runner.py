@@ -459,8 +459,20 @@ def default_workers(n_groups: int) -> int:
     return max(1, min(8, os.cpu_count() or 1, n_groups))
 
 
-def run_bench(spec: BenchSpec, progress: bool = True, *, finish: Callable[[], None] | None = None) -> Path:
+def run_bench(
+    spec: BenchSpec,
+    progress: Any = True,
+    *,
+    finish: Callable[[], None] | None = None,
+    stats: dict[str, Any] | None = None,
+) -> Path:
     """Run (or resume) the grid in ``spec``; returns the path of ``results.jsonl``.
+
+    ``progress``: ``True`` (a rich progress bar on stderr), ``False`` (none), or a progress
+    object of that interface (``add_task``, ``update``, ``advance``; with a ``line(task, text)``
+    method it is also given one line per finished unit and generic model, as
+    :class:`crop.report.console.LineProgress` prints off a terminal). ``stats`` (a dict) is
+    filled with the counts of units: ``total``, ``run``, ``reused``, ``failed``.
 
     The run holds the results directory's lock (:func:`~crop.bench.checks.guard_bench`): every
     file of the run is written through it, so the run stops with a one-line error, recreating
@@ -486,7 +498,7 @@ def run_bench(spec: BenchSpec, progress: bool = True, *, finish: Callable[[], No
                 from crop.bench.ray_executor import ray_session
 
                 stack.enter_context(ray_session(spec.workers, spec.address))
-        return _run_bench(spec, progress, finish=finish)
+        return _run_bench(spec, progress, finish=finish, stats=stats)
 
 
 def _unit_key(spec: BenchSpec, unit: Unit) -> tuple:
@@ -494,7 +506,7 @@ def _unit_key(spec: BenchSpec, unit: Unit) -> tuple:
 
 
 @guard_bench  # validates the whole spec before anything is written; one run per results directory
-def _run_bench(spec: BenchSpec, progress: bool, *, lock: DirectoryLock) -> Path:
+def _run_bench(spec: BenchSpec, progress: Any, *, lock: DirectoryLock, stats: dict[str, Any] | None = None) -> Path:
     """The body of :func:`run_bench`, holding the results directory's ``lock`` (given by
     :func:`~crop.bench.checks.guard_bench`; Ray, if asked for, is up)."""
     from crop.generic import generic_for_fold
@@ -547,18 +559,31 @@ def _run_bench(spec: BenchSpec, progress: bool, *, lock: DirectoryLock) -> Path:
         TextColumn("eta"),
         TimeRemainingColumn(),
     ]
-    with Progress(*columns, disable=not progress, transient=False) as bar:
+    if isinstance(progress, bool):
+        from rich.console import Console
+
+        progress = Progress(*columns, console=Console(stderr=True), disable=not progress, transient=False)
+    line = getattr(progress, "line", None)  # one line per finished unit (off a terminal)
+    counts = {"total": len(units), "run": len(todo), "reused": len(units) - len(todo), "failed": 0}
+    if stats is not None:
+        stats.update(counts)
+    with progress as bar:
         # Generic models first, in this process: a fold's model is trained once and cached.
         generics: dict[tuple[str, int], dict] = {}
         needed = sorted({(g.generic_kind, fold_of(g.user)) for g in groups}, key=str)
         prep = bar.add_task("generic models", total=len(needed)) if needed else None
         for kind, fold in needed:
-            bar.update(prep, description=f"generic model {kind}, {'fold ' if source is None else ''}{fold}")
+            name = f"generic model {kind}, {'fold ' if source is None else ''}{fold}"
+            bar.update(prep, description=name)
+            t_generic = time.perf_counter()
             info = generic_info(kind, fold)
             generics[(kind, fold)] = info
             if info.get("source") == "trained":
                 _append_json(lock, "generics.jsonl", {"kind": kind, **info})
             bar.advance(prep)
+            if line is not None:
+                how = "trained" if info.get("source") == "trained" else "ready"
+                line(prep, f"{name}: {how} in {time.perf_counter() - t_generic:.1f} s")
         task = bar.add_task("bench", total=len(units), completed=len(units) - len(todo))
         population: dict[tuple[str, int, str], Any] = {}
         if spec.tune and spec.tune_on == "population":
@@ -590,9 +615,18 @@ def _run_bench(spec: BenchSpec, progress: bool, *, lock: DirectoryLock) -> Path:
 
         def finish(t: _Task, blocks: list[list[dict]], seconds: float, error: str | None) -> None:
             g = t.group
+            failed = any(r.get("status") == "failed" for records in blocks for r in records)
             for records in blocks:
                 store.append(records)
                 bar.advance(task)
+            if failed:
+                counts["failed"] += len(blocks)
+                if stats is not None:
+                    stats["failed"] = counts["failed"]
+            if line is not None:
+                names = ",".join(sc.name for sc in g.scenarios)
+                how = f"failed ({error.strip().splitlines()[-1]})" if failed and error else "done"
+                line(task, f"{names} user {g.user} seed {g.seed} {g.method}: {how} in {seconds:.1f} s")
             if error is not None:
                 from crop.report.escape import visible
 

@@ -4,6 +4,10 @@ Personalize (personalize, tune), compare (bench, report, demo), explain (analyze
 audit fairness (fairness), report (card), deploy (export, resources), read the documentation (docs).
 
 Bad input ends in one line on stderr ("crop: error: ...") and exit code 2, with no half-written output.
+
+Results (tables, summaries, --json) go to stdout; progress and notes to stderr (crop --quiet: none;
+crop --verbose: phase timings). Off a terminal, tables are printed whole as Markdown text and
+crop bench prints one line per finished unit.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ with paused_collector():  # crop._heap: the imports without the collector's frui
     import crop.models.io  # noqa: F401
     import crop.personalization  # noqa: F401
     from crop.cli import bench, card, certify, deploy, generic, personalize, report
-    from crop.cli._common import _guard, _say, console
+    from crop.cli._common import _guard, _say, _set_output, console
     from crop.cli._help import LiteralHelpCommand, LiteralHelpGroup
     from crop.validate import MAX_THREADS
 
@@ -68,9 +72,20 @@ def _setup(
             max=MAX_THREADS,
         ),
     ] = None,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet", "-q", help="no progress or notes on stderr (errors and warnings still print; results on stdout)"
+        ),
+    ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="more detail on stderr, e.g. the time of each phase")
+    ] = False,
 ) -> None:
     """crop: trustworthy static personalization of human-sensing models (CRoP)."""
     from crop.env import check_all
+
+    _set_output(quiet=quiet, verbose=verbose)
 
     from_env = check_all()  # CROP_THREADS, CROP_CACHE_DIR, CROP_HAPT_FILE: refused like bad options
     import torch
@@ -110,6 +125,7 @@ def run(argv: Sequence[str] | None = None) -> int:
 
     shown: set[str] = set()
     reported = len(STOPS_REPORTED)
+    _set_output()  # the modes of an earlier command in this process do not carry over
 
     def show_warning(message: Any, *args: Any, **kwargs: Any) -> None:
         if str(message) not in shown:  # each distinct warning once per command

@@ -1,21 +1,22 @@
-"""Shared pieces of the ``crop`` commands: the consoles, the error guard that turns a refused
+"""Shared pieces of the ``crop`` commands: the consoles and output modes, the error guard that turns a refused
 input into one line on stderr, and the parsers of options several commands take (users, methods,
 metrics, TOML method configs)."""
 
 from __future__ import annotations
 
 import functools
+import json
 import os
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import typer
-from rich.table import Table as RichTable
 
 from crop.errors import CropError
 from crop.interrupts import stop_line
-from crop.report.console import DataConsole
+from crop.report.console import DataConsole, LineProgress, TextTable
 from crop.report.escape import visible
 from crop.validate import (
     int_list,
@@ -23,8 +24,88 @@ from crop.validate import (
 )
 
 # Every string printed is data: no console markup, control characters visible (crop.report.console).
+# Results (tables, summaries, --json) go to stdout; progress and notes to stderr (note_console,
+# silenced by --quiet); errors and warnings to stderr always (err_console).
 console = DataConsole()
 err_console = DataConsole(stderr=True)
+note_console = DataConsole(stderr=True)
+
+
+class _Output:
+    """The output modes of the running command: ``quiet`` (no notes or progress), ``verbose``
+    (notes with more detail, e.g. timings), ``json`` (one JSON document is all of stdout)."""
+
+    quiet = False
+    verbose = False
+    json = False
+
+
+OUTPUT = _Output()
+
+
+def _set_output(quiet: bool = False, verbose: bool = False) -> None:
+    """Start a command with these modes (the root options ``--quiet`` / ``--verbose``)."""
+    OUTPUT.quiet, OUTPUT.verbose, OUTPUT.json = quiet, verbose and not quiet, False
+    note_console.quiet = quiet
+    console.quiet = False
+
+
+def _quiet() -> None:
+    """A command's own ``--quiet`` (``crop bench --quiet``): as the root option."""
+    _set_output(quiet=True, verbose=False)
+
+
+def _json_mode(on: bool) -> None:
+    """``--json``: stdout gets the JSON document only (tables and summaries are not printed)."""
+    OUTPUT.json = on
+    console.quiet = on
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` for JSON: numpy scalars and arrays as numbers and lists, a NaN or infinity as
+    ``null``, paths and other objects as strings."""
+    import math
+
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
+        return _jsonable(value.tolist())
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    return str(value)
+
+
+def _emit_json(payload: Any) -> None:
+    """``payload`` as one JSON document on stdout (numbers as numbers; paths as strings)."""
+    text = json.dumps(_jsonable(payload), indent=2, allow_nan=False)
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def _note(message: Any) -> None:
+    """An informational line on stderr (not with --quiet)."""
+    note_console.print(message, highlight=False, markup=False, soft_wrap=True)
+
+
+def _detail(message: Any) -> None:
+    """A line on stderr with --verbose only."""
+    if OUTPUT.verbose:
+        _note(message)
+
+
+def _progress(*columns: Any, transient: bool = False, disable: bool = False) -> Any:
+    """A progress display on stderr: a rich bar on a terminal, else :class:`LineProgress` (one
+    line per finished unit, where the caller prints them); nothing with --quiet."""
+    from crop.report.console import data_progress
+
+    disable = disable or OUTPUT.quiet
+    if not note_console.is_terminal:
+        return LineProgress(note_console, disable=disable)
+    return data_progress(*columns, console=note_console, transient=transient, disable=disable)
 
 
 def _say(prefix: str, message: Any) -> None:
@@ -175,12 +256,9 @@ def _load_configs(path: Path | None, methods: list[str]) -> dict[str, Any]:
     return out
 
 
-def _rich_table(table: Any) -> RichTable:
+def _rich_table(table: Any) -> TextTable:
     """A :class:`crop.report.table.Table` for the console; every title, header and cell shown
-    literally on one line (:func:`crop.report.escape.visible`)."""
-    rt = RichTable(title=visible(table.title), title_justify="left", show_lines=False)
-    for i, h in enumerate(table.header):
-        rt.add_column(visible(h), justify="left" if i == 0 else "right")
-    for row in table.rows:
-        rt.add_row(*(visible(table.cell(c, v)) for c, v in zip(table.header, row, strict=True)))
-    return rt
+    literally on one line (:func:`crop.report.escape.visible`): a box table on a terminal, whole
+    Markdown text in a pipe or a file (:class:`crop.report.console.TextTable`)."""
+    rows = [[table.cell(c, v) for c, v in zip(table.header, row, strict=True)] for row in table.rows]
+    return TextTable(table.title, list(table.header), rows)

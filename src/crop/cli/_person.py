@@ -63,9 +63,9 @@ def _dataset_person(
         raise CropError(f"--dataset {dataset} needs --model (your generic model .safetensors)")
     us = source.user_scenario(who, scenarios[0], seed)  # an empty context is refused before any training
     if note is not None:
-        from crop.cli._common import console
+        from crop.cli._common import _note
 
-        console.print(note, highlight=False, markup=False, soft_wrap=True)  # one line
+        _note(note)  # one line, on stderr
     generic, info = source.generic_model(source.serving(who))
     subject = {"dataset": dataset, "root": source.root, "user": who, "scenario": scenarios[0].name}
     if ds.options:

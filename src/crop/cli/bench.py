@@ -3,20 +3,28 @@ results and tables."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from crop.cli._common import (
+    OUTPUT,
     _dataset_configs,
+    _detail,
+    _emit_json,
     _guard,
+    _json_mode,
     _load_configs,
     _methods,
     _metric,
+    _note,
+    _quiet,
     _rich_table,
     _users,
     console,
+    note_console,
 )
 from crop.cli.report import _check_report_targets, _fairness_report, _write_tables
 from crop.errors import CropError
@@ -144,7 +152,17 @@ def bench(
         str | None,
         typer.Option(help="accuracy measure for selection and tables (default: the dataset's, Appendix A.2)"),
     ] = None,
-    quiet: Annotated[bool, typer.Option(help="no progress bar or tables on the terminal")] = False,
+    quiet: Annotated[
+        bool, typer.Option(help="no progress or notes on stderr (as crop --quiet); results still on stdout")
+    ] = False,
+    json_out: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="print one JSON summary on stdout (output files, units run/reused/failed, Δ_P and Δ_G per "
+            "scenario and method) instead of the tables",
+        ),
+    ] = False,
     tune: Annotated[
         bool,
         typer.Option(
@@ -240,6 +258,9 @@ def bench(
     from crop.certify.robustness import parse_robustness_spec
     from crop.data.scenarios import PERSONALIZATION_USERS, parse_scenarios
 
+    if quiet:
+        _quiet()
+    _json_mode(json_out)
     # Everything is checked here (and again by run_bench) before anything is written.
     out_dir = check_out_dir(out, "--out", BENCH_FILES)
     check_executor(executor, address)
@@ -313,20 +334,93 @@ def bench(
             _fairness_report(out_dir, attributes, quiet=quiet)
         tables.extend(_write_tables(out_dir, metric))
 
-    if not quiet and preset == "paper" and dataset != "hapt":
+    if not OUTPUT.quiet and preset == "paper" and dataset != "hapt":
         from crop.bench.checks import validate_bench_spec
         from crop.data.datasets.presets import cost_note
 
         validate_bench_spec(spec)  # a refused run says only why
         note = cost_note(dataset)
         if note is not None:
-            console.print(note, highlight=False, markup=False, soft_wrap=True)  # one line
-    run_bench(spec, progress=not quiet, finish=reports)
-    if not quiet:
-        for t in tables:
-            if t.kind in ("summary", "gains"):
-                console.print(_rich_table(t))
+            _note(note)  # one line
+    stats: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    run_bench(spec, progress=_bench_progress(), finish=reports, stats=stats)
+    _detail(f"bench: {stats.get('run', 0)} unit(s) run in {time.perf_counter() - t0:.1f} s")
+    for t in tables:
+        if t.kind in ("summary", "gains"):
+            console.print(_rich_table(t))
     console.print(f"wrote {out_dir / 'results.jsonl'} and {out_dir / 'table.md'}")
+    if json_out:
+        _emit_json(_bench_json(out_dir, spec, metric, stats))
+
+
+def _bench_progress() -> Any:
+    """What crop bench draws its progress with: a rich bar on a terminal's stderr, one line per
+    finished unit when stderr is a pipe or a file (a bar would print nothing there until the
+    end), nothing with --quiet."""
+    from crop.report.console import LineProgress
+
+    if OUTPUT.quiet:
+        return False
+    if not note_console.is_terminal:
+        return LineProgress(note_console)
+    return True
+
+
+def _bench_json(out_dir: Path, spec: Any, metric: str, stats: dict[str, Any]) -> dict[str, Any]:
+    """The --json summary of a bench run: files, unit counts, and per scenario and method the
+    gains over the generic model (Δ_P) and over finetuning (Δ_G) in percentage points, with
+    their 95 % bootstrap intervals over users."""
+    from crop.bench.runner import load_results
+    from crop.report.stats import summarize_gain
+    from crop.report.tables import performance
+
+    perf = performance(load_results(out_dir), metric)
+    gains: dict[str, dict[str, Any]] = {}
+    for sc in spec.scenarios:
+        per_method: dict[str, Any] = {}
+        for method in spec.methods:
+            entry: dict[str, Any] = {}
+            for key, reference in (("delta_p", "generic"), ("delta_g", "finetune")):
+                if method in ("generic", reference) or reference not in spec.methods:
+                    continue
+                entry[key] = _gain_dict(summarize_gain(perf, sc.name, method, reference))
+            if entry:
+                per_method[method] = entry
+        gains[sc.name] = per_method
+    return {
+        "command": "bench",
+        "out": str(out_dir),
+        "results": str(out_dir / "results.jsonl"),
+        "table": str(out_dir / "table.md"),
+        "metric": metric,
+        "dataset": spec.dataset,
+        "scenarios": [sc.name for sc in spec.scenarios],
+        "methods": list(spec.methods),
+        "users": [u if isinstance(u, int) else str(u) for u in spec.users],
+        "seeds": list(spec.seeds),
+        "units": {k: stats.get(k, 0) for k in ("total", "run", "reused", "failed")},
+        "gains_pp": gains,
+    }
+
+
+def _gain_dict(g: Any) -> dict[str, Any]:
+    """A :func:`crop.report.stats.summarize_gain` result as numbers (``None`` where undefined)."""
+    import math
+
+    def num(v: Any) -> Any:
+        return None if v is None or (isinstance(v, float) and not math.isfinite(v)) else float(v)
+
+    return {
+        "mean": num(g.mean),
+        "low": num(g.low),
+        "high": num(g.high),
+        "p_value": num(g.p_value),
+        "wins": g.wins,
+        "ties": g.ties,
+        "losses": g.losses,
+        "n_users": g.n_users,
+    }
 
 
 @_guard
@@ -343,7 +437,7 @@ def demo(
     _check_report_targets(out)
     from rich.text import Text
 
-    console.print(
+    note_console.print(
         Text.assemble(
             ("crop demo", "bold"),
             f": personalizing HAPT users {list(PERSONALIZATION_USERS)} "
@@ -358,7 +452,9 @@ def demo(
         out=out,
     )
     tables: list[Any] = []
-    run_bench(spec, finish=lambda: tables.extend(_write_tables(out, spec.metric)))  # under the lock
+    run_bench(
+        spec, progress=_bench_progress(), finish=lambda: tables.extend(_write_tables(out, spec.metric))
+    )  # under the lock
     for kind in ("per_user", "summary"):
         console.print(_rich_table(next(t for t in tables if t.kind == kind)))
     from crop.bench.runner import load_results

@@ -7,11 +7,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table as RichTable
 
 from crop.cli._common import (
+    _detail,
+    _emit_json,
     _guard,
+    _json_mode,
     console,
+    note_console,
 )
 from crop.errors import CropError
 from crop.outputs import check_out_file
@@ -36,6 +39,10 @@ def certify(
     scenario: Annotated[str, typer.Option(help="with --user: the HAPT scenario")] = "hapt-session:1",
     seed: Annotated[int, typer.Option(help="split seed (with --user) and sampling seed", min=0, max=MAX_SEED)] = 0,
     out: Annotated[str | None, typer.Option(help="write the measures to this JSON file")] = None,
+    json_out: Annotated[
+        bool,
+        typer.Option("--json", help="print one JSON summary on stdout: model, spec, windows and results (fractions)"),
+    ] = False,
 ) -> None:
     """Certify a model: verified accuracy (IBP, CROWN), PGD accuracy, smoothed certified accuracy."""
     import numpy as np
@@ -46,6 +53,7 @@ def certify(
     from crop.models.utils import n_classes_of
     from crop.report.files import write_text_atomic
 
+    _json_mode(json_out)
     robustness = parse_robustness_spec(spec)
     out_file = check_out_file(out, "--out") if out is not None else None
     if (user is None) == (data is None):
@@ -92,28 +100,28 @@ def certify(
         n_classes = n_classes_of(net, d.X, f"{model}: context {name}")
         d.validate(n_classes=n_classes)
     results: dict[str, dict[str, float]] = {}
-    from crop.report.console import data_status
-    from crop.report.escape import visible
+    import time
 
-    with data_status(console, "certifying") as status:
+    from crop.report.console import TextTable, data_status
+
+    with data_status(note_console, "certifying") as status:
         for name, d in contexts.items():
             status(f"certifying {name} ({len(d)} windows)")
             if d.X.shape[1:] != contexts[next(iter(contexts))].X.shape[1:]:
                 raise CropError(f"context {name}: window shape differs")
+            t0 = time.perf_counter()
             results[name] = {m["metric"]: m["value"] for m in robustness_measures(net, d.X, d.y, robustness, seed=seed)}
-    rt = RichTable(title=visible(f"robustness of {model.name} (%)"), title_justify="left")
-    rt.add_column("measure")
-    for name in results:
-        rt.add_column(visible(name), justify="right")
-    for metric in next(iter(results.values())):
-        rt.add_row(metric, *(f"{100 * results[c][metric]:.1f}" for c in results))
-    console.print(rt)
+            _detail(f"certified {name} ({len(d)} windows) in {time.perf_counter() - t0:.1f} s")
+    rows = [[metric, *(f"{100 * results[c][metric]:.1f}" for c in results)] for metric in next(iter(results.values()))]
+    console.print(TextTable(f"robustness of {model.name} (%)", ["measure", *results], rows))
+    payload = {
+        "model": str(model),
+        "model_sha256": model_sha256,  # crop card shows these numbers only beside this very file
+        "spec": robustness.to_dict(),
+        "windows": {k: len(v) for k, v in contexts.items()},
+    }
     if out_file is not None:
-        payload = {
-            "model": str(model),
-            "model_sha256": model_sha256,  # crop card shows these numbers only beside this very file
-            "spec": robustness.to_dict(),
-            "windows": {k: len(v) for k, v in contexts.items()},
-        }
         write_text_atomic(out_file, json.dumps({**payload, "results": results}, indent=2))
         console.print(f"wrote {out_file}")
+    if json_out:
+        _emit_json({"command": "certify", "out": str(out_file) if out_file else None, **payload, "results": results})

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from crop.cli._common import _guard, _methods, console
+from crop.cli._common import _emit_json, _guard, _json_mode, _methods, _note, _progress, console
 from crop.errors import CropError
 from crop.outputs import check_out_dir, check_out_file
 from crop.validate import MAX_SEED
@@ -42,6 +42,10 @@ def export(
     input_shape: Annotated[
         str | None, typer.Option(help="one sample's shape, e.g. 13,100 (default: the architecture's)")
     ] = None,
+    json_out: Annotated[
+        bool,
+        typer.Option("--json", help="print one JSON summary on stdout: path, bytes, max_abs_diff, metadata"),
+    ] = False,
 ) -> None:
     """Export a crop model file (dense or sparse) to ONNX, checked and run with onnxruntime.
 
@@ -50,6 +54,7 @@ def export(
     Needs the onnx extra: pip install 'crop[onnx]' (onnx and onnxruntime)."""
     from crop.deploy.export import export_file, require
 
+    _json_mode(json_out)
     target = check_out_file(out)
     shape = _shape(input_shape)
     require("onnx")
@@ -62,6 +67,16 @@ def export(
         highlight=False,
         soft_wrap=True,
     )
+    if json_out:
+        _emit_json(
+            {
+                "command": "export",
+                "path": str(result.path),
+                "bytes": result.bytes,
+                "max_abs_diff": float(result.max_abs_diff),
+                "metadata": meta,
+            }
+        )
 
 
 @_guard
@@ -83,14 +98,13 @@ def resources(
     from crop.data.scenarios import parse_scenarios
     from crop.deploy.resources import machine, measure_resources, write_resources
     from crop.personalization.registry import available_methods
-    from crop.report.console import data_progress
 
     target = check_out_dir(out, "--out", ("resources.md", "resources.csv", "machine.json"))
     chosen = available_methods() if methods.strip() == "all" else _methods(methods)
     if len(parse_scenarios(scenario)) != 1:
         raise CropError(f"--scenario must name one scenario such as {scenario}:1")
     info = machine()
-    with data_progress(console=console, transient=True) as bar:
+    with _progress(transient=True) as bar:
         task = bar.add_task("measuring", total=repeats * len(chosen))
 
         def progress(method: str, done: int, total: int) -> None:
@@ -156,10 +170,3 @@ def predict(
             f"against the labels in {data}: accuracy {100 * scores['accuracy']:.2f} %, "
             f"balanced accuracy {100 * scores['balanced_accuracy']:.2f} %"
         )
-
-
-def _note(text: str) -> None:
-    """A line for the person (on stderr, so that predictions on stdout stay clean for a pipe)."""
-    from crop.cli._common import err_console
-
-    err_console.print(text, highlight=False, markup=False, soft_wrap=True)

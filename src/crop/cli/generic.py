@@ -12,6 +12,7 @@ import typer
 from crop.cli._common import (
     _guard,
     console,
+    note_console,
 )
 from crop.errors import CropError
 from crop.outputs import check_out_file
@@ -57,7 +58,7 @@ def train_generic_cmd(
     config = check_config(GenericTrainConfig(epochs=epochs, seed=seed), "train-generic")
     from crop.report.console import data_status
 
-    with data_status(console, f"training the {kind} generic model ({epochs} epochs)"):
+    with data_status(note_console, f"training the {kind} generic model ({epochs} epochs)"):
         model, info = train_generic(kind, config=config)
     save_model(model, target, {k: v for k, v in info.items()})
     console.print(
@@ -69,14 +70,11 @@ def train_generic_cmd(
 @_guard
 def faults() -> None:
     """List the fault library: each fault, its severity unit and its sweep grid (crop bench --faults)."""
-    from rich.table import Table as RichTable
-
     from crop.data.faults import FAULTS
+    from crop.report.console import TextTable
 
-    table = RichTable("fault", "severity", "sweep", "sensor", title="sensor faults (crop.data.faults)")
-    for f in FAULTS.values():
-        table.add_row(f.name, f.unit, ", ".join(f"{s:g}" for s in f.sweep), f.touches)
-    console.print(table)
+    rows = [[f.name, f.unit, ", ".join(f"{s:g}" for s in f.sweep), f.touches] for f in FAULTS.values()]
+    console.print(TextTable("sensor faults (crop.data.faults)", ["fault", "severity", "sweep", "sensor"], rows))
 
 
 @_guard

@@ -10,19 +10,23 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table as RichTable
 
 from crop.cli._common import (
     _dataset_configs,
+    _detail,
+    _emit_json,
     _guard,
+    _json_mode,
     _load_configs,
     _metric,
+    _progress,
     _rich_table,
     console,
 )
 from crop.cli._person import _dataset_person, _hapt_user, _person, _preset_config
 from crop.errors import CropError
 from crop.outputs import check_out_dir
+from crop.report.console import TextTable
 from crop.validate import (
     MAX_GRID_POINTS,
     MAX_SEED,
@@ -88,6 +92,14 @@ def personalize(
             "or an evidence file (default: the one crop ships for the dataset, if any)"
         ),
     ] = None,
+    json_out: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="print one JSON summary on stdout (files, method, user, scores per context, prune amount, "
+            "expectation) instead of the table",
+        ),
+    ] = False,
 ) -> None:
     """Personalize one person: a HAPT user, a user of a dataset (--dataset, --root), or your own
     data file plus a generic model file. Prints what people like this one can expect in the
@@ -100,6 +112,7 @@ def personalize(
     from crop.models.io import model_bytes, sparse_bytes
     from crop.personalization.registry import config_to_dict, get_method
 
+    _json_mode(json_out)
     out = check_out_dir(out, "--out", (MODEL, SPARSE, SUMMARY))
     get_method(method)
     if evidence is not None:
@@ -133,8 +146,12 @@ def personalize(
             hapt_user, scenario if scenario is not None else "hapt-session:1", data, model, available, seed, method
         )
     # One run per model directory; its files are published as one unit (crop.models.directory).
+    t_ready = time.perf_counter()
+    _detail(f"data and generic model ready in {t_ready - t0:.1f} s")
     with model_directory(out) as lock:
         result = run_personalize(generic, split, configs.get(method), method=method, seed=seed, metric=metric)
+        t_fit = time.perf_counter()
+        _detail(f"{method} personalization in {t_fit - t_ready:.1f} s")
         scores = {"available (test split)": evaluate(result.model, split.test)} if len(split.test) else {}
         scores.update({f"unseen: {k}": evaluate(result.model, v) for k, v in unseen.items()})
         generic_scores = {"available (test split)": evaluate(generic, split.test)} if len(split.test) else {}
@@ -173,13 +190,9 @@ def personalize(
             summary["verified_val"] = result.info.get("verified_val")
             summary["file_bytes"] = {"dense": len(dense), "sparse": len(sparse)}
         publish_model(lock, dense, summary, sparse)  # a stale sparse file of an earlier run is removed
-    rt = RichTable(title=f"{method} personalization ({metric}, %)", title_justify="left")
-    rt.add_column("context")
-    rt.add_column("generic", justify="right")
-    rt.add_column(method, justify="right")
-    for k, v in scores.items():
-        rt.add_row(k, f"{100 * generic_scores[k][metric]:.2f}", f"{100 * v[metric]:.2f}")
-    console.print(rt)
+    _detail(f"evaluation and files in {time.perf_counter() - t_fit:.1f} s")
+    rows = [[k, f"{100 * generic_scores[k][metric]:.2f}", f"{100 * v[metric]:.2f}"] for k, v in scores.items()]
+    console.print(TextTable(f"{method} personalization ({metric}, %)", ["context", "generic", method], rows))
     if "file_bytes" in summary:
         sizes = summary["file_bytes"]
         console.print(
@@ -197,6 +210,28 @@ def personalize(
         f"What people like this one can expect where nobody recorded: {expectation_note}", markup=False, highlight=False
     )
     console.print(f"wrote {out / 'model.safetensors'} and {out / 'summary.json'}")
+    if json_out:
+        files = {"model": out / MODEL, "summary": out / SUMMARY}
+        if sparse is not None:
+            files["sparse_model"] = out / SPARSE
+        _emit_json(
+            {
+                "command": "personalize",
+                "out": out,
+                "files": files,
+                **{k: summary[k] for k in _SUBJECT_KEYS if k in summary},
+                "prune_amount": summary["prune_amount"],
+                "density": summary.get("density"),
+                "scores": scores,
+                "generic_scores": generic_scores,
+                "expectation": summary["expectation"],
+                "expectation_note": expectation_note,
+                "seconds": summary["seconds"],
+            }
+        )
+
+
+_SUBJECT_KEYS = ("dataset", "root", "scenario", "user", "data", "available_context", "method", "seed", "metric")
 
 
 def _expectation(
@@ -264,6 +299,10 @@ def tune(
             max=MAX_WORKERS,
         ),
     ] = 1,
+    json_out: Annotated[
+        bool,
+        typer.Option("--json", help="print one JSON summary on stdout: files, chosen values, trials, scores"),
+    ] = False,
 ) -> None:
     """Grid-search a method's config for one person on the available-context validation split.
 
@@ -274,8 +313,8 @@ def tune(
     from crop.models.directory import MODEL, model_directory
     from crop.models.io import model_bytes
     from crop.personalization.registry import get_method
-    from crop.report.console import data_progress
 
+    _json_mode(json_out)
     out = check_out_dir(out, "--out", ("tune.md", "tune.csv", "chosen.json", MODEL))
     spec = get_method(method)
     _metric(metric)
@@ -284,7 +323,7 @@ def tune(
     grid_configs(configs.get(method) or spec.config_class(), expand_grid(chosen_grid), method)  # before any work
     if population:
         _population_tune_cmd(
-            out, user, scenario, data, method, grid, budget, seed, configs.get(method), metric, workers
+            out, user, scenario, data, method, grid, budget, seed, configs.get(method), metric, workers, json_out
         )
         return
     if workers != 1:
@@ -292,7 +331,7 @@ def tune(
     generic, _, split, unseen, subject = _person(user, scenario, data, model, available, seed)
     points = len(expand_grid(chosen_grid))
     total = min(points, budget) if budget else points
-    with model_directory(out) as lock, data_progress(console=console, transient=True) as bar:  # one run per directory
+    with model_directory(out) as lock, _progress(transient=True) as bar:  # one run per directory
         task = bar.add_task(f"tuning {method}", total=total)
         result = run_tune(
             generic,
@@ -316,6 +355,9 @@ def tune(
     for name, value in scores.items():
         console.print(f"chosen model, {name}: {100 * value[metric]:.2f} % {metric}")
     console.print(f"wrote {paths['table']}, {paths['chosen']} and {out / 'model.safetensors'} ({subject})")
+    if json_out:
+        files = {"table": paths["table"], "chosen": paths["chosen"], "model": out / MODEL}
+        _emit_json(_tune_json(out, files, subject, method, metric, result, scores))
 
 
 def _population_tune_cmd(
@@ -330,6 +372,7 @@ def _population_tune_cmd(
     base_config: Any,
     metric: str,
     workers: int = 1,
+    json_out: bool = False,
 ) -> None:
     """``crop tune --population``: the search of :func:`crop.analysis.population_tune` for the
     fold that serves ``user``, then that user's model with the chosen config."""
@@ -338,7 +381,6 @@ def _population_tune_cmd(
     from crop.api import evaluate
     from crop.models.directory import MODEL, model_directory
     from crop.models.io import model_bytes
-    from crop.report.console import data_progress
 
     if user is None or data is not None:
         raise CropError("--population needs --user (a HAPT user): other people's sessions come from HAPT")
@@ -351,7 +393,7 @@ def _population_tune_cmd(
     kind = parse_scenarios(scenario)[0].generic
     chosen_grid = parse_grid_option(grid) if grid is not None else default_grid(method, base_config)
     with model_directory(out) as lock:  # one run per directory
-        with data_progress(console=console, transient=True) as bar:
+        with _progress(transient=True) as bar:
             task = bar.add_task(f"population tuning {method}", total=len(expand_grid(chosen_grid)))
             result = population_tune(
                 method,
@@ -377,6 +419,35 @@ def _population_tune_cmd(
     for name, value in scores.items():
         console.print(f"user {user} with the chosen config, {name}: {100 * value[metric]:.2f} % {metric}")
     console.print(f"wrote {md}, {out / 'chosen.json'} and {out / 'model.safetensors'} ({subject})")
+    if json_out:
+        files = {"table": md, "chosen": out / "chosen.json", "model": out / MODEL}
+        _emit_json(
+            {**_tune_json(out, files, subject, method, metric, result, scores), "population_users": result.users}
+        )
+
+
+def _tune_json(
+    out: Path,
+    files: dict[str, Any],
+    subject: dict[str, Any],
+    method: str,
+    metric: str,
+    result: Any,
+    scores: dict[str, Any],
+) -> dict[str, Any]:
+    """The --json summary of crop tune: files, the person, the chosen values, every trial, and
+    the chosen model's scores per context (fractions)."""
+    return {
+        "command": "tune",
+        "out": out,
+        "files": files,
+        **{k: subject[k] for k in _SUBJECT_KEYS if k in subject},
+        "method": method,
+        "metric": metric,
+        "chosen": result.chosen,
+        "trials": result.to_dict().get("trials"),
+        "scores": scores,
+    }
 
 
 def get_method_fit(method: str) -> Callable[..., Any]:

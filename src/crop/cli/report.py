@@ -9,12 +9,16 @@ from typing import Annotated, Any
 import typer
 
 from crop.cli._common import (
+    OUTPUT,
+    _emit_json,
     _guard,
+    _json_mode,
     _methods,
     _metric,
     _rich_table,
     _users,
     console,
+    note_console,
 )
 from crop.errors import CropError
 from crop.outputs import check_input_dir, check_out_dir
@@ -142,11 +146,10 @@ def _fairness_report(out: Path, attributes: Path | None, resamples: int = 2000, 
     from crop.fairness import run_fairness
     from crop.report.console import data_status
 
-    with data_status(console, "fairness report") as status:
-        report = run_fairness(out, attributes, resamples=resamples, say=None if quiet else status)
-    if not quiet:
-        for t in report.summary_tables:
-            console.print(_rich_table(t))
+    with data_status(note_console, "fairness report") as status:
+        report = run_fairness(out, attributes, resamples=resamples, say=None if quiet or OUTPUT.quiet else status)
+    for t in report.summary_tables:
+        console.print(_rich_table(t))
     console.print(f"wrote {report.path}")
     return report
 
@@ -161,6 +164,14 @@ def fairness(
     resamples: Annotated[
         int, typer.Option(help="bootstrap resamples over people for the intervals", min=100, max=100_000)
     ] = 2000,
+    json_out: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="print one JSON summary on stdout: the report's path, its headline tables (raw values) and each "
+            "person's unseen-context gain per scenario and method",
+        ),
+    ] = False,
 ) -> None:
     """Fairness of a bench's models, group-wise and across people, into DIR/fairness/.
 
@@ -171,9 +182,22 @@ def fairness(
     activity and the context. See crop docs FAIRNESS."""
     from crop.fairness._command import check_targets
 
+    _json_mode(json_out)
     out_dir = check_input_dir(out, "DIR")
     check_targets(out_dir)
-    _fairness_report(out_dir, attributes, resamples)
+    report = _fairness_report(out_dir, attributes, resamples)
+    if json_out:
+        _emit_json(
+            {
+                "command": "fairness",
+                "path": report.path,
+                "tables": [
+                    {"title": t.title, "kind": t.kind, "header": t.header, "rows": t.rows}
+                    for t in report.summary_tables
+                ],
+                "person_gains_pp": report.person_gains,
+            }
+        )
 
 
 @_guard
