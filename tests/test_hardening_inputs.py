@@ -600,23 +600,15 @@ def test_addresses_of_every_accepted_form_parse(address):
     assert (kind == "auto") == (address == "auto") and (address == "auto" or f"{host}:{port}" in address)
 
 
+def ray_bench(address: str, out: Path) -> list[str]:
+    """``crop bench`` of one unit on the Ray executor at ``address``, writing ``out``."""
+    return ["bench", "--scenario", "hapt-session:1", "--users", "2", "--methods", "generic", "--executor", "ray",
+            "--address", address, "--out", str(out)]  # fmt: skip
+
+
 @pytest.mark.parametrize("address", spread(ADDRESSES, 4), ids=[repr(a)[:60] for a in spread(ADDRESSES, 4)])
 def test_cli_address_refusal_is_one_line_and_writes_nothing(address, tmp_path, monkeypatch):
-    argv = [
-        "bench",
-        "--scenario",
-        "hapt-session:1",
-        "--users",
-        "2",
-        "--methods",
-        "generic",
-        "--executor",
-        "ray",
-        "--address",
-        address,
-        "--out",
-        str(tmp_path / "cwd" / "out"),
-    ]
+    argv = ray_bench(address, tmp_path / "cwd" / "out")
     (tmp_path / "cwd").mkdir()
     code, err = run_cli(argv, tmp_path / "cwd", monkeypatch)
     assert code == 2
@@ -736,21 +728,7 @@ def test_a_head_that_never_completes_rays_handshake_is_one_line_before_bench_jso
     pytest.importorskip("ray")
     out = tmp_path / "out"
     with server("grpc") as port:
-        argv = [
-            "bench",
-            "--scenario",
-            "hapt-session:1",
-            "--users",
-            "2",
-            "--methods",
-            "generic",
-            "--executor",
-            "ray",
-            "--address",
-            address.format(port=port),
-            "--out",
-            str(out),
-        ]
+        argv = ray_bench(address.format(port=port), out)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CROP_", "RAY_ADDRESS"))}
         proc = subprocess.run(
             [sys.executable, "-c", RAY_CLI, "5", *argv],
